@@ -1,0 +1,85 @@
+import type { DestinationStream, Logger } from 'pino';
+import { ensureDemoApiKey } from './app/api-keys.ts';
+import { seedDemoData } from './app/demo-data.ts';
+import { startSweeper } from './app/maintenance.ts';
+import { type Services, SYSTEM_ACTOR } from './app/services.ts';
+import type { Config } from './config.ts';
+import { SEED_POLICY } from './domain/risk.ts';
+import { buildServer } from './http/server.ts';
+import type { HttpApp } from './http/types.ts';
+import { createLogger } from './logger.ts';
+import { resolveKeys } from './security/dev-keys.ts';
+import { PiiCipher } from './security/pii-cipher.ts';
+import { Committer } from './storage/committer.ts';
+import { openStore } from './storage/open-store.ts';
+
+/**
+ * The composition root: opens storage (running migrations), resolves keys, wires the services, ensures the
+ * demo key and data, builds the HTTP server and starts background sweeps. Tests call this too, so they run
+ * the real thing.
+ */
+export interface App {
+  server: HttpApp;
+  services: Services;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  logStream?: DestinationStream;
+  clock?: () => number;
+  onFatal?: (error: Error) => void;
+}
+
+export const WRITE_QUEUE_MAX = 10_000;
+
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = createLogger(config.logLevel, options.logStream);
+  const clock = options.clock ?? Date.now;
+  const onFatal = options.onFatal ?? crash(logger);
+  const store = await openStore(config, clock);
+  const keys = await resolveKeys(config, store);
+  for (const variable of keys.generated) {
+    logger.warn(
+      `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
+    );
+  }
+  const services: Services = {
+    store,
+    committer: new Committer(store, {
+      batchMax: config.groupCommitBatchMax,
+      queueMax: WRITE_QUEUE_MAX,
+      onFatal,
+    }),
+    cipher: new PiiCipher(keys.dataKeys),
+    policy: SEED_POLICY,
+    clock,
+    idempotencyRetentionMs: config.idempotencyRetentionMs,
+  };
+  if (config.demoApiToken !== null) await ensureDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
+  if (config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
+    logger.info('seeded the demo data');
+  const server = buildServer(services, { logger, onFatal });
+  const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
+    logger.error({ err: error }, 'maintenance sweep failed'),
+  );
+  return {
+    server,
+    services,
+    logger,
+    async close() {
+      stopSweeper();
+      await server.close();
+      await services.committer.drain();
+      await store.close();
+    },
+  };
+}
+
+/** An invariant violation stops the process at once: corrupt state must never be served or committed. */
+function crash(logger: Logger): (error: Error) => void {
+  return (error) => {
+    logger.fatal({ err: error }, 'invariant violated: stopping');
+    process.exit(70);
+  };
+}

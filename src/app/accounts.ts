@@ -1,0 +1,101 @@
+import { randomInt } from 'node:crypto';
+import { AppError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import { transfer } from '../domain/ledger.ts';
+import type { Account, Actor } from '../domain/types.ts';
+import type { PiiCipher } from '../security/pii-cipher.ts';
+import type { AccountRow, Tx } from '../storage/store.ts';
+import type { Services } from './services.ts';
+
+export interface NewAccount {
+  customerId: string;
+  currency: string;
+  initialBalanceCents: number;
+  /** Fixed id and number for the seeded demo accounts; generated otherwise. */
+  id?: string;
+  accountNumber?: string;
+}
+
+/**
+ * Opens an account. It always opens empty: an opening balance is a real ledger posting from the currency's
+ * system funding account, so the ledger balances from the first cent.
+ */
+export async function createAccount(services: Services, actor: Actor, input: NewAccount): Promise<Account> {
+  return services.committer.submit((tx) => openAccount(tx, services.cipher, actor, input));
+}
+
+export async function openAccount(
+  tx: Tx,
+  cipher: PiiCipher,
+  actor: Actor,
+  input: NewAccount,
+): Promise<Account> {
+  const owners = await tx.getCustomers([input.customerId]);
+  if (!owners.has(input.customerId)) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
+  const number =
+    input.accountNumber ??
+    `44${String(randomInt(0, 1e7)).padStart(7, '0')}${String(randomInt(0, 1e7)).padStart(7, '0')}`;
+  const row: AccountRow = {
+    id: input.id ?? newId('acc'),
+    kind: 'customer',
+    ownerCustomerId: input.customerId,
+    currency: input.currency,
+    postedBalanceCents: 0,
+    heldBalanceCents: 0,
+    accountNumberLast4: number.slice(-4),
+    numberEnc: cipher.encrypt(number, 'account.number'),
+    numberIndex: cipher.blindIndex(number, 'account.number'),
+    createdAtMs: tx.nowMs,
+  };
+  await tx.insertAccount(row);
+  let ledgerTransactionId: string | null = null;
+  if (input.initialBalanceCents > 0) {
+    const system = await ensureSystemAccount(tx, cipher, input.currency);
+    const accounts = await tx.lockAccounts([system.id, row.id]);
+    const posting = transfer(
+      'opening_balance',
+      input.currency,
+      null,
+      system.id,
+      row.id,
+      input.initialBalanceCents,
+    );
+    ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
+  }
+  await tx.appendAudit({
+    eventType: 'account.created',
+    actorId: actor.apiKeyId,
+    requestId: actor.requestId,
+    resourceType: 'account',
+    resourceId: row.id,
+    metadata: {
+      accountId: row.id,
+      customerId: input.customerId,
+      currency: input.currency,
+      openingBalanceCents: input.initialBalanceCents,
+      ledgerTransactionId,
+    },
+  });
+  const opened = await tx.lockAccounts([row.id]);
+  return opened.get(row.id)!;
+}
+
+/** The per-currency funding account that opening balances are posted from (created on first use). */
+async function ensureSystemAccount(tx: Tx, cipher: PiiCipher, currency: string): Promise<Account> {
+  const existing = await tx.getSystemAccount(currency);
+  if (existing) return existing;
+  const label = `system-funding-${currency}`;
+  await tx.insertAccount({
+    id: `acc_system_funding_${currency.toLowerCase()}`,
+    kind: 'system',
+    ownerCustomerId: null,
+    currency,
+    postedBalanceCents: 0,
+    heldBalanceCents: 0,
+    accountNumberLast4: '0000',
+    numberEnc: cipher.encrypt(label, 'account.number'),
+    numberIndex: cipher.blindIndex(label, 'account.number'),
+    createdAtMs: tx.nowMs,
+  });
+  return (await tx.getSystemAccount(currency))!;
+}

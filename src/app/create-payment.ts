@@ -1,0 +1,229 @@
+import { assert } from '../domain/assert.ts';
+import { AppError } from '../domain/errors.ts';
+import { judgeIdempotency, requestFingerprint, type StoredResponse } from '../domain/idempotency.ts';
+import { newId } from '../domain/ids.ts';
+import { transfer } from '../domain/ledger.ts';
+import {
+  COMPLIANCE_RULES,
+  decide,
+  evaluate,
+  FRAUD_RULES,
+  FUNDS_RULES,
+  type RiskContext,
+  type RiskPolicy,
+} from '../domain/risk.ts';
+import { type Account, type Actor, availableCents, type Payment } from '../domain/types.ts';
+import type { CustomerRow, Tx } from '../storage/store.ts';
+import type { Services } from './services.ts';
+import { paymentView } from './views.ts';
+
+/**
+ * POST /v1/payments, following the workshop's request flow:
+ *
+ *   1 validate → 2 idempotency gate → ┌ one database transaction ─────────────────────────────────────┐
+ *                                     │ 3 load accounts → 4 compliance → 5 fraud → 6 funds & currency │
+ *                                     │ → 7 decision, ledger post or hold → 8 audit + idempotency rec │
+ *                                     └───────────────────────────────────────────────────────────────┘
+ *   → respond (201 posted, 202 manual_review, 422 declined; the same bytes on every replay)
+ *
+ * Everything from step 3 on is one command in the committer, so it commits (and fsyncs) together or not at
+ * all. The rules are pure functions (src/domain/risk.ts); this file does the I/O around them.
+ */
+export interface PaymentRequest {
+  sourceAccountId: string;
+  destinationAccountId: string;
+  amountCents: number;
+  currency: string;
+  note?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface PaymentReply extends StoredResponse {
+  replayed: boolean;
+}
+
+const STATUS_BY_OUTCOME = { posted: 201, manual_review: 202, declined: 422 } as const;
+const ROUTE = 'POST /v1/payments';
+
+export async function createPayment(
+  services: Services,
+  actor: Actor,
+  idempotencyKey: string,
+  request: PaymentRequest,
+): Promise<PaymentReply> {
+  // Step 1: validate. The route schema checked every field's shape; this is what a schema cannot say.
+  if (request.sourceAccountId === request.destinationAccountId) {
+    throw new AppError('VALIDATION_ERROR', 'source and destination must be different accounts', [
+      { field: '/destinationAccountId', message: 'must differ from sourceAccountId' },
+    ]);
+  }
+
+  // Step 2: idempotency gate, fast path on committed records (the transaction checks again, authoritatively).
+  const fingerprint = requestFingerprint('POST', '/v1/payments', request);
+  const stored = await services.store.reads.findIdempotencyRecord(actor.apiKeyId, idempotencyKey);
+  const early = replayOrReject(judgeIdempotency(stored, fingerprint, services.clock()));
+  if (early) return early;
+
+  // Steps 3 to 8: one transaction.
+  return services.committer.submit((tx) =>
+    executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
+  );
+}
+
+async function executePayment(
+  tx: Tx,
+  services: Services,
+  actor: Actor,
+  idempotencyKey: string,
+  fingerprint: string,
+  request: PaymentRequest,
+): Promise<PaymentReply> {
+  const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
+  const claim = await tx.claimIdempotencyKey(actor.apiKeyId, idempotencyKey, fingerprint, expiresAtMs);
+  if (claim !== 'claimed') return replayOrReject(judgeIdempotency(claim, fingerprint, tx.nowMs))!;
+
+  // Step 3: load both accounts (locked on PostgreSQL). A 404 throws, which undoes the claim: not stored.
+  const { source, destination } = await loadAccounts(tx, request);
+  const parties = await tx.getCustomers([source.ownerCustomerId!, destination.ownerCustomerId!]);
+
+  // Steps 4 to 6: compliance, fraud, funds. Counters are read before this attempt is counted.
+  const context = await riskContext(tx, services.policy, request, source, destination, parties);
+  await tx.recordAttempt(source.id, destination.id, request.amountCents);
+  const hits = [
+    ...evaluate(COMPLIANCE_RULES, context, services.policy),
+    ...evaluate(FRAUD_RULES, context, services.policy),
+    ...evaluate(FUNDS_RULES, context, services.policy),
+  ];
+
+  // Step 7: decision and its effects: post, hold, or move nothing.
+  const decision = decide(hits, services.policy);
+  const payment: Payment = {
+    id: newId('pay'),
+    status: decision.outcome,
+    sourceAccountId: source.id,
+    destinationAccountId: destination.id,
+    amountCents: request.amountCents,
+    currency: request.currency,
+    note: request.note ?? null,
+    metadata: request.metadata ?? null,
+    reasons: decision.reasons,
+    decision,
+    createdAtMs: tx.nowMs,
+    updatedAtMs: tx.nowMs,
+  };
+  await tx.insertPayment(payment, actor.apiKeyId, actor.requestId);
+  const accounts = new Map([
+    [source.id, source],
+    [destination.id, destination],
+  ]);
+  let ledgerTransactionId: string | null = null;
+  if (payment.status === 'posted') {
+    const posting = transfer(
+      'payment',
+      payment.currency,
+      payment.id,
+      source.id,
+      destination.id,
+      payment.amountCents,
+    );
+    ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
+  } else if (payment.status === 'manual_review') {
+    await tx.placeHold(payment.id, source, payment.amountCents);
+  }
+
+  // Step 8: audit entry, idempotency record, and the response bytes every replay will repeat.
+  await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
+  const response: StoredResponse = {
+    statusCode: STATUS_BY_OUTCOME[payment.status],
+    body: JSON.stringify({ payment: paymentView(payment), ledgerPosted: payment.status === 'posted' }),
+  };
+  await tx.completeIdempotencyKey(actor.apiKeyId, idempotencyKey, response, payment.id);
+  return { ...response, replayed: false };
+}
+
+function replayOrReject(verdict: ReturnType<typeof judgeIdempotency>): PaymentReply | null {
+  if (verdict.kind === 'fresh') return null;
+  if (verdict.kind === 'mismatch') {
+    throw new AppError(
+      'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
+      `this Idempotency-Key was already used for a different ${ROUTE} request`,
+    );
+  }
+  return { ...verdict.response, replayed: true };
+}
+
+async function loadAccounts(
+  tx: Tx,
+  request: PaymentRequest,
+): Promise<{ source: Account; destination: Account }> {
+  const accounts = await tx.lockAccounts([request.sourceAccountId, request.destinationAccountId]);
+  // System (funding) accounts are internal: to a client they do not exist.
+  const source = accounts.get(request.sourceAccountId);
+  if (source === undefined || source.kind !== 'customer') {
+    throw new AppError('SOURCE_ACCOUNT_NOT_FOUND', 'source account not found');
+  }
+  const destination = accounts.get(request.destinationAccountId);
+  if (destination === undefined || destination.kind !== 'customer') {
+    throw new AppError('DESTINATION_ACCOUNT_NOT_FOUND', 'destination account not found');
+  }
+  return { source, destination };
+}
+
+async function riskContext(
+  tx: Tx,
+  policy: RiskPolicy,
+  request: PaymentRequest,
+  source: Account,
+  destination: Account,
+  parties: Map<string, CustomerRow>,
+): Promise<RiskContext> {
+  const sender = parties.get(source.ownerCustomerId!);
+  const receiver = parties.get(destination.ownerCustomerId!);
+  assert(sender !== undefined && receiver !== undefined, 'every customer account has an owner');
+  return {
+    amountCents: request.amountCents,
+    currency: request.currency,
+    note: request.note ?? null,
+    sender: { kycStatus: sender.kycStatus, country: sender.country },
+    receiver: { kycStatus: receiver.kycStatus, country: receiver.country },
+    sourceCurrency: source.currency,
+    destinationCurrency: destination.currency,
+    sourceAvailableCents: availableCents(source),
+    earlierAttemptsFromSource: await tx.countAttemptsFromSource(
+      source.id,
+      tx.nowMs - policy.velocityWindowMs,
+    ),
+    earlierSamePattern: await tx.countSamePattern(
+      source.id,
+      destination.id,
+      request.amountCents,
+      tx.nowMs - policy.repeatedPatternWindowMs,
+    ),
+  };
+}
+
+function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionId: string | null) {
+  const eventType = {
+    posted: 'payment.posted',
+    manual_review: 'payment.held_for_review',
+    declined: 'payment.declined',
+  }[payment.status];
+  return {
+    eventType,
+    actorId: actor.apiKeyId,
+    requestId: actor.requestId,
+    resourceType: 'payment',
+    resourceId: payment.id,
+    metadata: {
+      paymentId: payment.id,
+      status: payment.status,
+      sourceAccountId: payment.sourceAccountId,
+      destinationAccountId: payment.destinationAccountId,
+      amountCents: payment.amountCents,
+      currency: payment.currency,
+      reasons: payment.reasons,
+      policyVersion: payment.decision.policyVersion,
+      ledgerTransactionId,
+    },
+  };
+}

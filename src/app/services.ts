@@ -1,0 +1,17 @@
+import type { RiskPolicy } from '../domain/risk.ts';
+import type { PiiCipher } from '../security/pii-cipher.ts';
+import type { Committer } from '../storage/committer.ts';
+import type { Store } from '../storage/store.ts';
+
+/** What the application layer needs, wired once in `src/app.ts` and handed to routes and jobs. */
+export interface Services {
+  store: Store;
+  committer: Committer;
+  cipher: PiiCipher;
+  policy: RiskPolicy;
+  clock: () => number;
+  idempotencyRetentionMs: number;
+}
+
+/** Who writes: the API key id (never its secret) and the request id, stamped on audit entries and ledger rows. */
+export const SYSTEM_ACTOR = { apiKeyId: 'system', role: 'admin', requestId: 'req_system' } as const;

@@ -1,0 +1,151 @@
+/**
+ * Configuration from the environment (and `.env`, loaded by main; the environment wins). Every variable is
+ * parsed here, once; a bad value throws a ConfigError naming the variable, and main prints that one line.
+ * Values of secret variables are never echoed.
+ */
+export type DatabaseConfig =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'sqlite-memory' }
+  | { kind: 'postgres'; url: string };
+
+export interface Config {
+  port: number;
+  host: string;
+  database: DatabaseConfig;
+  demoApiToken: string | null;
+  seedDemoData: boolean;
+  /** Base64 32-byte keys; the first encrypts, the rest only decrypt (rotation). Null: use a dev key. */
+  dataEncryptionKeys: Buffer[] | null;
+  auditSigningKey: string | null;
+  logLevel: string;
+  idempotencyRetentionMs: number;
+  sweepIntervalMs: number;
+  groupCommitBatchMax: number;
+  pgPoolMax: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const HOUR_MS = 3_600_000;
+
+export function loadConfig(env: Env): Config {
+  return {
+    port: integer(env, 'PORT', 3000, 0, 65535),
+    host: nonEmpty(env, 'HOST', '127.0.0.1'),
+    database: databaseUrl(env),
+    demoApiToken: optionalSecret(env, 'DEMO_API_TOKEN'),
+    seedDemoData: boolean(env, 'SEED_DEMO_DATA', true),
+    dataEncryptionKeys: dataKeys(env),
+    auditSigningKey: auditKey(env),
+    logLevel: oneOf(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
+    idempotencyRetentionMs: integer(env, 'IDEMPOTENCY_RETENTION_HOURS', 24, 24, 24 * 365) * HOUR_MS,
+    sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 60_000, 10, 86_400_000),
+    groupCommitBatchMax: integer(env, 'GROUP_COMMIT_BATCH_MAX', 64, 1, 1024),
+    pgPoolMax: integer(env, 'PG_POOL_MAX', 10, 1, 200),
+  };
+}
+
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (!/^[0-9]{1,16}$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(name, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+function nonEmpty(env: Env, name: string, fallback: string): string {
+  const value = raw(env, name) ?? fallback;
+  if (value.trim() !== value) throw new ConfigError(name, 'must not have surrounding spaces');
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(value)}`);
+}
+
+function oneOf(env: Env, name: string, fallback: string, allowed: string[]): string {
+  const value = raw(env, name) ?? fallback;
+  if (!allowed.includes(value)) throw new ConfigError(name, `must be one of ${allowed.join(', ')}`);
+  return value;
+}
+
+function optionalSecret(env: Env, name: string): string | null {
+  const value = raw(env, name);
+  if (value === undefined) return null;
+  if (!/^[\x21-\x7E]{8,512}$/.test(value)) {
+    throw new ConfigError(name, 'must be 8 to 512 printable characters without spaces');
+  }
+  return value;
+}
+
+function databaseUrl(env: Env): DatabaseConfig {
+  const value = raw(env, 'DATABASE_URL') ?? 'sqlite:./data/payments.db';
+  if (value === 'sqlite::memory:') return { kind: 'sqlite-memory' };
+  if (value.startsWith('sqlite:') && value.length > 'sqlite:'.length) {
+    return { kind: 'sqlite', path: value.slice('sqlite:'.length) };
+  }
+  if (/^postgres(ql)?:\/\/./.test(value)) {
+    try {
+      new URL(value);
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'is not a valid postgres:// URL');
+    }
+    return { kind: 'postgres', url: value };
+  }
+  throw new ConfigError(
+    'DATABASE_URL',
+    'must be sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db',
+  );
+}
+
+function base64Key(name: string, value: string): Buffer {
+  const bytes = Buffer.from(value, 'base64');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value) || bytes.length !== 32) {
+    throw new ConfigError(name, 'must be 32 bytes encoded as base64 (openssl rand -base64 32)');
+  }
+  return bytes;
+}
+
+function dataKeys(env: Env): Buffer[] | null {
+  const primary = raw(env, 'DATA_ENCRYPTION_KEY');
+  const previous = raw(env, 'DATA_ENCRYPTION_KEYS_PREVIOUS');
+  if (primary === undefined) {
+    if (previous !== undefined)
+      throw new ConfigError('DATA_ENCRYPTION_KEYS_PREVIOUS', 'needs DATA_ENCRYPTION_KEY');
+    return null;
+  }
+  const older = (previous ?? '').split(',').filter((s) => s !== '');
+  return [
+    base64Key('DATA_ENCRYPTION_KEY', primary),
+    ...older.map((k) => base64Key('DATA_ENCRYPTION_KEYS_PREVIOUS', k)),
+  ];
+}
+
+function auditKey(env: Env): string | null {
+  const value = raw(env, 'AUDIT_SIGNING_KEY');
+  if (value === undefined) return null;
+  if (value.includes('-----BEGIN PRIVATE KEY-----')) return value;
+  base64Key('AUDIT_SIGNING_KEY', value);
+  return value;
+}

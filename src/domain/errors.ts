@@ -1,0 +1,56 @@
+/**
+ * The one error catalogue: every client-visible error code and its HTTP status. Codes are stable API; the
+ * messages are for humans and never contain personal data or secrets.
+ */
+export const ERROR_CATALOGUE = {
+  VALIDATION_ERROR: 400,
+  INVALID_JSON: 400,
+  IDEMPOTENCY_KEY_REQUIRED: 400,
+  INVALID_CURSOR: 400,
+  AUTH_REQUIRED: 401,
+  AUTH_INVALID: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CUSTOMER_NOT_FOUND: 404,
+  ACCOUNT_NOT_FOUND: 404,
+  PAYMENT_NOT_FOUND: 404,
+  SOURCE_ACCOUNT_NOT_FOUND: 404,
+  DESTINATION_ACCOUNT_NOT_FOUND: 404,
+  AUDIT_ENTRY_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CUSTOMER_EXISTS: 409,
+  IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD: 409,
+  IDEMPOTENCY_KEY_IN_USE: 409,
+  PAYMENT_NOT_IN_REVIEW: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_CONTENT_TYPE: 415,
+  INSUFFICIENT_FUNDS: 422,
+  BALANCE_LIMIT_EXCEEDED: 422,
+  REFUND_EXCEEDS_PAYMENT: 422,
+  RATE_LIMITED: 429,
+  INTERNAL_ERROR: 500,
+  AUDIT_CHAIN_INVALID: 500,
+  SERVICE_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface ErrorDetail {
+  field?: string;
+  message: string;
+}
+
+/** A failure the client can act on (or an operational one like 503), mapped to its status in one place. */
+export class AppError extends Error {
+  override name = 'AppError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: ErrorDetail[] | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: ErrorDetail[]) {
+    super(message);
+    this.code = code;
+    this.status = ERROR_CATALOGUE[code];
+    this.details = details;
+  }
+}

@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json.ts';
+
+/**
+ * Idempotency: a request's fingerprint is SHA-256 over the canonical JSON of what it asks for, so key order
+ * and whitespace do not matter but every value does. A stored record replays the exact status and body.
+ */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,255}$/;
+
+export function requestFingerprint(method: string, route: string, body: unknown): string {
+  return createHash('sha256').update(canonicalJson({ method, route, body })).digest('hex');
+}
+
+export interface StoredResponse {
+  statusCode: number;
+  body: string;
+}
+
+export interface IdempotencyRecord extends StoredResponse {
+  apiKeyId: string;
+  key: string;
+  fingerprint: string;
+  resourceId: string | null;
+  createdAtMs: number;
+  expiresAtMs: number;
+}
+
+export type IdempotencyVerdict =
+  | { kind: 'replay'; response: StoredResponse }
+  | { kind: 'mismatch' }
+  | { kind: 'fresh' };
+
+/** What to do with a request given the record stored under its key (if any, and not yet expired). */
+export function judgeIdempotency(
+  record: IdempotencyRecord | undefined,
+  fingerprint: string,
+  nowMs: number,
+): IdempotencyVerdict {
+  if (record === undefined || record.expiresAtMs <= nowMs) return { kind: 'fresh' };
+  if (record.fingerprint !== fingerprint) return { kind: 'mismatch' };
+  return { kind: 'replay', response: { statusCode: record.statusCode, body: record.body } };
+}

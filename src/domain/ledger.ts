@@ -1,0 +1,105 @@
+import { assert, assertSafeInteger } from './assert.ts';
+import type { Account, Direction } from './types.ts';
+
+/**
+ * Double-entry postings. Every account balance is credit-normal from the customer's point of view:
+ * balance = sum(credits) - sum(debits). A payment debits the payer and credits the payee; an opening balance
+ * debits the currency's system funding account (which therefore goes negative: it is where money enters).
+ * Per currency, debits always equal credits, so all balances of a currency sum to zero.
+ */
+export type PostingKind = 'opening_balance' | 'payment' | 'refund';
+
+export interface PostingLine {
+  accountId: string;
+  direction: Direction;
+  amountCents: number;
+}
+
+export interface Posting {
+  kind: PostingKind;
+  currency: string;
+  paymentId: string | null;
+  lines: PostingLine[];
+}
+
+export const POSTING_LINES_MAX = 16;
+
+/** Asserts the posting is balanced, non-trivial and in range; a posting that fails this is a bug. */
+export function assertBalancedPosting(posting: Posting): void {
+  assert(posting.lines.length >= 2 && posting.lines.length <= POSTING_LINES_MAX, 'posting has 2..16 lines');
+  let debits = 0;
+  let credits = 0;
+  for (const line of posting.lines) {
+    assertSafeInteger(line.amountCents, 'posting line amount');
+    assert(line.amountCents > 0, 'posting line amounts are positive');
+    if (line.direction === 'debit') debits += line.amountCents;
+    else credits += line.amountCents;
+  }
+  assertSafeInteger(debits, 'posting debits');
+  assert(debits === credits, `posting is unbalanced: debits ${debits} != credits ${credits}`);
+}
+
+export function transfer(
+  kind: PostingKind,
+  currency: string,
+  paymentId: string | null,
+  fromAccountId: string,
+  toAccountId: string,
+  amountCents: number,
+): Posting {
+  assert(fromAccountId !== toAccountId, 'a transfer moves money between two different accounts');
+  return {
+    kind,
+    currency,
+    paymentId,
+    lines: [
+      { accountId: fromAccountId, direction: 'debit', amountCents },
+      { accountId: toAccountId, direction: 'credit', amountCents },
+    ],
+  };
+}
+
+export type BalanceChange = { accountId: string; postedBalanceCents: number };
+
+/**
+ * Computes each touched account's new posted balance, or returns the id of the account whose balance would
+ * leave the safe integer range (a client-visible limit, not a bug). Asserts the floors: a customer account's
+ * available balance never goes below zero; only system accounts may be negative.
+ */
+export function applyPosting(
+  posting: Posting,
+  accounts: ReadonlyMap<string, Account>,
+): { ok: true; changes: BalanceChange[] } | { ok: false; overflowAccountId: string } {
+  assertBalancedPosting(posting);
+  const balances = new Map<string, number>();
+  for (const line of posting.lines) {
+    const account = accounts.get(line.accountId);
+    assert(account !== undefined, `posting names an unloaded account ${line.accountId}`);
+    assert(account.currency === posting.currency, 'posting currency equals every account currency');
+    const before = balances.get(line.accountId) ?? account.postedBalanceCents;
+    const after = line.direction === 'credit' ? before + line.amountCents : before - line.amountCents;
+    if (!Number.isSafeInteger(after)) return { ok: false, overflowAccountId: line.accountId };
+    balances.set(line.accountId, after);
+  }
+  const changes: BalanceChange[] = [];
+  for (const [accountId, postedBalanceCents] of balances) {
+    const account = accounts.get(accountId)!;
+    if (account.kind === 'customer') {
+      assert(
+        postedBalanceCents - account.heldBalanceCents >= 0,
+        `posting would overdraw customer account ${accountId}`,
+      );
+    }
+    changes.push({ accountId, postedBalanceCents });
+  }
+  return { ok: true, changes };
+}
+
+/** A hold reserves funds on a customer account: available drops, posted does not. */
+export function heldAfter(account: Account, deltaCents: number): number {
+  const held = account.heldBalanceCents + deltaCents;
+  assertSafeInteger(held, 'held balance');
+  assert(held >= 0, `held balance of ${account.id} would go negative`);
+  assert(account.postedBalanceCents - held >= 0, `hold would overdraw ${account.id}`);
+  return held;
+}

@@ -1,0 +1,94 @@
+/** The domain's nouns, as the core sees them. Times are epoch milliseconds; money is integer cents. */
+
+export const ROLES = ['admin', 'payments', 'compliance', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const KYC_STATUSES = ['verified', 'manual_review', 'rejected'] as const;
+export type KycStatus = (typeof KYC_STATUSES)[number];
+
+export const PAYMENT_STATUSES = ['posted', 'manual_review', 'declined'] as const;
+export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  role: Role;
+  secretHash: string;
+  createdAtMs: number;
+  revokedAtMs: number | null;
+}
+
+/** The acting principal of a request: which API key, and the request id to stamp on what it writes. */
+export interface Actor {
+  apiKeyId: string;
+  role: Role;
+  requestId: string;
+}
+
+export interface Customer {
+  id: string;
+  name: string;
+  country: string;
+  kycStatus: KycStatus;
+  createdAtMs: number;
+}
+
+export type AccountKind = 'customer' | 'system';
+
+export interface Account {
+  id: string;
+  kind: AccountKind;
+  ownerCustomerId: string | null;
+  currency: string;
+  postedBalanceCents: number;
+  heldBalanceCents: number;
+  accountNumberLast4: string;
+  createdAtMs: number;
+}
+
+export function availableCents(account: Pick<Account, 'postedBalanceCents' | 'heldBalanceCents'>): number {
+  return account.postedBalanceCents - account.heldBalanceCents;
+}
+
+export interface RuleHit {
+  rule: string;
+  outcome: 'decline' | 'review';
+  reason: string;
+  observed: Record<string, number | string | boolean | null>;
+}
+
+export interface Decision {
+  outcome: PaymentStatus;
+  policyVersion: string;
+  reasons: string[];
+  rules: RuleHit[];
+}
+
+export interface Payment {
+  id: string;
+  status: PaymentStatus;
+  sourceAccountId: string;
+  destinationAccountId: string;
+  amountCents: number;
+  currency: string;
+  note: string | null;
+  metadata: Record<string, string> | null;
+  reasons: string[];
+  decision: Decision;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+export type Direction = 'debit' | 'credit';
+
+export interface LedgerEntry {
+  id: string;
+  transactionId: string;
+  paymentId: string | null;
+  accountId: string;
+  direction: Direction;
+  amountCents: number;
+  currency: string;
+  requestId: string;
+  createdAtMs: number;
+}

@@ -1,0 +1,47 @@
+import { createCustomer } from '../../app/customers.ts';
+import type { Services } from '../../app/services.ts';
+import { customerView } from '../../app/views.ts';
+import { AppError } from '../../domain/errors.ts';
+import { ADMIN_ONLY, READ_CUSTOMERS } from '../auth.ts';
+import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { CreateCustomerBody, IdParams, ListQuery } from '../schemas.ts';
+import type { HttpApp } from '../types.ts';
+
+export function customerRoutes(app: HttpApp, services: Services): void {
+  const { cipher } = services;
+
+  app.get(
+    '/v1/customers',
+    { config: { roles: READ_CUSTOMERS }, schema: { querystring: ListQuery } },
+    async (req) => {
+      const page = await services.store.reads.listCustomers({
+        after: decodeCursor(req.query.cursor),
+        limit: pageLimit(req.query.limit),
+      });
+      return {
+        customers: page.items.map((c) => customerView(c, cipher)),
+        hasMore: page.nextAfter !== null,
+        nextCursor: encodeCursor(page.nextAfter),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/customers/:id',
+    { config: { roles: READ_CUSTOMERS }, schema: { params: IdParams } },
+    async (req) => {
+      const row = await services.store.reads.getCustomer(req.params.id);
+      if (row === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
+      return { customer: customerView(row, cipher) };
+    },
+  );
+
+  app.post(
+    '/v1/customers',
+    { config: { roles: ADMIN_ONLY }, schema: { body: CreateCustomerBody } },
+    async (req, reply) => {
+      const row = await createCustomer(services, req.actor, req.body);
+      return reply.code(201).send({ customer: customerView(row, cipher) });
+    },
+  );
+}

@@ -1,0 +1,81 @@
+import { type Static, Type } from 'typebox';
+import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
+import { KYC_STATUSES, PAYMENT_STATUSES } from '../domain/types.ts';
+
+/**
+ * Request schemas: the edge where input is checked once. No coercion on bodies (a string "100" is not an
+ * amount), unknown fields rejected, money a JSON integer within the safe range, codes upper-case exactly.
+ */
+const ID = Type.String({ pattern: '^[a-z]+_[A-Za-z0-9_]{1,60}$', maxLength: 64 });
+const Cents = (minimum: number) => Type.Integer({ minimum, maximum: Number.MAX_SAFE_INTEGER });
+// Text that is not silently trimmed: leading or trailing spaces are a client mistake.
+const Text = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^\\S(?:[\\s\\S]*\\S)?$' });
+
+export const IdParams = Type.Object({ id: ID }, { additionalProperties: false });
+
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+};
+export const ListQuery = Type.Object(PageQuery, { additionalProperties: false });
+
+export const CreateCustomerBody = Type.Object(
+  {
+    name: Text(200),
+    country: Type.String({ pattern: COUNTRY_PATTERN }),
+    documentReference: Text(100),
+  },
+  { additionalProperties: false },
+);
+export type CreateCustomerBody = Static<typeof CreateCustomerBody>;
+
+export const KycDecisionBody = Type.Object(
+  {
+    kycStatus: Type.Union(KYC_STATUSES.map((s) => Type.Literal(s))),
+    note: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateAccountBody = Type.Object(
+  {
+    customerId: ID,
+    currency: Type.String({ pattern: CURRENCY_PATTERN }),
+    initialBalanceCents: Type.Optional(Cents(0)),
+  },
+  { additionalProperties: false },
+);
+export type CreateAccountBody = Static<typeof CreateAccountBody>;
+
+export const AccountListQuery = Type.Object(
+  { ...PageQuery, customerId: Type.Optional(ID) },
+  { additionalProperties: false },
+);
+
+export const CreatePaymentBody = Type.Object(
+  {
+    sourceAccountId: ID,
+    destinationAccountId: ID,
+    amountCents: Cents(1),
+    currency: Type.String({ pattern: CURRENCY_PATTERN }),
+    note: Type.Optional(Type.String({ maxLength: 500 })),
+    metadata: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,40}$' }), Type.String({ maxLength: 500 }), {
+        maxProperties: 20,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreatePaymentBody = Static<typeof CreatePaymentBody>;
+
+export const PaymentListQuery = Type.Object(
+  { ...PageQuery, status: Type.Optional(Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s)))) },
+  { additionalProperties: false },
+);
+
+export const LedgerQuery = Type.Object(
+  { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID) },
+  { additionalProperties: false },
+);

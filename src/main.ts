@@ -1,0 +1,39 @@
+import { existsSync } from 'node:fs';
+import { createApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+/**
+ * `npm start`: load `.env` (the environment wins), parse the configuration (a bad value stops here with one
+ * line naming the variable), start the app, and shut down cleanly on SIGTERM/SIGINT.
+ */
+if (existsSync('.env')) process.loadEnvFile('.env');
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`Configuration error: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const app = await createApp(config);
+await app.server.listen({ port: config.port, host: config.host });
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info({ signal }, 'shutting down');
+    app
+      .close()
+      .then(() => process.exit(0))
+      .catch((error) => {
+        app.logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      });
+  });
+}

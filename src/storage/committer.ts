@@ -1,0 +1,105 @@
+import { assert, InvariantViolation } from '../domain/assert.ts';
+import { AppError } from '../domain/errors.ts';
+import type { Command, Store } from './store.ts';
+
+/**
+ * Group commit. Every write is a command submitted here; commands that arrive while a batch is being applied
+ * wait in a bounded queue and go together into the next batch: one transaction, one fsync. Under no load a
+ * command is applied on the next turn of the event loop, so latency is that of a single commit; under load
+ * the batch grows (up to `batchMax`) and the cost of the commit is shared. Each command keeps its own
+ * savepoint, so one command's failure never undoes another's, and no result is released before its commit.
+ */
+export interface CommitterOptions {
+  batchMax: number;
+  queueMax: number;
+  /** Called when a batch hits an invariant violation: the process must stop (see main.ts). */
+  onFatal: (error: Error) => void;
+}
+
+interface Pending {
+  command: Command<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export class Committer {
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private flushing = false;
+  private stopped = false;
+  batchesApplied = 0;
+  commandsApplied = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: CommitterOptions,
+  ) {
+    assert(options.batchMax >= 1 && options.queueMax >= options.batchMax, 'committer limits are sane');
+  }
+
+  submit<R>(command: Command<R>): Promise<R> {
+    if (this.stopped)
+      return Promise.reject(new AppError('SERVICE_UNAVAILABLE', 'the service is shutting down'));
+    if (this.queue.length >= this.options.queueMax) {
+      return Promise.reject(new AppError('SERVICE_UNAVAILABLE', 'the write queue is full; retry shortly'));
+    }
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({
+        command: command as Command<unknown>,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
+      this.scheduleFlush();
+    });
+  }
+
+  /** Stops taking commands and waits for the queued ones to commit. */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    while (this.flushing || this.queue.length > 0 || this.flushScheduled) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    // setImmediate runs after the I/O callbacks of this loop turn: requests that arrived together batch together.
+    setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.options.batchMax);
+        await this.applyBatch(batch);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async applyBatch(batch: Pending[]): Promise<void> {
+    let outcomes: Awaited<ReturnType<Store['applyBatch']>>;
+    try {
+      outcomes = await this.store.applyBatch(batch.map((p) => p.command));
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+      if (error instanceof InvariantViolation) {
+        this.stopped = true;
+        this.options.onFatal(error);
+      }
+      return;
+    }
+    assert(outcomes.length === batch.length, 'one outcome per command');
+    this.batchesApplied += 1;
+    this.commandsApplied += batch.length;
+    batch.forEach((pending, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) pending.resolve(outcome.value);
+      else pending.reject(outcome.error);
+    });
+  }
+}

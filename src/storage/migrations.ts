@@ -1,0 +1,176 @@
+/**
+ * Versioned schema migrations, one list for both dialects. Each migration is SQL with a few tokens that the
+ * dialect fills in (auto-increment keys, 64-bit integers). Migrations only ever get appended: a released
+ * migration is never edited. The runner records each applied version in `schema_migrations` and runs them in
+ * one transaction at start-up (see sqlite.ts / postgres.ts for how each dialect serialises that).
+ */
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+const TOKENS: Record<Dialect, Record<string, string>> = {
+  sqlite: { SEQ: 'INTEGER PRIMARY KEY AUTOINCREMENT', BIGINT: 'INTEGER' },
+  postgres: { SEQ: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', BIGINT: 'BIGINT' },
+};
+
+export function migrationSql(migration: Migration, dialect: Dialect): string {
+  return migration.sql.replace(/\{\{(\w+)\}\}/g, (_, token: string) => {
+    const value = TOKENS[dialect][token];
+    if (value === undefined) throw new Error(`unknown migration token ${token}`);
+    return value;
+  });
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'foundation: api keys, customers, accounts, ledger, audit chain',
+    sql: `
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'payments', 'compliance', 'auditor')),
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at_ms {{BIGINT}} NOT NULL,
+  revoked_at_ms {{BIGINT}}
+);
+CREATE TABLE customers (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  name_enc TEXT NOT NULL,
+  country TEXT NOT NULL,
+  kyc_status TEXT NOT NULL CHECK (kyc_status IN ('verified', 'manual_review', 'rejected')),
+  document_index TEXT NOT NULL UNIQUE,
+  document_enc TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  updated_at_ms {{BIGINT}} NOT NULL
+);
+CREATE TABLE accounts (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('customer', 'system')),
+  owner_customer_id TEXT REFERENCES customers (id),
+  currency TEXT NOT NULL,
+  number_enc TEXT NOT NULL,
+  number_index TEXT NOT NULL UNIQUE,
+  number_last4 TEXT NOT NULL,
+  posted_balance_cents {{BIGINT}} NOT NULL DEFAULT 0,
+  held_balance_cents {{BIGINT}} NOT NULL DEFAULT 0,
+  created_at_ms {{BIGINT}} NOT NULL,
+  CHECK (held_balance_cents >= 0),
+  CHECK (kind = 'system' OR posted_balance_cents - held_balance_cents >= 0),
+  CHECK ((kind = 'system') = (owner_customer_id IS NULL))
+);
+CREATE UNIQUE INDEX accounts_one_system_account_per_currency ON accounts (currency) WHERE kind = 'system';
+CREATE INDEX accounts_owner ON accounts (owner_customer_id);
+CREATE TABLE ledger_transactions (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  payment_id TEXT,
+  currency TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+CREATE TABLE ledger_entries (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  transaction_id TEXT NOT NULL REFERENCES ledger_transactions (id),
+  payment_id TEXT,
+  account_id TEXT NOT NULL REFERENCES accounts (id),
+  direction TEXT NOT NULL CHECK (direction IN ('debit', 'credit')),
+  amount_cents {{BIGINT}} NOT NULL CHECK (amount_cents > 0),
+  currency TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+CREATE INDEX ledger_entries_account ON ledger_entries (account_id, seq);
+CREATE INDEX ledger_entries_payment ON ledger_entries (payment_id, seq);
+CREATE TABLE audit_entries (
+  idx {{BIGINT}} PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  ts TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  actor_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  resource_type TEXT NOT NULL,
+  resource_id TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  size {{BIGINT}} NOT NULL,
+  last_hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, size, last_hash) VALUES (1, 0, 'GENESIS');
+`,
+  },
+  {
+    version: 2,
+    name: 'payments: payments, holds, idempotency records, risk attempts',
+    sql: `
+CREATE TABLE payments (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL CHECK (status IN ('posted', 'manual_review', 'declined')),
+  source_account_id TEXT NOT NULL REFERENCES accounts (id),
+  destination_account_id TEXT NOT NULL REFERENCES accounts (id),
+  amount_cents {{BIGINT}} NOT NULL CHECK (amount_cents > 0),
+  currency TEXT NOT NULL,
+  note TEXT,
+  metadata TEXT,
+  reasons TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  api_key_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  updated_at_ms {{BIGINT}} NOT NULL
+);
+CREATE INDEX payments_status ON payments (status, seq);
+CREATE INDEX payments_source ON payments (source_account_id, seq);
+CREATE TABLE holds (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  payment_id TEXT NOT NULL UNIQUE REFERENCES payments (id),
+  account_id TEXT NOT NULL REFERENCES accounts (id),
+  amount_cents {{BIGINT}} NOT NULL CHECK (amount_cents > 0),
+  status TEXT NOT NULL CHECK (status IN ('active', 'captured', 'released', 'expired')),
+  created_at_ms {{BIGINT}} NOT NULL,
+  resolved_at_ms {{BIGINT}}
+);
+CREATE INDEX holds_active ON holds (status, created_at_ms);
+CREATE TABLE idempotency_records (
+  api_key_id TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  status_code INTEGER NOT NULL,
+  response_body TEXT NOT NULL,
+  resource_id TEXT,
+  created_at_ms {{BIGINT}} NOT NULL,
+  expires_at_ms {{BIGINT}} NOT NULL,
+  PRIMARY KEY (api_key_id, idempotency_key)
+);
+CREATE INDEX idempotency_records_expiry ON idempotency_records (expires_at_ms);
+CREATE TABLE risk_attempts (
+  seq {{SEQ}},
+  source_account_id TEXT NOT NULL,
+  destination_account_id TEXT NOT NULL,
+  amount_cents {{BIGINT}} NOT NULL,
+  at_ms {{BIGINT}} NOT NULL
+);
+CREATE INDEX risk_attempts_source ON risk_attempts (source_account_id, at_ms);
+CREATE INDEX risk_attempts_pattern ON risk_attempts (source_account_id, destination_account_id, amount_cents, at_ms);
+CREATE INDEX risk_attempts_age ON risk_attempts (at_ms);
+`,
+  },
+];

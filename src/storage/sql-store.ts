@@ -1,0 +1,591 @@
+import { assert } from '../domain/assert.ts';
+import { type AuditDraft, type AuditEntry, sealAuditEntry } from '../domain/audit.ts';
+import { AppError } from '../domain/errors.ts';
+import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
+import { newId } from '../domain/ids.ts';
+import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
+import type { Account, ApiKey, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+import type {
+  AccountCheck,
+  AccountRow,
+  CurrencyTotals,
+  CustomerRow,
+  LedgerFilter,
+  Page,
+  PageRequest,
+  Reads,
+  Tx,
+} from './store.ts';
+
+/**
+ * The SQL both adapters share. An executor runs one statement; the adapters differ only in how they connect,
+ * open transactions and lock (`forUpdate` is empty on SQLite, whose write transactions are already exclusive).
+ * Statements use `?` placeholders; the PostgreSQL executor rewrites them to `$n`.
+ */
+export type Row = Record<string, unknown>;
+
+export interface SqlExecutor {
+  all(sql: string, params?: unknown[]): Promise<Row[]>;
+  get(sql: string, params?: unknown[]): Promise<Row | undefined>;
+  run(sql: string, params?: unknown[]): Promise<number>;
+}
+
+export interface SqlDialectOptions {
+  forUpdate: string;
+}
+
+const num = (v: unknown): number => {
+  const n = typeof v === 'bigint' ? Number(v) : typeof v === 'string' ? Number(v) : (v as number);
+  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
+  return n;
+};
+const str = (v: unknown): string => v as string;
+const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
+
+const ACCOUNT_COLUMNS =
+  'seq, id, kind, owner_customer_id, currency, number_last4, posted_balance_cents, held_balance_cents, created_at_ms';
+
+export function accountFromRow(r: Row): Account {
+  return {
+    id: str(r['id']),
+    kind: str(r['kind']) as Account['kind'],
+    ownerCustomerId: nullableStr(r['owner_customer_id']),
+    currency: str(r['currency']),
+    postedBalanceCents: num(r['posted_balance_cents']),
+    heldBalanceCents: num(r['held_balance_cents']),
+    accountNumberLast4: str(r['number_last4']),
+    createdAtMs: num(r['created_at_ms']),
+  };
+}
+
+function customerFromRow(r: Row): CustomerRow {
+  return {
+    id: str(r['id']),
+    nameEnc: str(r['name_enc']),
+    country: str(r['country']),
+    kycStatus: str(r['kyc_status']) as CustomerRow['kycStatus'],
+    documentIndex: str(r['document_index']),
+    documentEnc: str(r['document_enc']),
+    createdAtMs: num(r['created_at_ms']),
+  };
+}
+
+function paymentFromRow(r: Row): Payment {
+  return {
+    id: str(r['id']),
+    status: str(r['status']) as PaymentStatus,
+    sourceAccountId: str(r['source_account_id']),
+    destinationAccountId: str(r['destination_account_id']),
+    amountCents: num(r['amount_cents']),
+    currency: str(r['currency']),
+    note: nullableStr(r['note']),
+    metadata: r['metadata'] === null ? null : JSON.parse(str(r['metadata'])),
+    reasons: JSON.parse(str(r['reasons'])),
+    decision: JSON.parse(str(r['decision'])),
+    createdAtMs: num(r['created_at_ms']),
+    updatedAtMs: num(r['updated_at_ms']),
+  };
+}
+
+function ledgerEntryFromRow(r: Row): LedgerEntry {
+  return {
+    id: str(r['id']),
+    transactionId: str(r['transaction_id']),
+    paymentId: nullableStr(r['payment_id']),
+    accountId: str(r['account_id']),
+    direction: str(r['direction']) as LedgerEntry['direction'],
+    amountCents: num(r['amount_cents']),
+    currency: str(r['currency']),
+    requestId: str(r['request_id']),
+    createdAtMs: num(r['created_at_ms']),
+  };
+}
+
+function auditFromRow(r: Row): AuditEntry {
+  return {
+    id: str(r['id']),
+    index: num(r['idx']),
+    timestamp: str(r['ts']),
+    eventType: str(r['event_type']),
+    actorId: str(r['actor_id']),
+    requestId: str(r['request_id']),
+    resourceType: str(r['resource_type']),
+    resourceId: str(r['resource_id']),
+    metadata: JSON.parse(str(r['metadata'])),
+    prevHash: str(r['prev_hash']),
+    hash: str(r['hash']),
+  };
+}
+
+function idempotencyFromRow(r: Row): IdempotencyRecord {
+  return {
+    apiKeyId: str(r['api_key_id']),
+    key: str(r['idempotency_key']),
+    fingerprint: str(r['fingerprint']),
+    statusCode: num(r['status_code']),
+    body: str(r['response_body']),
+    resourceId: nullableStr(r['resource_id']),
+    createdAtMs: num(r['created_at_ms']),
+    expiresAtMs: num(r['expires_at_ms']),
+  };
+}
+
+function apiKeyFromRow(r: Row): ApiKey {
+  return {
+    id: str(r['id']),
+    name: str(r['name']),
+    role: str(r['role']) as ApiKey['role'],
+    secretHash: str(r['secret_hash']),
+    createdAtMs: num(r['created_at_ms']),
+    revokedAtMs: r['revoked_at_ms'] === null ? null : num(r['revoked_at_ms']),
+  };
+}
+
+function toPage<T>(rows: Row[], limit: number, map: (r: Row) => T): Page<T> {
+  const hasMore = rows.length > limit;
+  const kept = hasMore ? rows.slice(0, limit) : rows;
+  return { items: kept.map(map), nextAfter: hasMore ? num(kept[kept.length - 1]!['seq']) : null };
+}
+
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+
+export class SqlReads implements Reads {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async findApiKeyByHash(secretHash: string): Promise<ApiKey | undefined> {
+    const r = await this.db.get('SELECT * FROM api_keys WHERE secret_hash = ? AND revoked_at_ms IS NULL', [
+      secretHash,
+    ]);
+    return r && apiKeyFromRow(r);
+  }
+
+  async getCustomer(id: string): Promise<CustomerRow | undefined> {
+    const r = await this.db.get('SELECT * FROM customers WHERE id = ?', [id]);
+    return r && customerFromRow(r);
+  }
+
+  async listCustomers(page: PageRequest): Promise<Page<CustomerRow>> {
+    const rows = await this.db.all('SELECT * FROM customers WHERE seq > ? ORDER BY seq LIMIT ?', [
+      page.after,
+      page.limit + 1,
+    ]);
+    return toPage(rows, page.limit, customerFromRow);
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const r = await this.db.get(
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = ? AND kind = 'customer'`,
+      [id],
+    );
+    return r && accountFromRow(r);
+  }
+
+  async listAccounts(page: PageRequest, ownerCustomerId?: string): Promise<Page<Account>> {
+    const byOwner = ownerCustomerId === undefined ? '' : 'AND owner_customer_id = ?';
+    const params = ownerCustomerId === undefined ? [] : [ownerCustomerId];
+    const rows = await this.db.all(
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'customer' AND seq > ? ${byOwner} ORDER BY seq LIMIT ?`,
+      [page.after, ...params, page.limit + 1],
+    );
+    return toPage(rows, page.limit, accountFromRow);
+  }
+
+  async getPayment(id: string): Promise<Payment | undefined> {
+    const r = await this.db.get('SELECT * FROM payments WHERE id = ?', [id]);
+    return r && paymentFromRow(r);
+  }
+
+  async listPayments(page: PageRequest, status?: PaymentStatus): Promise<Page<Payment>> {
+    const byStatus = status === undefined ? '' : 'AND status = ?';
+    const params = status === undefined ? [] : [status];
+    const rows = await this.db.all(`SELECT * FROM payments WHERE seq > ? ${byStatus} ORDER BY seq LIMIT ?`, [
+      page.after,
+      ...params,
+      page.limit + 1,
+    ]);
+    return toPage(rows, page.limit, paymentFromRow);
+  }
+
+  async listLedgerEntries(page: PageRequest, filter: LedgerFilter): Promise<Page<LedgerEntry>> {
+    const where = ['seq > ?'];
+    const params: unknown[] = [page.after];
+    if (filter.paymentId !== undefined) {
+      where.push('payment_id = ?');
+      params.push(filter.paymentId);
+    }
+    if (filter.accountId !== undefined) {
+      where.push('account_id = ?');
+      params.push(filter.accountId);
+    }
+    const rows = await this.db.all(
+      `SELECT * FROM ledger_entries WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`,
+      [...params, page.limit + 1],
+    );
+    return toPage(rows, page.limit, ledgerEntryFromRow);
+  }
+
+  async findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    const r = await this.db.get(
+      'SELECT * FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?',
+      [apiKeyId, key],
+    );
+    return r && idempotencyFromRow(r);
+  }
+
+  async listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]> {
+    const rows = await this.db.all('SELECT * FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?', [
+      fromIndex,
+      limit,
+    ]);
+    return rows.map(auditFromRow);
+  }
+
+  async auditSize(): Promise<number> {
+    const r = await this.db.get('SELECT size FROM audit_head WHERE id = 1');
+    return num(r!['size']);
+  }
+
+  async auditHead(): Promise<{ size: number; lastHash: string }> {
+    const r = await this.db.get('SELECT size, last_hash FROM audit_head WHERE id = 1');
+    return { size: num(r!['size']), lastHash: str(r!['last_hash']) };
+  }
+
+  async ledgerTotals(): Promise<CurrencyTotals[]> {
+    // Sums are returned as text so totals beyond 2^53 stay exact; BigInt does the arithmetic.
+    const rows = await this.db.all(
+      `SELECT currency,
+              CAST(COALESCE(SUM(CASE WHEN direction = 'debit' THEN amount_cents ELSE 0 END), 0) AS TEXT) AS debits,
+              CAST(COALESCE(SUM(CASE WHEN direction = 'credit' THEN amount_cents ELSE 0 END), 0) AS TEXT) AS credits
+         FROM ledger_entries GROUP BY currency ORDER BY currency`,
+    );
+    return rows.map((r) => ({
+      currency: str(r['currency']),
+      debitsCents: BigInt(str(r['debits'])),
+      creditsCents: BigInt(str(r['credits'])),
+    }));
+  }
+
+  async accountChecks(
+    afterSeq: number,
+    limit: number,
+  ): Promise<{ checks: AccountCheck[]; lastSeq: number | null }> {
+    const rows = await this.db.all(
+      `SELECT a.seq, a.id, a.posted_balance_cents, a.held_balance_cents,
+              CAST((SELECT COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END), 0)
+                      FROM ledger_entries e WHERE e.account_id = a.id) AS TEXT) AS entries_net,
+              CAST((SELECT COALESCE(SUM(h.amount_cents), 0)
+                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total
+         FROM accounts a WHERE a.seq > ? ORDER BY a.seq LIMIT ?`,
+      [afterSeq, limit],
+    );
+    const checks = rows.map((r) => ({
+      accountId: str(r['id']),
+      postedBalanceCents: num(r['posted_balance_cents']),
+      heldBalanceCents: num(r['held_balance_cents']),
+      entriesNetCents: BigInt(str(r['entries_net'])),
+      activeHoldsCents: BigInt(str(r['holds_total'])),
+    }));
+    return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
+  }
+}
+
+export class SqlTx implements Tx {
+  nowMs = 0;
+
+  constructor(
+    private readonly db: SqlExecutor,
+    private readonly dialect: SqlDialectOptions,
+  ) {}
+
+  async lockAccounts(ids: string[]): Promise<Map<string, Account>> {
+    // Sorted, so every transaction takes row locks in the same order: no deadlock between opposite transfers.
+    const unique = [...new Set(ids)].sort();
+    const rows = await this.db.all(
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id IN (${placeholders(unique.length)}) ORDER BY id${this.dialect.forUpdate}`,
+      unique,
+    );
+    return new Map(rows.map((r) => [str(r['id']), accountFromRow(r)]));
+  }
+
+  async getSystemAccount(currency: string): Promise<Account | undefined> {
+    const r = await this.db.get(
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system' AND currency = ?${this.dialect.forUpdate}`,
+      [currency],
+    );
+    return r && accountFromRow(r);
+  }
+
+  async getCustomers(ids: string[]): Promise<Map<string, CustomerRow>> {
+    const unique = [...new Set(ids)];
+    const rows = await this.db.all(
+      `SELECT * FROM customers WHERE id IN (${placeholders(unique.length)})`,
+      unique,
+    );
+    return new Map(rows.map((r) => [str(r['id']), customerFromRow(r)]));
+  }
+
+  async customerExistsWithDocument(documentIndex: string): Promise<boolean> {
+    return (
+      (await this.db.get('SELECT 1 AS found FROM customers WHERE document_index = ?', [documentIndex])) !==
+      undefined
+    );
+  }
+
+  async insertApiKey(key: ApiKey): Promise<void> {
+    await this.db.run(
+      'INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      [key.id, key.name, key.role, key.secretHash, key.createdAtMs, key.revokedAtMs],
+    );
+  }
+
+  async upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'> {
+    const existing = await this.db.get(
+      `SELECT secret_hash, role FROM api_keys WHERE id = ?${this.dialect.forUpdate}`,
+      [key.id],
+    );
+    if (existing === undefined) {
+      await this.insertApiKey(key);
+      return 'created';
+    }
+    if (existing['secret_hash'] === key.secretHash && existing['role'] === key.role) return 'unchanged';
+    await this.db.run('UPDATE api_keys SET secret_hash = ?, role = ?, revoked_at_ms = NULL WHERE id = ?', [
+      key.secretHash,
+      key.role,
+      key.id,
+    ]);
+    return 'updated';
+  }
+
+  async insertCustomer(c: CustomerRow): Promise<void> {
+    await this.db.run(
+      `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, created_at_ms, updated_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [c.id, c.nameEnc, c.country, c.kycStatus, c.documentIndex, c.documentEnc, c.createdAtMs, c.createdAtMs],
+    );
+  }
+
+  async insertAccount(a: AccountRow): Promise<void> {
+    assert(
+      a.postedBalanceCents === 0 && a.heldBalanceCents === 0,
+      'accounts open empty; money comes by posting',
+    );
+    await this.db.run(
+      `INSERT INTO accounts (id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
+                             posted_balance_cents, held_balance_cents, created_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+      [
+        a.id,
+        a.kind,
+        a.ownerCustomerId,
+        a.currency,
+        a.numberEnc,
+        a.numberIndex,
+        a.accountNumberLast4,
+        a.createdAtMs,
+      ],
+    );
+  }
+
+  async postLedger(posting: Posting, accounts: Map<string, Account>, requestId: string): Promise<string> {
+    const result = applyPosting(posting, accounts);
+    if (!result.ok) {
+      throw new AppError(
+        'BALANCE_LIMIT_EXCEEDED',
+        'the resulting balance would exceed the largest supported amount',
+      );
+    }
+    const transactionId = newId('ltx');
+    await this.db.run(
+      'INSERT INTO ledger_transactions (id, kind, payment_id, currency, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      [transactionId, posting.kind, posting.paymentId, posting.currency, requestId, this.nowMs],
+    );
+    for (const line of posting.lines) {
+      await this.db.run(
+        `INSERT INTO ledger_entries (id, transaction_id, payment_id, account_id, direction, amount_cents, currency,
+                                     request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          newId('led'),
+          transactionId,
+          posting.paymentId,
+          line.accountId,
+          line.direction,
+          line.amountCents,
+          posting.currency,
+          requestId,
+          this.nowMs,
+        ],
+      );
+    }
+    for (const change of result.changes) {
+      const account = accounts.get(change.accountId)!;
+      // Guarded by the balance we read: a lost update would change zero rows and stop here.
+      const changed = await this.db.run(
+        'UPDATE accounts SET posted_balance_cents = ? WHERE id = ? AND posted_balance_cents = ?',
+        [change.postedBalanceCents, change.accountId, account.postedBalanceCents],
+      );
+      assert(changed === 1, `balance of ${change.accountId} changed under the transaction`);
+      accounts.set(change.accountId, { ...account, postedBalanceCents: change.postedBalanceCents });
+    }
+    return transactionId;
+  }
+
+  async placeHold(paymentId: string, account: Account, amountCents: number): Promise<void> {
+    const held = heldAfter(account, amountCents);
+    await this.db.run(
+      'INSERT INTO holds (id, payment_id, account_id, amount_cents, status, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      [newId('hold'), paymentId, account.id, amountCents, 'active', this.nowMs],
+    );
+    const changed = await this.db.run(
+      'UPDATE accounts SET held_balance_cents = ? WHERE id = ? AND held_balance_cents = ?',
+      [held, account.id, account.heldBalanceCents],
+    );
+    assert(changed === 1, `held balance of ${account.id} changed under the transaction`);
+  }
+
+  async insertPayment(p: Payment, apiKeyId: string, requestId: string): Promise<void> {
+    await this.db.run(
+      `INSERT INTO payments (id, status, source_account_id, destination_account_id, amount_cents, currency, note,
+                             metadata, reasons, decision, api_key_id, request_id, created_at_ms, updated_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        p.id,
+        p.status,
+        p.sourceAccountId,
+        p.destinationAccountId,
+        p.amountCents,
+        p.currency,
+        p.note,
+        p.metadata === null ? null : JSON.stringify(p.metadata),
+        JSON.stringify(p.reasons),
+        JSON.stringify(p.decision),
+        apiKeyId,
+        requestId,
+        p.createdAtMs,
+        p.updatedAtMs,
+      ],
+    );
+  }
+
+  async appendAudit(draft: AuditDraft): Promise<AuditEntry> {
+    // The chain head is the serialisation point of the log: read (and on PostgreSQL locked) here, last in the
+    // transaction, so concurrent writers append one after another and the chain never forks.
+    const head = await this.db.get(
+      `SELECT size, last_hash FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
+    );
+    assert(head !== undefined, 'audit head row exists');
+    const size = num(head['size']);
+    const entry = sealAuditEntry(
+      draft,
+      { index: size, prevHash: str(head['last_hash']) },
+      newId('aud'),
+      this.nowMs,
+    );
+    await this.db.run(
+      `INSERT INTO audit_entries (idx, id, ts, event_type, actor_id, request_id, resource_type, resource_id, metadata,
+                                  prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        entry.index,
+        entry.id,
+        entry.timestamp,
+        entry.eventType,
+        entry.actorId,
+        entry.requestId,
+        entry.resourceType,
+        entry.resourceId,
+        JSON.stringify(entry.metadata),
+        entry.prevHash,
+        entry.hash,
+      ],
+    );
+    const changed = await this.db.run(
+      'UPDATE audit_head SET size = ?, last_hash = ? WHERE id = 1 AND size = ?',
+      [size + 1, entry.hash, size],
+    );
+    assert(changed === 1, 'audit head moved under the transaction');
+    return entry;
+  }
+
+  async countAttemptsFromSource(sourceAccountId: string, sinceMs: number): Promise<number> {
+    const r = await this.db.get(
+      'SELECT COUNT(*) AS n FROM risk_attempts WHERE source_account_id = ? AND at_ms > ?',
+      [sourceAccountId, sinceMs],
+    );
+    return num(r!['n']);
+  }
+
+  async countSamePattern(
+    source: string,
+    destination: string,
+    amountCents: number,
+    sinceMs: number,
+  ): Promise<number> {
+    const r = await this.db.get(
+      `SELECT COUNT(*) AS n FROM risk_attempts
+        WHERE source_account_id = ? AND destination_account_id = ? AND amount_cents = ? AND at_ms > ?`,
+      [source, destination, amountCents, sinceMs],
+    );
+    return num(r!['n']);
+  }
+
+  async recordAttempt(source: string, destination: string, amountCents: number): Promise<void> {
+    await this.db.run(
+      'INSERT INTO risk_attempts (source_account_id, destination_account_id, amount_cents, at_ms) VALUES (?, ?, ?, ?)',
+      [source, destination, amountCents, this.nowMs],
+    );
+  }
+
+  async claimIdempotencyKey(
+    apiKeyId: string,
+    key: string,
+    fingerprint: string,
+    expiresAtMs: number,
+  ): Promise<IdempotencyRecord | 'claimed'> {
+    // An expired record no longer protects anything: make room for the new request under the same key.
+    await this.db.run(
+      'DELETE FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ? AND expires_at_ms <= ?',
+      [apiKeyId, key, this.nowMs],
+    );
+    const inserted = await this.db.run(
+      `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body, resource_id,
+                                        created_at_ms, expires_at_ms)
+       VALUES (?, ?, ?, 0, '', NULL, ?, ?) ON CONFLICT (api_key_id, idempotency_key) DO NOTHING`,
+      [apiKeyId, key, fingerprint, this.nowMs, expiresAtMs],
+    );
+    if (inserted === 1) return 'claimed';
+    const r = await this.db.get(
+      'SELECT * FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?',
+      [apiKeyId, key],
+    );
+    assert(r !== undefined && num(r['status_code']) !== 0, 'a visible idempotency record is always complete');
+    return idempotencyFromRow(r);
+  }
+
+  async completeIdempotencyKey(
+    apiKeyId: string,
+    key: string,
+    response: StoredResponse,
+    resourceId: string | null,
+  ): Promise<void> {
+    const changed = await this.db.run(
+      `UPDATE idempotency_records SET status_code = ?, response_body = ?, resource_id = ?
+        WHERE api_key_id = ? AND idempotency_key = ? AND status_code = 0`,
+      [response.statusCode, response.body, resourceId, apiKeyId, key],
+    );
+    assert(changed === 1, 'completing an idempotency record this transaction claimed');
+  }
+
+  async purgeExpiredIdempotencyRecords(limit: number): Promise<number> {
+    return this.db.run(
+      `DELETE FROM idempotency_records WHERE (api_key_id, idempotency_key) IN (
+         SELECT api_key_id, idempotency_key FROM idempotency_records WHERE expires_at_ms <= ? LIMIT ?)`,
+      [this.nowMs, limit],
+    );
+  }
+
+  async purgeAttemptsBefore(beforeMs: number, limit: number): Promise<number> {
+    return this.db.run(
+      'DELETE FROM risk_attempts WHERE seq IN (SELECT seq FROM risk_attempts WHERE at_ms < ? LIMIT ?)',
+      [beforeMs, limit],
+    );
+  }
+}

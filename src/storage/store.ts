@@ -1,0 +1,140 @@
+import type { AuditDraft, AuditEntry } from '../domain/audit.ts';
+import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
+import type { Posting } from '../domain/ledger.ts';
+import type { Account, ApiKey, KycStatus, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+
+/**
+ * The storage port, in the domain's own words. Adapters: SQLite (sqlite.ts) and PostgreSQL (postgres.ts),
+ * both over the same SQL (sql-store.ts).
+ *
+ * Writes happen only through `applyBatch`: a batch of commands runs in ONE database transaction and ONE
+ * durable commit, each command inside its own savepoint, so a command that throws is undone alone and the
+ * others still commit. The result of every command is released only after the commit returned. Reads
+ * outside a batch (`reads`) see committed data only.
+ */
+export type Command<R> = (tx: Tx) => Promise<R>;
+export type CommandOutcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  readonly reads: Reads;
+  applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]>;
+  /** Dev key material kept with the data; created once under a lock, then returned unchanged. */
+  getOrCreateSetting(key: string, create: () => string): Promise<string>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface CustomerRow {
+  id: string;
+  nameEnc: string;
+  country: string;
+  kycStatus: KycStatus;
+  documentIndex: string;
+  documentEnc: string;
+  createdAtMs: number;
+}
+
+export interface AccountRow extends Account {
+  numberEnc: string;
+  numberIndex: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Cursor position (seq) of the last item, when more items follow. */
+  nextAfter: number | null;
+}
+
+export interface PageRequest {
+  after: number;
+  limit: number;
+}
+
+export interface LedgerFilter {
+  paymentId?: string | undefined;
+  accountId?: string | undefined;
+}
+
+export interface CurrencyTotals {
+  currency: string;
+  debitsCents: bigint;
+  creditsCents: bigint;
+}
+
+export interface AccountCheck {
+  accountId: string;
+  postedBalanceCents: number;
+  heldBalanceCents: number;
+  entriesNetCents: bigint;
+  activeHoldsCents: bigint;
+}
+
+export interface Reads {
+  findApiKeyByHash(secretHash: string): Promise<ApiKey | undefined>;
+  getCustomer(id: string): Promise<CustomerRow | undefined>;
+  listCustomers(page: PageRequest): Promise<Page<CustomerRow>>;
+  getAccount(id: string): Promise<Account | undefined>;
+  listAccounts(page: PageRequest, ownerCustomerId?: string): Promise<Page<Account>>;
+  getPayment(id: string): Promise<Payment | undefined>;
+  listPayments(page: PageRequest, status?: PaymentStatus): Promise<Page<Payment>>;
+  listLedgerEntries(page: PageRequest, filter: LedgerFilter): Promise<Page<LedgerEntry>>;
+  findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  /** Audit entries with index >= fromIndex, in index order. */
+  listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]>;
+  auditSize(): Promise<number>;
+  auditHead(): Promise<{ size: number; lastHash: string }>;
+  ledgerTotals(): Promise<CurrencyTotals[]>;
+  /** Accounts whose stored balances disagree with their entries or holds (limit bounds the answer). */
+  accountChecks(afterSeq: number, limit: number): Promise<{ checks: AccountCheck[]; lastSeq: number | null }>;
+}
+
+export interface Tx {
+  readonly nowMs: number;
+  /** Loads (and on PostgreSQL locks, in id order) the accounts that exist among `ids`. */
+  lockAccounts(ids: string[]): Promise<Map<string, Account>>;
+  getSystemAccount(currency: string): Promise<Account | undefined>;
+  getCustomers(ids: string[]): Promise<Map<string, CustomerRow>>;
+  customerExistsWithDocument(documentIndex: string): Promise<boolean>;
+
+  insertApiKey(key: ApiKey): Promise<void>;
+  upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'>;
+  insertCustomer(row: CustomerRow): Promise<void>;
+  insertAccount(row: AccountRow): Promise<void>;
+
+  /** Writes a balanced posting and the new balances; throws AppError BALANCE_LIMIT_EXCEEDED on overflow. */
+  postLedger(posting: Posting, accounts: Map<string, Account>, requestId: string): Promise<string>;
+  placeHold(paymentId: string, account: Account, amountCents: number): Promise<void>;
+
+  insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
+  appendAudit(draft: AuditDraft): Promise<AuditEntry>;
+
+  countAttemptsFromSource(sourceAccountId: string, sinceMs: number): Promise<number>;
+  countSamePattern(
+    source: string,
+    destination: string,
+    amountCents: number,
+    sinceMs: number,
+  ): Promise<number>;
+  recordAttempt(source: string, destination: string, amountCents: number): Promise<void>;
+
+  /**
+   * Claims an idempotency key for this transaction, or returns the record already stored under it. On
+   * PostgreSQL a concurrent claim of the same key by another process waits here until that transaction ends.
+   */
+  claimIdempotencyKey(
+    apiKeyId: string,
+    key: string,
+    fingerprint: string,
+    expiresAtMs: number,
+  ): Promise<IdempotencyRecord | 'claimed'>;
+  completeIdempotencyKey(
+    apiKeyId: string,
+    key: string,
+    response: StoredResponse,
+    resourceId: string | null,
+  ): Promise<void>;
+
+  purgeExpiredIdempotencyRecords(limit: number): Promise<number>;
+  purgeAttemptsBefore(beforeMs: number, limit: number): Promise<number>;
+}
