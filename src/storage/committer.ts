@@ -1,6 +1,6 @@
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
-import type { Command, Store } from './store.ts';
+import type { Command, CommandRun, LockHints, Store } from './store.ts';
 
 /**
  * Group commit. Every write is a command submitted here; commands that arrive while a batch is being applied
@@ -37,7 +37,7 @@ export class Committer {
     assert(options.batchMax >= 1 && options.queueMax >= options.batchMax, 'committer limits are sane');
   }
 
-  submit<R>(command: Command<R>): Promise<R> {
+  submit<R>(run: CommandRun<R>, locks?: LockHints): Promise<R> {
     if (this.stopped)
       return Promise.reject(new AppError('SERVICE_UNAVAILABLE', 'the service is shutting down'));
     if (this.queue.length >= this.options.queueMax) {

@@ -101,7 +101,7 @@ export function openSqliteStore(options: SqliteOptions): Store {
         writer.exec('SAVEPOINT command');
         tx.nowMs = options.clock();
         try {
-          outcomes.push({ ok: true, value: await command(tx) });
+          outcomes.push({ ok: true, value: await command.run(tx) });
           writer.exec('RELEASE command');
         } catch (error) {
           writer.exec('ROLLBACK TO command');

@@ -12,7 +12,22 @@ import type { Account, ApiKey, KycStatus, LedgerEntry, Payment, PaymentStatus } 
  * others still commit. The result of every command is released only after the commit returned. Reads
  * outside a batch (`reads`) see committed data only.
  */
-export type Command<R> = (tx: Tx) => Promise<R>;
+export type CommandRun<R> = (tx: Tx) => Promise<R>;
+
+/**
+ * What a command will lock, declared up front. PostgreSQL takes these locks at the start of the batch in one
+ * global order (idempotency keys, then accounts, each sorted; the audit head last, when appending), which is
+ * what makes batches from many processes deadlock-free. SQLite's single writer needs none of it.
+ */
+export interface LockHints {
+  idempotencyKeys?: string[];
+  accountIds?: string[];
+}
+
+export interface Command<R> {
+  run: CommandRun<R>;
+  locks?: LockHints;
+}
 export type CommandOutcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
 export interface Store {
