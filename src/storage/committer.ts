@@ -44,11 +44,8 @@ export class Committer {
       return Promise.reject(new AppError('SERVICE_UNAVAILABLE', 'the write queue is full; retry shortly'));
     }
     return new Promise<R>((resolve, reject) => {
-      this.queue.push({
-        command: command as Command<unknown>,
-        resolve: resolve as (v: unknown) => void,
-        reject,
-      });
+      const command: Command<unknown> = locks === undefined ? { run } : { run, locks };
+      this.queue.push({ command, resolve: resolve as (v: unknown) => void, reject });
       this.scheduleFlush();
     });
   }
