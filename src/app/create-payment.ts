@@ -65,8 +65,12 @@ export async function createPayment(
   if (early) return early;
 
   // Steps 3 to 8: one transaction.
-  return services.committer.submit((tx) =>
-    executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
+  return services.committer.submit(
+    (tx) => executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
+    {
+      idempotencyKeys: [`${actor.apiKeyId}:${idempotencyKey}`],
+      accountIds: [request.sourceAccountId, request.destinationAccountId],
+    },
   );
 }
 
