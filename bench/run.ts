@@ -1,0 +1,306 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { findPgBin, startPgCluster } from '../scripts/pg-cluster.ts';
+import { freePort } from '../test/support/harness.ts';
+import { writeChart } from './chart.ts';
+import { preloadSqlite } from './preload.ts';
+
+/**
+ * `npm run bench`: durable payments through the full pipeline, measured against a fastify hello-world on the
+ * same machine in the same run. Starts everything itself (SQLite in a temp dir; PostgreSQL when installed),
+ * funds accounts, drives POST /v1/payments with autocannon (unique Idempotency-Keys, random account pairs),
+ * and writes JSON + an SVG chart under bench/results/.
+ *
+ *   npm run bench -- --duration 10 --accounts 1000 --concurrency 1,8,32,64,128 [--scale] [--no-postgres]
+ */
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    accounts: { type: 'string', default: '1000' },
+    concurrency: { type: 'string', default: '1,8,32,64,128' },
+    scale: { type: 'boolean', default: false },
+    'scale-accounts': { type: 'string', default: '1000000' },
+    'scale-entries': { type: 'string', default: '10000000' },
+    'no-postgres': { type: 'boolean', default: false },
+  },
+});
+const DURATION_S = Number(args.duration);
+const LEVELS = args.concurrency.split(',').map(Number);
+const TOKEN = 'bench-token-0001';
+const DATA_KEY = Buffer.alloc(32, 9).toString('base64');
+const OPENING_CENTS = 1_000_000_000;
+
+interface Point {
+  concurrency: number;
+  paymentsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  statuses: Record<string, number>;
+}
+
+async function startProcess(
+  argv: string[],
+  env: Record<string, string>,
+  readyPath = '/health',
+): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, argv, {
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      if ((await fetch(`${url}${readyPath}`)).ok) return { child, url };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`process ${argv.join(' ')} did not start`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+function summarize(concurrency: number, r: autocannon.Result): Point {
+  const statuses: Record<string, number> = {};
+  for (const [code, stat] of Object.entries(r.statusCodeStats ?? {}))
+    statuses[code] = (stat as { count: number }).count;
+  return {
+    concurrency,
+    paymentsPerSecond: Math.round(r.requests.average),
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    statuses,
+  };
+}
+
+async function drivePayments(
+  url: string,
+  accounts: string[],
+  connections: number,
+  overallRate?: number,
+): Promise<Point> {
+  const result = await autocannon({
+    url,
+    connections,
+    duration: DURATION_S,
+    ...(overallRate === undefined ? {} : { overallRate }),
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/payments',
+        setupRequest: (req) => {
+          const i = Math.floor(Math.random() * accounts.length);
+          const j = (i + 1 + Math.floor(Math.random() * (accounts.length - 1))) % accounts.length;
+          return {
+            ...req,
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${TOKEN}`,
+              'idempotency-key': randomUUID(),
+            },
+            body: JSON.stringify({
+              sourceAccountId: accounts[i],
+              destinationAccountId: accounts[j],
+              amountCents: 1 + Math.floor(Math.random() * 100),
+              currency: 'USD',
+            }),
+          };
+        },
+      },
+    ],
+  });
+  return summarize(connections, result);
+}
+
+async function helloCeiling(): Promise<Point> {
+  const { child, url } = await startProcess(['--import', 'tsx', 'bench/hello-server.ts'], {}, '/hello');
+  try {
+    const r = await autocannon({ url: `${url}/hello`, connections: 64, duration: DURATION_S });
+    return summarize(64, r);
+  } finally {
+    await stop(child);
+  }
+}
+
+function serverEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    DEMO_API_TOKEN: TOKEN,
+    DATA_ENCRYPTION_KEY: DATA_KEY,
+    SEED_DEMO_DATA: 'false',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+async function sweep(url: string, accounts: string[], label: string): Promise<Point[]> {
+  const points: Point[] = [];
+  for (const c of LEVELS) {
+    const p = await drivePayments(url, accounts, c);
+    process.stdout.write(
+      `  ${label} c=${String(c).padStart(3)}  ${String(p.paymentsPerSecond).padStart(6)} payments/s  p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  ${JSON.stringify(p.statuses)}\n`,
+    );
+    points.push(p);
+  }
+  return points;
+}
+
+async function sqliteCase(accountsN: number, transfers: number, label: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'payments-bench-'));
+  try {
+    const path = join(dir, 'payments.db');
+    const t0 = Date.now();
+    const accounts = preloadSqlite({
+      path,
+      accounts: accountsN,
+      transfers,
+      openingBalanceCents: OPENING_CENTS,
+      dataKeyBase64: DATA_KEY,
+    });
+    process.stdout.write(
+      `  preloaded ${accountsN} accounts, ${2 * (accountsN + transfers)} ledger entries in ${Date.now() - t0} ms\n`,
+    );
+    const { child, url } = await startProcess(
+      ['--import', 'tsx', 'src/main.ts'],
+      serverEnv(`sqlite:${path}`),
+    );
+    try {
+      const points = await sweep(url, accounts, label);
+      const peak = points.reduce((a, b) => (b.paymentsPerSecond > a.paymentsPerSecond ? b : a));
+      const at80 = await drivePayments(
+        url,
+        accounts,
+        Math.max(64, peak.concurrency),
+        Math.round(peak.paymentsPerSecond * 0.8),
+      );
+      process.stdout.write(
+        `  ${label} at 80% of peak (${Math.round(peak.paymentsPerSecond * 0.8)}/s): p99 ${at80.p99Ms} ms\n`,
+      );
+      return { points, peak, at80 };
+    } finally {
+      await stop(child);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function fundViaApi(url: string, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify(body),
+    });
+    return (await res.json()) as Record<string, { id: string }>;
+  };
+  for (let i = 0; i < n; i++) {
+    const c = await post('/v1/customers', {
+      name: `Bench ${i}`,
+      country: 'US',
+      documentReference: `BENCH-${randomUUID()}`,
+    });
+    const a = await post('/v1/accounts', {
+      customerId: c['customer']!.id,
+      currency: 'USD',
+      initialBalanceCents: OPENING_CENTS,
+    });
+    ids.push(a['account']!.id);
+  }
+  return ids;
+}
+
+async function postgresCase(accountsN: number) {
+  const cluster = startPgCluster(await freePort());
+  try {
+    const admin = new pg.Client({ connectionString: cluster.adminUrl });
+    await admin.connect();
+    const results: Record<string, Point[]> = {};
+    for (const [label, batchMax] of [
+      ['postgres, one transaction per payment', '1'],
+      ['postgres, group commit', '64'],
+    ] as const) {
+      const db = `bench_${batchMax}`;
+      await admin.query(`CREATE DATABASE ${db}`);
+      const url = new URL(cluster.adminUrl);
+      url.pathname = `/${db}`;
+      const { child, url: base } = await startProcess(
+        ['--import', 'tsx', 'src/main.ts'],
+        serverEnv(url.toString(), { GROUP_COMMIT_BATCH_MAX: batchMax, PG_POOL_MAX: '10' }),
+      );
+      try {
+        const accounts = await fundViaApi(base, Math.min(accountsN, 200));
+        results[label] = await sweep(base, accounts, label);
+      } finally {
+        await stop(child);
+      }
+    }
+    await admin.end();
+    return results;
+  } finally {
+    cluster.stop();
+  }
+}
+
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+};
+process.stdout.write(`machine: ${JSON.stringify(machine)}\n`);
+const hello = await helloCeiling();
+process.stdout.write(`hello-world ceiling: ${hello.paymentsPerSecond} req/s (c=64), p99 ${hello.p99Ms} ms\n`);
+const small = await sqliteCase(Number(args.accounts), 0, 'sqlite');
+const report: Record<string, unknown> = {
+  machine,
+  durationSeconds: DURATION_S,
+  helloWorldRequestsPerSecond: hello.paymentsPerSecond,
+  sqlite: {
+    ...small,
+    ratioToHelloWorld: +(small.peak.paymentsPerSecond / hello.paymentsPerSecond).toFixed(3),
+  },
+};
+process.stdout.write(
+  `sqlite peak ${small.peak.paymentsPerSecond}/s = ${(report['sqlite'] as { ratioToHelloWorld: number }).ratioToHelloWorld} × hello-world\n`,
+);
+if (args.scale) {
+  const transfers = Math.max(0, Number(args['scale-entries']) / 2 - Number(args['scale-accounts']));
+  const scale = await sqliteCase(Number(args['scale-accounts']), transfers, 'sqlite-scale');
+  report['sqliteScale'] = {
+    ...scale,
+    slowdownVsSmall: +(small.peak.paymentsPerSecond / scale.peak.paymentsPerSecond).toFixed(3),
+  };
+}
+if (!args['no-postgres'] && findPgBin() !== null) {
+  const pgResults = await postgresCase(Number(args.accounts));
+  const peakOf = (points: Point[] | undefined) => Math.max(...(points ?? []).map((p) => p.paymentsPerSecond));
+  const single = peakOf(pgResults['postgres, one transaction per payment']);
+  const grouped = peakOf(pgResults['postgres, group commit']);
+  report['postgres'] = { ...pgResults, groupCommitSpeedup: +(grouped / single).toFixed(2) };
+  process.stdout.write(
+    `postgres: group commit ${grouped}/s vs one transaction per payment ${single}/s = ${(grouped / single).toFixed(2)}×\n`,
+  );
+}
+mkdirSync('bench/results', { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+writeFileSync(`bench/results/${stamp}.json`, `${JSON.stringify(report, null, 2)}\n`);
+writeChart(`bench/results/${stamp}.svg`, report);
+process.stdout.write(`wrote bench/results/${stamp}.json and .svg\n`);
