@@ -19,8 +19,15 @@ try {
   throw error;
 }
 
-const app = await createApp(config);
-await app.server.listen({ port: config.port, host: config.host });
+let app: Awaited<ReturnType<typeof createApp>>;
+try {
+  app = await createApp(config);
+  await app.server.listen({ port: config.port, host: config.host });
+} catch (error) {
+  // One line, no stack: the operator needs the reason (schema too new, database unreachable, port in use).
+  process.stderr.write(`Start-up failed: ${(error as Error).message}\n`);
+  process.exit(1);
+}
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { InvariantViolation } from '../domain/assert.ts';
 import { AppError, type ErrorCode, type ErrorDetail } from '../domain/errors.ts';
 
@@ -40,7 +40,7 @@ function classify(
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
     const details = fastifyError.validation.map((v) => ({
-      field: v.instancePath === '' ? `/${fastifyError.validationContext ?? 'body'}` : v.instancePath,
+      field: detailField(v, fastifyError.validationContext),
       message: v.message ?? 'is invalid',
     }));
     return {
@@ -61,6 +61,16 @@ function classify(
     return { code: 'VALIDATION_ERROR', message: 'the request is invalid' };
   }
   return { code: 'INTERNAL_ERROR', message: 'internal error; the request id identifies it in the logs' };
+}
+
+/**
+ * The JSON pointer of the offending field. Ajv reports a missing or an unknown property on its parent object;
+ * the client needs the property itself ("/name", "/nickname"), not just "/body".
+ */
+function detailField(v: FastifySchemaValidationError, context: string | undefined): string {
+  const property = v.params['missingProperty'] ?? v.params['additionalProperty'];
+  if (typeof property === 'string') return `${v.instancePath}/${property}`;
+  return v.instancePath === '' ? `/${context ?? 'body'}` : v.instancePath;
 }
 
 function publicMessage(code: ErrorCode): string {

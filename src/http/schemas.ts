@@ -6,11 +6,16 @@ import { KYC_STATUSES, PAYMENT_STATUSES } from '../domain/types.ts';
  * Request schemas: the edge where input is checked once. No coercion on bodies (a string "100" is not an
  * amount), unknown fields rejected, money a JSON integer within the safe range, codes upper-case exactly.
  */
+// With ajv's `u` flag a paired surrogate is one code point outside this range; only lone ones match it.
+const WELL_FORMED_UNICODE = '^[^\\uD800-\\uDFFF]*$';
 const ID = Type.String({ pattern: '^[a-z]+_[A-Za-z0-9_]{1,60}$', maxLength: 64 });
 const Cents = (minimum: number) => Type.Integer({ minimum, maximum: Number.MAX_SAFE_INTEGER });
-// Text that is not silently trimmed: leading or trailing spaces are a client mistake.
+// Text that is not silently trimmed (leading or trailing spaces are a client mistake) and holds no control
+// characters or lone surrogates.
+const TEXT_CHAR = '[^\\p{Cc}\\uD800-\\uDFFF]';
+const TEXT_EDGE = '[^\\s\\p{Cc}\\uD800-\\uDFFF]';
 const Text = (maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: '^\\S(?:[\\s\\S]*\\S)?$' });
+  Type.String({ minLength: 1, maxLength, pattern: `^${TEXT_EDGE}(?:${TEXT_CHAR}*${TEXT_EDGE})?$` });
 
 export const IdParams = Type.Object({ id: ID }, { additionalProperties: false });
 
@@ -59,10 +64,13 @@ export const CreatePaymentBody = Type.Object(
     destinationAccountId: ID,
     amountCents: Cents(1),
     currency: Type.String({ pattern: CURRENCY_PATTERN }),
-    note: Type.Optional(Type.String({ maxLength: 500 })),
+    // Well-formed Unicode only: a lone surrogate cannot be stored as UTF-8 and would come back altered.
+    note: Type.Optional(Type.String({ maxLength: 500, pattern: WELL_FORMED_UNICODE })),
     metadata: Type.Optional(
+      // additionalProperties: false, or a key outside the pattern would escape the value check entirely.
       Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,40}$' }), Type.String({ maxLength: 500 }), {
         maxProperties: 20,
+        additionalProperties: false,
       }),
     ),
   },

@@ -22,6 +22,7 @@ export function secretMatches(secret: string, storedHash: string): boolean {
 /** `Authorization: Bearer <secret>`; anything else is "missing or malformed". */
 export function parseBearer(header: string | undefined): string | null {
   if (header === undefined) return null;
-  const match = /^Bearer ([\x21-\x7E]{1,512})$/.exec(header);
+  // The scheme name is case-insensitive (RFC 7235); the secret is not.
+  const match = /^Bearer ([\x21-\x7E]{1,512})$/i.exec(header);
   return match ? match[1]! : null;
 }

@@ -85,7 +85,12 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
 export function openSqliteStore(options: SqliteOptions): Store {
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
   const writer = openConnection(options.path, false);
-  migrateSqlite(writer);
+  try {
+    migrateSqlite(writer);
+  } catch (error) {
+    writer.close();
+    throw error;
+  }
   const reader = options.path === ':memory:' ? writer : openConnection(options.path, true);
   const writeExec = executor(writer);
   const tx = new SqlTx(writeExec, { forUpdate: '' });
