@@ -52,7 +52,7 @@ export function availableCents(account: Pick<Account, 'postedBalanceCents' | 'he
 
 export interface RuleHit {
   rule: string;
-  outcome: 'decline' | 'review';
+  outcome: 'decline' | 'review' | 'allow';
   reason: string;
   observed: Record<string, number | string | boolean | null>;
 }

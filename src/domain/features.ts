@@ -1,0 +1,83 @@
+import type { Features, RiskPolicy } from './policy.ts';
+import type { KycStatus } from './types.ts';
+
+/**
+ * Turns what the pipeline gathered (parties, amounts, windowed counters, sanctions scores) into the named
+ * features the policy's rules are written against. Pure, so a decision can be replayed from its recorded
+ * features. Features hold ids' properties and numbers only, never names or other personal data.
+ */
+export interface WindowTotals {
+  count: number;
+  sumCents: number;
+}
+
+/** Exact totals over sliding windows, read before this payment is counted. */
+export interface CounterSnapshot {
+  sourceAttempts: { m1: WindowTotals; h1: WindowTotals; h24: WindowTotals; d7: WindowTotals };
+  samePattern1m: number;
+  /** Earlier attempts from this source to this destination (within retention: 35 days). */
+  pairAttempts: number;
+  beneficiaryIncoming24h: WindowTotals;
+  /** What the sender's customer already sent out (posted or held), for the KYC tier limits. */
+  senderOutgoing: { h24: WindowTotals; d30: WindowTotals };
+  /** Earlier payments from the source just under the structuring threshold in the last 24 h. */
+  nearThreshold24h: number;
+}
+
+export type SanctionsLevel = 'none' | 'possible' | 'match';
+
+export interface FeatureInput {
+  amountCents: number;
+  note: string | null;
+  sender: { kycStatus: KycStatus; country: string; kycTier: string; sanctionsScore: number };
+  receiver: { kycStatus: KycStatus; country: string; sanctionsScore: number };
+  counters: CounterSnapshot;
+}
+
+export function sanctionsLevel(score: number, policy: RiskPolicy): SanctionsLevel {
+  if (score >= policy.sanctions.declineScore) return 'match';
+  if (score >= policy.sanctions.reviewScore) return 'possible';
+  return 'none';
+}
+
+/** Whether an amount falls in the structuring band [bandStart% of threshold, threshold). */
+export function inStructuringBand(amountCents: number, policy: RiskPolicy): boolean {
+  const { thresholdCents, bandStartPercent } = policy.structuring;
+  return amountCents * 100 >= thresholdCents * bandStartPercent && amountCents < thresholdCents;
+}
+
+export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Features {
+  const { amountCents, counters: c } = input;
+  const note = (input.note ?? '').toLowerCase();
+  const tier = policy.kycTiers[input.sender.kycTier] ?? policy.kycTiers[policy.defaultKycTier]!;
+  const average7d =
+    c.sourceAttempts.d7.count === 0 ? 0 : c.sourceAttempts.d7.sumCents / c.sourceAttempts.d7.count;
+  const inBand = inStructuringBand(amountCents, policy);
+  return {
+    amountCents,
+    roundAmount: amountCents % 100_00 === 0,
+    suspiciousNote: policy.suspiciousNoteTerms.some((term) => note.includes(term)),
+    senderKycStatus: input.sender.kycStatus,
+    receiverKycStatus: input.receiver.kycStatus,
+    senderKycTier: input.sender.kycTier,
+    senderHighRiskJurisdiction: policy.highRiskCountries.includes(input.sender.country),
+    receiverHighRiskJurisdiction: policy.highRiskCountries.includes(input.receiver.country),
+    senderSanctions: sanctionsLevel(input.sender.sanctionsScore, policy),
+    receiverSanctions: sanctionsLevel(input.receiver.sanctionsScore, policy),
+    senderSanctionsScore: input.sender.sanctionsScore,
+    receiverSanctionsScore: input.receiver.sanctionsScore,
+    sourceAttempts1m: c.sourceAttempts.m1.count,
+    sourceAttempts1h: c.sourceAttempts.h1.count,
+    sourceAttempts24h: c.sourceAttempts.h24.count,
+    sourceAttempts7d: c.sourceAttempts.d7.count,
+    sourceAmount24hCents: c.sourceAttempts.h24.sumCents,
+    samePattern1m: c.samePattern1m,
+    newBeneficiary: c.pairAttempts === 0,
+    beneficiaryIncoming24h: c.beneficiaryIncoming24h.count,
+    amountToAverage7dPercent: average7d === 0 ? 0 : Math.round((amountCents / average7d) * 100),
+    structuringCount24h: inBand ? c.nearThreshold24h + 1 : 0,
+    kycPerPaymentLimitExceeded: amountCents > tier.perPaymentCents,
+    kycDailyLimitExceeded: c.senderOutgoing.h24.sumCents + amountCents > tier.dailyCents,
+    kycMonthlyLimitExceeded: c.senderOutgoing.d30.sumCents + amountCents > tier.monthlyCents,
+  };
+}
