@@ -52,11 +52,11 @@ export function writeChart(path: string, report: Record<string, unknown>): void 
       `<text x="${width - pad - 170}" y="${pad + 14 * si}" font-size="12" fill="${color}">■ ${s.label} (bars: /s, line: p99)</text>`,
     );
   });
-  levels.forEach((c, i) =>
+  levels.forEach((c, i) => {
     parts.push(
       `<text x="${x(i)}" y="${height - pad + 16}" font-size="11" text-anchor="middle">c=${c}</text>`,
-    ),
-  );
+    );
+  });
   parts.push(
     `<text x="${pad}" y="${pad - 20}" font-size="13">payments/s (left, max ${maxRate}) and p99 latency (right, max ${maxP99} ms) vs concurrency</text>`,
   );

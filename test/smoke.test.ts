@@ -16,7 +16,7 @@ test('the workshop steps: health and the two seeded accounts', async () => {
   assert.equal(health.json.status, 'ok');
   const accounts = await t.request('GET', '/v1/accounts');
   assert.equal(accounts.status, 200);
-  const byId = Object.fromEntries(accounts.json.accounts.map((a: any) => [a.id, a]));
+  const byId = Object.fromEntries(accounts.json.accounts.map((a: { id: string }) => [a.id, a]));
   assert.equal(byId.acc_demo_alice_usd.availableBalanceCents, 300000);
   assert.equal(byId.acc_demo_alice_usd.maskedAccountNumber, '**** **** **** 5678');
   assert.equal(byId.acc_demo_bob_usd.availableBalanceCents, 50000);

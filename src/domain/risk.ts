@@ -84,7 +84,8 @@ export const COMPLIANCE_RULES: Rule[] = [
       : null,
   (c, p) => {
     const note = (c.note ?? '').toLowerCase();
-    const matched = p.suspiciousNoteTerms.filter((term) => note.includes(term));
+    // Both sides lower-cased: a term configured as "Gift Cards" must still match "gift cards".
+    const matched = p.suspiciousNoteTerms.filter((term) => note.includes(term.toLowerCase()));
     return matched.length > 0
       ? hit('aml_note', 'review', 'suspicious_payment_note', { matchedTerms: matched.length })
       : null;

@@ -87,6 +87,7 @@ export interface TestResponse {
   status: number;
   headers: Record<string, unknown>;
   body: string;
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON bodies, checked field by field by the assertions
   json: any;
 }
 
@@ -182,7 +183,12 @@ export function manualClock(startMs = Date.UTC(2026, 0, 1)): {
   advance(ms: number): void;
 } {
   let t = startMs;
-  return { now: () => t, advance: (ms) => void (t += ms) };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 export async function freePort(): Promise<number> {
