@@ -1,13 +1,15 @@
 import type { DestinationStream, Logger } from 'pino';
 import { ensureDemoApiKey } from './app/api-keys.ts';
+import { AuditLog, backfillAuditMerkle, startCheckpointer } from './app/audit-log.ts';
 import { seedDemoData } from './app/demo-data.ts';
 import { startSweeper } from './app/maintenance.ts';
+import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
 import { type Services, SYSTEM_ACTOR } from './app/services.ts';
 import type { Config } from './config.ts';
-import { SEED_POLICY } from './domain/risk.ts';
 import { buildServer } from './http/server.ts';
 import type { HttpApp } from './http/types.ts';
 import { createLogger } from './logger.ts';
+import { AuditSigner } from './security/audit-signer.ts';
 import { resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
 import { Committer } from './storage/committer.ts';
@@ -44,18 +46,30 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
     );
   }
+  const committer = new Committer(store, {
+    batchMax: config.groupCommitBatchMax,
+    queueMax: WRITE_QUEUE_MAX,
+    onFatal,
+  });
+  const cipher = new PiiCipher(keys.dataKeys);
   const services: Services = {
     store,
-    committer: new Committer(store, {
-      batchMax: config.groupCommitBatchMax,
-      queueMax: WRITE_QUEUE_MAX,
-      onFatal,
-    }),
-    cipher: new PiiCipher(keys.dataKeys),
-    policy: SEED_POLICY,
+    committer,
+    cipher,
+    policy: loadRiskPolicy(config.riskPolicyPath),
+    screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
     clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
+    auditLog: new AuditLog(
+      store,
+      committer,
+      AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin),
+    ),
   };
+  // Before anything appends: entries written before the Merkle tree existed get their nodes (migration 3).
+  const backfilled = await backfillAuditMerkle(store, committer);
+  if (backfilled > 0)
+    logger.info({ entries: backfilled }, 'built the audit log Merkle tree for existing entries');
   if (config.demoApiToken !== null) await ensureDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
   if (config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
     logger.info('seeded the demo data');
@@ -63,12 +77,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
     logger.error({ err: error }, 'maintenance sweep failed'),
   );
+  const stopCheckpointer = startCheckpointer(services.auditLog, config.auditCheckpointIntervalMs, (error) =>
+    logger.error({ err: error }, 'audit checkpoint failed'),
+  );
   return {
     server,
     services,
     logger,
     async close() {
       stopSweeper();
+      stopCheckpointer();
       await server.close();
       await services.committer.drain();
       await store.close();

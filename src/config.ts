@@ -1,3 +1,6 @@
+import { createPrivateKey } from 'node:crypto';
+import { KEY_NAME_PATTERN } from './domain/signed-note.ts';
+
 /**
  * Configuration from the environment (and `.env`, loaded by main; the environment wins). Every variable is
  * parsed here, once; a bad value throws a ConfigError naming the variable, and main prints that one line.
@@ -17,11 +20,18 @@ export interface Config {
   /** Base64 32-byte keys; the first encrypts, the rest only decrypt (rotation). Null: use a dev key. */
   dataEncryptionKeys: Buffer[] | null;
   auditSigningKey: string | null;
+  /** The audit log's checkpoint origin, also its signing key's name (C2SP signed-note). */
+  auditLogOrigin: string;
+  auditCheckpointIntervalMs: number;
   logLevel: string;
   idempotencyRetentionMs: number;
   sweepIntervalMs: number;
   groupCommitBatchMax: number;
   pgPoolMax: number;
+  /** A risk policy JSON file; null: the built-in seed policy. */
+  riskPolicyPath: string | null;
+  /** A sanctions list in OFAC sdn.csv format; null: the synthetic sample in config/sanctions. */
+  sanctionsListPath: string | null;
 }
 
 export class ConfigError extends Error {
@@ -48,11 +58,15 @@ export function loadConfig(env: Env): Config {
     seedDemoData: boolean(env, 'SEED_DEMO_DATA', true),
     dataEncryptionKeys: dataKeys(env),
     auditSigningKey: auditKey(env),
+    auditLogOrigin: keyName(env, 'AUDIT_LOG_ORIGIN', 'localhost/payments-audit'),
+    auditCheckpointIntervalMs: integer(env, 'AUDIT_CHECKPOINT_INTERVAL_MS', 1000, 10, 86_400_000),
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
     idempotencyRetentionMs: integer(env, 'IDEMPOTENCY_RETENTION_HOURS', 24, 24, 24 * 365) * HOUR_MS,
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 60_000, 10, 86_400_000),
     groupCommitBatchMax: integer(env, 'GROUP_COMMIT_BATCH_MAX', 64, 1, 1024),
     pgPoolMax: integer(env, 'PG_POOL_MAX', 10, 1, 200),
+    riskPolicyPath: raw(env, 'RISK_POLICY_PATH') ?? null,
+    sanctionsListPath: raw(env, 'SANCTIONS_LIST_PATH') ?? null,
   };
 }
 
@@ -145,7 +159,28 @@ function dataKeys(env: Env): Buffer[] | null {
 function auditKey(env: Env): string | null {
   const value = raw(env, 'AUDIT_SIGNING_KEY');
   if (value === undefined) return null;
-  if (value.includes('-----BEGIN PRIVATE KEY-----')) return value;
+  if (value.includes('-----BEGIN PRIVATE KEY-----')) {
+    let type: string | undefined;
+    try {
+      type = createPrivateKey(value).asymmetricKeyType;
+    } catch {
+      // reported below
+    }
+    if (type !== 'ed25519') throw new ConfigError('AUDIT_SIGNING_KEY', 'must be an Ed25519 private key');
+    return value;
+  }
   base64Key('AUDIT_SIGNING_KEY', value);
+  return value;
+}
+
+/** A C2SP key name: one printable ASCII word without '+' (e.g. example.com/payments-audit). */
+function keyName(env: Env, name: string, fallback: string): string {
+  const value = raw(env, name) ?? fallback;
+  if (!KEY_NAME_PATTERN.test(value)) {
+    throw new ConfigError(
+      name,
+      "must be printable ASCII without spaces or '+' (e.g. example.com/payments-audit)",
+    );
+  }
   return value;
 }

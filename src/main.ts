@@ -24,9 +24,13 @@ try {
   app = await createApp(config);
   await app.server.listen({ port: config.port, host: config.host });
 } catch (error) {
-  // One line, no stack: the operator needs the reason (schema too new, database unreachable, port in use).
-  process.stderr.write(`Start-up failed: ${(error as Error).message}\n`);
-  process.exit(1);
+  // One line, no stack: the operator needs the reason (a bad policy file, schema too new, database unreachable).
+  const line =
+    error instanceof ConfigError
+      ? `Configuration error: ${error.message}`
+      : `Start-up failed: ${(error as Error).message}`;
+  process.stderr.write(`${line}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
 }
 
 let stopping = false;

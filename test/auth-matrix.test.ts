@@ -34,6 +34,8 @@ const MATRIX: RouteRow[] = [
   { method: 'GET', route: '/v1/customers', roles: ['compliance', 'auditor'], admittedStatus: 200 },
   { method: 'POST', route: '/v1/customers', roles: [], admittedStatus: 400, body: {} },
   { method: 'GET', route: '/v1/customers/:id', roles: ['compliance', 'auditor'], admittedStatus: 200 },
+  // A KYC decision (issue 5) is compliance's call; an empty body reaches validation (400).
+  { method: 'POST', route: '/v1/customers/:id/kyc', roles: ['compliance'], admittedStatus: 400, body: {} },
   { method: 'GET', route: '/v1/accounts', roles: ['payments', 'compliance', 'auditor'], admittedStatus: 200 },
   { method: 'POST', route: '/v1/accounts', roles: [], admittedStatus: 400, body: {} },
   {

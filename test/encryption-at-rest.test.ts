@@ -92,6 +92,7 @@ test('the API returns names (decrypted), but never a document reference', async 
       'createdAt',
       'id',
       'kycStatus',
+      'kycTier',
       'name',
     ]);
     assert.equal(res.json.customer.name, CUSTOMERS[i]!.name);

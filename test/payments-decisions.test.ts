@@ -167,9 +167,12 @@ async function assertAudited(payment: Json, parties: Party[], note?: string): Pr
   assert.equal(entry.metadata.amountCents, payment.amountCents);
   assert.deepEqual(entry.metadata.reasons, payment.reasons);
   // Ids, amounts and decisions only: a new field here must be reviewed for personal data first.
+  // The audit entry holds the same explainable decision as the payment (rules, features, scores; no PII).
+  assert.deepEqual(entry.metadata.decision, payment.decision);
   assert.deepEqual(Object.keys(entry.metadata).sort(), [
     'amountCents',
     'currency',
+    'decision',
     'destinationAccountId',
     'ledgerTransactionId',
     'paymentId',
@@ -417,7 +420,10 @@ describe('declined (422): nothing moves', () => {
     const b = await funded();
     const p = await expectDecision(a, b, usd(a, b, 1_000), 'declined', ['high_risk_jurisdiction']);
     const rule = p.decision.rules.find((r: Json) => r.reason === 'high_risk_jurisdiction');
-    assert.deepEqual(rule.observed, { senderHighRisk: true, receiverHighRisk: false });
+    assert.deepEqual(rule.observed, {
+      senderHighRiskJurisdiction: true,
+      receiverHighRiskJurisdiction: false,
+    });
   });
 
   test('high_risk_jurisdiction for the RECEIVER alone (both-party screening)', async () => {
@@ -425,7 +431,10 @@ describe('declined (422): nothing moves', () => {
     const b = await funded(0, { country: 'SY' });
     const p = await expectDecision(a, b, usd(a, b, 1_000), 'declined', ['high_risk_jurisdiction']);
     const rule = p.decision.rules.find((r: Json) => r.reason === 'high_risk_jurisdiction');
-    assert.deepEqual(rule.observed, { senderHighRisk: false, receiverHighRisk: true });
+    assert.deepEqual(rule.observed, {
+      senderHighRiskJurisdiction: false,
+      receiverHighRiskJurisdiction: true,
+    });
   });
 
   test('receiver_kyc_rejected', async () => {
@@ -463,7 +472,9 @@ describe('declined (422): nothing moves', () => {
     const a = await funded(0);
     const b = await funded(0);
     await expectDecision(a, b, usd(a, b, 1), 'declined', ['insufficient_funds']);
+    // The risk engine's KYC tier limit (a policy decline) is listed before the funds check.
     await expectDecision(a, b, usd(a, b, Number.MAX_SAFE_INTEGER), 'declined', [
+      'kyc_limit_exceeded',
       'insufficient_funds',
       'amount_above_review_threshold',
       'amount_above_fraud_review_threshold',

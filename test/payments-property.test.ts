@@ -134,6 +134,9 @@ const DECLINES = new Set([
   'high_risk_jurisdiction',
   'currency_mismatch',
   'insufficient_funds',
+  // The risk engine's declines (issue 5): sanctions hits and KYC tier limits.
+  'sanctions_match',
+  'kyc_limit_exceeded',
 ]);
 
 async function runScenario(balances: number[], commands: Command[]): Promise<void> {

@@ -21,8 +21,17 @@ export interface NewAccount {
  * system funding account, so the ledger balances from the first cent.
  */
 export async function createAccount(services: Services, actor: Actor, input: NewAccount): Promise<Account> {
-  return services.committer.submit((tx) => openAccount(tx, services.cipher, actor, input));
+  // PostgreSQL's lock order: the currency's funding account is locked with the batch's accounts, before any
+  // audit append in the batch takes the audit head, and the name serialises the batches that may create it.
+  const funded = input.initialBalanceCents > 0;
+  return services.committer.submit((tx) => openAccount(tx, services.cipher, actor, input), {
+    accountIds: funded ? [systemAccountId(input.currency)] : [],
+    names: funded ? [systemAccountLockName(input.currency)] : [],
+  });
 }
+
+export const systemAccountId = (currency: string) => `acc_system_funding_${currency.toLowerCase()}`;
+export const systemAccountLockName = (currency: string) => `system-account:${currency}`;
 
 export async function openAccount(
   tx: Tx,
@@ -86,7 +95,7 @@ async function ensureSystemAccount(tx: Tx, cipher: PiiCipher, currency: string):
   if (existing) return existing;
   const label = `system-funding-${currency}`;
   await tx.insertAccount({
-    id: `acc_system_funding_${currency.toLowerCase()}`,
+    id: systemAccountId(currency),
     kind: 'system',
     ownerCustomerId: null,
     currency,

@@ -1,19 +1,12 @@
 import { assert } from '../domain/assert.ts';
+import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
 import { judgeIdempotency, requestFingerprint, type StoredResponse } from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
-import {
-  COMPLIANCE_RULES,
-  decide,
-  evaluate,
-  FRAUD_RULES,
-  FUNDS_RULES,
-  type RiskContext,
-  type RiskPolicy,
-} from '../domain/risk.ts';
-import { type Account, type Actor, availableCents, type Payment } from '../domain/types.ts';
-import type { CustomerRow, Tx } from '../storage/store.ts';
+import type { Account, Actor, Payment } from '../domain/types.ts';
+import type { Tx } from '../storage/store.ts';
+import { assessRisk, recordAttempt } from './risk-assessment.ts';
 import type { Services } from './services.ts';
 import { paymentView } from './views.ts';
 
@@ -89,18 +82,26 @@ async function executePayment(
   // Step 3: load both accounts (locked on PostgreSQL). A 404 throws, which undoes the claim: not stored.
   const { source, destination } = await loadAccounts(tx, request);
   const parties = await tx.getCustomers([source.ownerCustomerId!, destination.ownerCustomerId!]);
+  const sender = parties.get(source.ownerCustomerId!);
+  const receiver = parties.get(destination.ownerCustomerId!);
+  assert(sender !== undefined && receiver !== undefined, 'every customer account has an owner');
 
-  // Steps 4 to 6: compliance, fraud, funds. Counters are read before this attempt is counted.
-  const context = await riskContext(tx, services.policy, request, source, destination, parties);
-  await tx.recordAttempt(source.id, destination.id, request.amountCents);
-  const hits = [
-    ...evaluate(COMPLIANCE_RULES, context, services.policy),
-    ...evaluate(FRAUD_RULES, context, services.policy),
-    ...evaluate(FUNDS_RULES, context, services.policy),
-  ];
+  // Steps 4 to 6: compliance (KYC, jurisdictions, sanctions, limits), fraud (windowed counters), funds and
+  // currency, decided by the risk policy (src/domain/policy.ts). Counters are read before this attempt counts.
+  const riskInput = {
+    amountCents: request.amountCents,
+    currency: request.currency,
+    note: request.note ?? null,
+    source,
+    destination,
+    sender,
+    receiver,
+  };
+  const assessment = await assessRisk(tx.counters, tx.nowMs, services.policy, services.screening, riskInput);
+  await recordAttempt(tx.counters, tx.nowMs, services.policy, riskInput, assessment);
 
   // Step 7: decision and its effects: post, hold, or move nothing.
-  const decision = decide(hits, services.policy);
+  const decision = assessment.decision;
   const payment: Payment = {
     id: newId('pay'),
     status: decision.outcome,
@@ -173,39 +174,6 @@ async function loadAccounts(
   return { source, destination };
 }
 
-async function riskContext(
-  tx: Tx,
-  policy: RiskPolicy,
-  request: PaymentRequest,
-  source: Account,
-  destination: Account,
-  parties: Map<string, CustomerRow>,
-): Promise<RiskContext> {
-  const sender = parties.get(source.ownerCustomerId!);
-  const receiver = parties.get(destination.ownerCustomerId!);
-  assert(sender !== undefined && receiver !== undefined, 'every customer account has an owner');
-  return {
-    amountCents: request.amountCents,
-    currency: request.currency,
-    note: request.note ?? null,
-    sender: { kycStatus: sender.kycStatus, country: sender.country },
-    receiver: { kycStatus: receiver.kycStatus, country: receiver.country },
-    sourceCurrency: source.currency,
-    destinationCurrency: destination.currency,
-    sourceAvailableCents: availableCents(source),
-    earlierAttemptsFromSource: await tx.countAttemptsFromSource(
-      source.id,
-      tx.nowMs - policy.velocityWindowMs,
-    ),
-    earlierSamePattern: await tx.countSamePattern(
-      source.id,
-      destination.id,
-      request.amountCents,
-      tx.nowMs - policy.repeatedPatternWindowMs,
-    ),
-  };
-}
-
 function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionId: string | null) {
   const eventType = {
     posted: 'payment.posted',
@@ -227,6 +195,8 @@ function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionId: strin
       currency: payment.currency,
       reasons: payment.reasons,
       policyVersion: payment.decision.policyVersion,
+      // The whole explainable decision: rule ids, reason codes, feature values and scores (no personal data).
+      decision: payment.decision as unknown as AuditValue,
       ledgerTransactionId,
     },
   };

@@ -1,7 +1,8 @@
+import { AppError } from '../domain/errors.ts';
 import type { Actor } from '../domain/types.ts';
 import { isUniqueViolation } from '../storage/errors.ts';
-import { openAccount } from './accounts.ts';
-import { insertCustomer } from './customers.ts';
+import { openAccount, systemAccountId, systemAccountLockName } from './accounts.ts';
+import { buildCustomerRow, insertCustomer } from './customers.ts';
 import type { Services } from './services.ts';
 
 /** The workshop's demo customers and accounts (contract: "Demo data"), created on an empty database only. */
@@ -38,28 +39,25 @@ const DEMO = [
 
 export async function seedDemoData(services: Services, actor: Actor): Promise<boolean> {
   const { cipher } = services;
+  // Processes starting together seed one at a time (PostgreSQL's lock order, see accounts.ts): the later
+  // ones then find the demo customers and do nothing.
+  const locks = { names: ['demo-data', systemAccountLockName('USD')], accountIds: [systemAccountId('USD')] };
   try {
     return await services.committer.submit(async (tx) => {
       const existing = await services.store.reads.listCustomers({ after: 0, limit: 1 });
       const already = await tx.getCustomers(DEMO.map((d) => d.customer.id));
       if (existing.items.length > 0 || already.size > 0) return false;
       for (const { customer, account } of DEMO) {
-        await insertCustomer(tx, actor, {
-          id: customer.id,
-          nameEnc: cipher.encrypt(customer.name, 'customer.name'),
-          country: customer.country,
-          kycStatus: 'verified',
-          documentIndex: cipher.blindIndex(customer.documentReference, 'customer.documentReference'),
-          documentEnc: cipher.encrypt(customer.documentReference, 'customer.documentReference'),
-          createdAtMs: 0,
-        });
+        await insertCustomer(tx, actor, buildCustomerRow(services, customer));
         await openAccount(tx, cipher, actor, { customerId: customer.id, ...account });
       }
       return true;
-    });
+    }, locks);
   } catch (error) {
-    // Several processes starting at once on one PostgreSQL: one seeds, the others find it done.
-    if (isUniqueViolation(error)) return false;
+    // Several processes starting at once on one PostgreSQL: one seeds, the others find it done (by the
+    // unique index, or by the document check when the winner committed between our check and our insert).
+    if (isUniqueViolation(error) || (error instanceof AppError && error.code === 'CUSTOMER_EXISTS'))
+      return false;
     throw error;
   }
 }

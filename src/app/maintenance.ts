@@ -2,7 +2,7 @@ import type { Services } from './services.ts';
 
 /**
  * Background sweeps: expired idempotency records (kept at least the retention, 24 h by default) and risk
- * attempts older than the longest risk window. Each tick deletes in bounded chunks through the committer,
+ * counter rows older than the counters' retention (35 days; see src/storage/risk-counters.ts). Each tick deletes in bounded chunks through the committer,
  * so a sweep never holds the writer for long and never races a payment.
  */
 const CHUNK_ROWS = 1000;
@@ -11,13 +11,12 @@ const CHUNKS_PER_TICK_MAX = 20;
 export async function sweepOnce(
   services: Services,
 ): Promise<{ idempotencyRecords: number; attempts: number }> {
-  const windowMs = Math.max(services.policy.velocityWindowMs, services.policy.repeatedPatternWindowMs);
   let idempotencyRecords = 0;
   let attempts = 0;
   for (let chunk = 0; chunk < CHUNKS_PER_TICK_MAX; chunk++) {
     const removed = await services.committer.submit(async (tx) => ({
       records: await tx.purgeExpiredIdempotencyRecords(CHUNK_ROWS),
-      attempts: await tx.purgeAttemptsBefore(tx.nowMs - windowMs, CHUNK_ROWS),
+      attempts: await tx.counters.purge(tx.nowMs, CHUNK_ROWS),
     }));
     idempotencyRecords += removed.records;
     attempts += removed.attempts;

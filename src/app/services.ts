@@ -1,7 +1,9 @@
-import type { RiskPolicy } from '../domain/risk.ts';
+import type { RiskPolicy } from '../domain/policy.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
 import type { Store } from '../storage/store.ts';
+import type { AuditLog } from './audit-log.ts';
+import type { Screening } from './risk-assessment.ts';
 
 /** What the application layer needs, wired once in `src/app.ts` and handed to routes and jobs. */
 export interface Services {
@@ -9,8 +11,12 @@ export interface Services {
   committer: Committer;
   cipher: PiiCipher;
   policy: RiskPolicy;
+  /** Sanctions screening against the loaded list (SANCTIONS_LIST_PATH). */
+  screening: Screening;
   clock: () => number;
   idempotencyRetentionMs: number;
+  /** Merkle proofs and signed checkpoints of the audit log. */
+  auditLog: AuditLog;
 }
 
 /** Who writes: the API key id (never its secret) and the request id, stamped on audit entries and ledger rows. */

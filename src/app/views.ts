@@ -15,6 +15,7 @@ export function customerView(row: CustomerRow, cipher: PiiCipher) {
     name: cipher.decrypt(row.nameEnc, 'customer.name'),
     country: row.country,
     kycStatus: row.kycStatus,
+    kycTier: row.kycTier,
     createdAt: iso(row.createdAtMs),
   };
 }

@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createApiKey } from '../app/api-keys.ts';
+import { AuditLog } from '../app/audit-log.ts';
+import { createScreening, loadRiskPolicy, loadSanctionsList } from '../app/risk-config.ts';
 import { type Services, SYSTEM_ACTOR } from '../app/services.ts';
 import { ConfigError, loadConfig } from '../config.ts';
-import { SEED_POLICY } from '../domain/risk.ts';
 import { ROLES, type Role } from '../domain/types.ts';
+import { AuditSigner } from '../security/audit-signer.ts';
 import { resolveKeys } from '../security/dev-keys.ts';
 import { PiiCipher } from '../security/pii-cipher.ts';
 import { Committer } from '../storage/committer.ts';
@@ -32,13 +34,18 @@ async function main(): Promise<number> {
   const store = await openStore(config, Date.now);
   try {
     const keys = await resolveKeys(config, store);
+    const committer = new Committer(store, { batchMax: 1, queueMax: 1, onFatal: (e) => Promise.reject(e) });
+    const signer = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
+    const cipher = new PiiCipher(keys.dataKeys);
     const services: Services = {
       store,
-      committer: new Committer(store, { batchMax: 1, queueMax: 1, onFatal: (e) => Promise.reject(e) }),
-      cipher: new PiiCipher(keys.dataKeys),
-      policy: SEED_POLICY,
+      committer,
+      cipher,
+      policy: loadRiskPolicy(config.riskPolicyPath),
+      screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
       clock: Date.now,
       idempotencyRetentionMs: config.idempotencyRetentionMs,
+      auditLog: new AuditLog(store, committer, signer),
     };
     const actor = { ...SYSTEM_ACTOR, apiKeyId: 'cli', requestId: 'req_cli_keys_create' };
     const { key, secret } = await createApiKey(services, actor, role, values.name ?? `${role} key`);

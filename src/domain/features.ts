@@ -29,14 +29,15 @@ export type SanctionsLevel = 'none' | 'possible' | 'match';
 export interface FeatureInput {
   amountCents: number;
   note: string | null;
-  sender: { kycStatus: KycStatus; country: string; kycTier: string; sanctionsScore: number };
-  receiver: { kycStatus: KycStatus; country: string; sanctionsScore: number };
+  sender: { kycStatus: KycStatus; country: string; kycTier: string; sanctionsScoreBp: number };
+  receiver: { kycStatus: KycStatus; country: string; sanctionsScoreBp: number };
   counters: CounterSnapshot;
 }
 
-export function sanctionsLevel(score: number, policy: RiskPolicy): SanctionsLevel {
-  if (score >= policy.sanctions.declineScore) return 'match';
-  if (score >= policy.sanctions.reviewScore) return 'possible';
+/** Scores are basis points (0..10000); the policy states its thresholds as similarities (0..1). */
+export function sanctionsLevel(scoreBp: number, policy: RiskPolicy): SanctionsLevel {
+  if (scoreBp >= Math.round(policy.sanctions.declineScore * 10_000)) return 'match';
+  if (scoreBp >= Math.round(policy.sanctions.reviewScore * 10_000)) return 'possible';
   return 'none';
 }
 
@@ -62,10 +63,10 @@ export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Featur
     senderKycTier: input.sender.kycTier,
     senderHighRiskJurisdiction: policy.highRiskCountries.includes(input.sender.country),
     receiverHighRiskJurisdiction: policy.highRiskCountries.includes(input.receiver.country),
-    senderSanctions: sanctionsLevel(input.sender.sanctionsScore, policy),
-    receiverSanctions: sanctionsLevel(input.receiver.sanctionsScore, policy),
-    senderSanctionsScore: input.sender.sanctionsScore,
-    receiverSanctionsScore: input.receiver.sanctionsScore,
+    senderSanctions: sanctionsLevel(input.sender.sanctionsScoreBp, policy),
+    receiverSanctions: sanctionsLevel(input.receiver.sanctionsScoreBp, policy),
+    senderSanctionsScoreBp: input.sender.sanctionsScoreBp,
+    receiverSanctionsScoreBp: input.receiver.sanctionsScoreBp,
     sourceAttempts1m: c.sourceAttempts.m1.count,
     sourceAttempts1h: c.sourceAttempts.h1.count,
     sourceAttempts24h: c.sourceAttempts.h24.count,
@@ -74,7 +75,9 @@ export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Featur
     samePattern1m: c.samePattern1m,
     newBeneficiary: c.pairAttempts === 0,
     beneficiaryIncoming24h: c.beneficiaryIncoming24h.count,
-    amountToAverage7dPercent: average7d === 0 ? 0 : Math.round((amountCents / average7d) * 100),
+    // A ratio, clamped so an absurd amount still yields a safe integer (features are hashed canonically).
+    amountToAverage7dPercent:
+      average7d === 0 ? 0 : Math.min(Number.MAX_SAFE_INTEGER, Math.round((amountCents / average7d) * 100)),
     structuringCount24h: inBand ? c.nearThreshold24h + 1 : 0,
     kycPerPaymentLimitExceeded: amountCents > tier.perPaymentCents,
     kycDailyLimitExceeded: c.senderOutgoing.h24.sumCents + amountCents > tier.dailyCents,

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 const ID_RANDOM_CHARS = 24;
 
-export type IdPrefix = 'cus' | 'acc' | 'pay' | 'led' | 'ltx' | 'aud' | 'key' | 'req' | 'hold' | 'att';
+export type IdPrefix = 'cus' | 'acc' | 'pay' | 'led' | 'ltx' | 'aud' | 'key' | 'req' | 'hold' | 'att' | 'kyc';
 
 export function newId(prefix: IdPrefix): string {
   const bytes = randomBytes(ID_RANDOM_CHARS);

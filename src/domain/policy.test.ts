@@ -17,8 +17,8 @@ const quiet: CounterSnapshot = {
 const base: FeatureInput = {
   amountCents: 1000,
   note: null,
-  sender: { kycStatus: 'verified', country: 'US', kycTier: 'standard', sanctionsScore: 0 },
-  receiver: { kycStatus: 'verified', country: 'US', sanctionsScore: 0 },
+  sender: { kycStatus: 'verified', country: 'US', kycTier: 'standard', sanctionsScoreBp: 0 },
+  receiver: { kycStatus: 'verified', country: 'US', sanctionsScoreBp: 0 },
   counters: quiet,
 };
 const decide = (input: FeatureInput) =>
@@ -82,13 +82,13 @@ test('the default policy reproduces the seed outcomes', () => {
 });
 
 test('sanctions, KYC tier limits and structuring', () => {
-  assert.deepEqual(decide({ ...base, receiver: { ...base.receiver, sanctionsScore: 0.97 } }).reasons, [
+  assert.deepEqual(decide({ ...base, receiver: { ...base.receiver, sanctionsScoreBp: 9700 } }).reasons, [
     'sanctions_match',
   ]);
-  assert.deepEqual(decide({ ...base, sender: { ...base.sender, sanctionsScore: 0.9 } }).reasons, [
+  assert.deepEqual(decide({ ...base, sender: { ...base.sender, sanctionsScoreBp: 9000 } }).reasons, [
     'possible_sanctions_match',
   ]);
-  assert.equal(decide({ ...base, sender: { ...base.sender, sanctionsScore: 0.84 } }).outcome, 'posted');
+  assert.equal(decide({ ...base, sender: { ...base.sender, sanctionsScoreBp: 8400 } }).outcome, 'posted');
   const basic = { ...base, sender: { ...base.sender, kycTier: 'basic' } };
   assert.deepEqual(decide({ ...basic, amountCents: 100_001 }).reasons, ['kyc_limit_exceeded']);
   assert.equal(decide({ ...basic, amountCents: 100_000 }).outcome, 'posted');

@@ -41,7 +41,7 @@ test('screening scores exact, reordered, fuzzy and unrelated names', () => {
   ];
   for (const [name, ok, why] of cases) {
     const result = screenName(list, name);
-    assert.ok(ok(result.score), `${name}: ${why} (score ${result.score})`);
+    assert.ok(ok(result.scoreBp / 10_000), `${name}: ${why} (score ${result.scoreBp} bp)`);
   }
   assert.equal(screenName(list, 'Ivan Sidorenko').entryId, '1001');
 });

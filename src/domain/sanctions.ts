@@ -18,8 +18,9 @@ export interface SanctionsList {
   entries: SanctionsEntry[];
 }
 
+/** A score in basis points (0..10000 for similarity 0..1): an integer, so it hashes canonically. */
 export interface ScreeningResult {
-  score: number;
+  scoreBp: number;
   entryId: string | null;
 }
 
@@ -131,13 +132,17 @@ export function tokenScore(query: string[], listed: string[]): number {
   return Math.min(directional(query, listed), directional(listed, query));
 }
 
-/** The best match of a name on the list (score rounded to 4 decimals, so decisions replay exactly). */
+/** The best match of a name on the list. */
 export function screenName(list: SanctionsList, name: string): ScreeningResult {
   const tokens = nameTokens(name);
-  let best: ScreeningResult = { score: 0, entryId: null };
+  let bestScore = 0;
+  let entryId: string | null = null;
   for (const entry of list.entries) {
     const score = tokenScore(tokens, entry.tokens);
-    if (score > best.score) best = { score, entryId: entry.entryId };
+    if (score > bestScore) {
+      bestScore = score;
+      entryId = entry.entryId;
+    }
   }
-  return { score: Math.round(best.score * 10_000) / 10_000, entryId: best.entryId };
+  return { scoreBp: Math.round(bestScore * 10_000), entryId };
 }

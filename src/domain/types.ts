@@ -57,11 +57,26 @@ export interface RuleHit {
   observed: Record<string, number | string | boolean | null>;
 }
 
+export interface SanctionsScreening {
+  /** SHA-256 of the sanctions list file the parties were screened against. */
+  listSha256: string;
+  sender: { scoreBp: number; entryId: string | null };
+  receiver: { scoreBp: number; entryId: string | null };
+}
+
+/**
+ * An explainable decision: the outcome, the policy version it was made under, every rule that fired with the
+ * feature values it saw, a 0-100 score, and all features (ids' properties and numbers, no personal data), so
+ * the decision can be replayed from what was recorded.
+ */
 export interface Decision {
   outcome: PaymentStatus;
   policyVersion: string;
   reasons: string[];
   rules: RuleHit[];
+  score: number;
+  features: Record<string, number | string | boolean>;
+  sanctions: SanctionsScreening;
 }
 
 export interface Payment {

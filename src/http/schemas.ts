@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
-import { KYC_STATUSES, PAYMENT_STATUSES } from '../domain/types.ts';
+import { PAYMENT_STATUSES } from '../domain/types.ts';
 
 /**
  * Request schemas: the edge where input is checked once. No coercion on bodies (a string "100" is not an
@@ -37,8 +37,13 @@ export type CreateCustomerBody = Static<typeof CreateCustomerBody>;
 
 export const KycDecisionBody = Type.Object(
   {
-    kycStatus: Type.Union(KYC_STATUSES.map((s) => Type.Literal(s))),
-    note: Type.Optional(Type.String({ maxLength: 500 })),
+    kycStatus: Type.Union([
+      Type.Literal('verified'),
+      Type.Literal('manual_review'),
+      Type.Literal('rejected'),
+    ]),
+    kycTier: Type.Optional(Type.String({ pattern: '^[a-z0-9_]{1,32}$' })),
+    note: Type.Optional(Text(500)),
   },
   { additionalProperties: false },
 );

@@ -173,4 +173,61 @@ CREATE INDEX risk_attempts_pattern ON risk_attempts (source_account_id, destinat
 CREATE INDEX risk_attempts_age ON risk_attempts (at_ms);
 `,
   },
+  {
+    version: 3,
+    name: 'verifiable audit log: Merkle tree nodes, signed checkpoints, entries by resource',
+    // Nodes are the perfect subtrees of the RFC 6962 tree (level 0 = leaf hashes), hex SHA-256, written once
+    // by the append that completes them. merkle_size counts the leaves that have their nodes; it trails
+    // size only between this migration and the start-up backfill (src/app/audit-log.ts).
+    sql: `
+CREATE TABLE audit_merkle_nodes (
+  level INTEGER NOT NULL,
+  idx {{BIGINT}} NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (level, idx)
+);
+CREATE TABLE audit_checkpoints (
+  tree_size {{BIGINT}} PRIMARY KEY,
+  root_hash TEXT NOT NULL,
+  note TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+ALTER TABLE audit_head ADD COLUMN merkle_size {{BIGINT}} NOT NULL DEFAULT 0;
+CREATE INDEX audit_entries_resource ON audit_entries (resource_type, resource_id, idx);
+`,
+  },
+  {
+    version: 4,
+    name: 'risk engine: KYC tiers and decisions, sanctions screening results, exact windowed risk counters',
+    sql: `
+ALTER TABLE customers ADD COLUMN kyc_tier TEXT NOT NULL DEFAULT 'standard';
+ALTER TABLE customers ADD COLUMN sanctions_list_sha256 TEXT;
+ALTER TABLE customers ADD COLUMN sanctions_score_bp INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN sanctions_entry_id TEXT;
+CREATE TABLE kyc_decisions (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  customer_id TEXT NOT NULL REFERENCES customers (id),
+  kyc_status_from TEXT NOT NULL,
+  kyc_status_to TEXT NOT NULL,
+  kyc_tier_from TEXT NOT NULL,
+  kyc_tier_to TEXT NOT NULL,
+  note_enc TEXT,
+  actor_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+CREATE INDEX kyc_decisions_customer ON kyc_decisions (customer_id, seq);
+CREATE TABLE risk_counter_events (
+  seq {{SEQ}},
+  counter_key TEXT NOT NULL,
+  at_ms {{BIGINT}} NOT NULL,
+  cum_count {{BIGINT}} NOT NULL,
+  cum_sum_cents TEXT NOT NULL
+);
+CREATE INDEX risk_counter_events_key_time ON risk_counter_events (counter_key, at_ms, seq);
+CREATE INDEX risk_counter_events_age ON risk_counter_events (at_ms);
+DROP TABLE risk_attempts;
+`,
+  },
 ];

@@ -9,11 +9,15 @@ import type { Command, CommandOutcome, Store } from './store.ts';
  * The PostgreSQL adapter, for several stateless API processes over one database. Concurrency control is
  * pessimistic locking in one global order, which makes batches from any number of processes deadlock-free:
  *
- *   1. advisory locks on the batch's idempotency keys (sorted): two processes given the same key at the same
- *      moment serialise here, and the second then finds the first's committed record and replays it;
+ *   1. advisory locks on the batch's idempotency keys and named resources (sorted): two processes given the
+ *      same key at the same moment serialise here, and the second then finds the first's committed record
+ *      and replays it; two batches that may both create one thing (a currency's funding account) likewise;
  *   2. row locks on the batch's accounts (SELECT ... ORDER BY id FOR UPDATE): no lost update, no overdraft;
  *   3. the audit chain head, taken by the first audit append and held to commit: one chain, appended in
  *      commit order.
+ *
+ * So a command must not wait for any other lock after step 2: every existing row it locks is in its
+ * `accountIds`, and every row it may insert that another batch could insert too is covered by a name.
  *
  * Serialisation failures and deadlocks (40001, 40P01) are still retried with jittered backoff, as a safety
  * net and because PostgreSQL-compatible distributed engines (CockroachDB, YugabyteDB) raise them by design.
@@ -184,6 +188,7 @@ async function takeBatchLocks(client: pg.PoolClient, commands: Command<unknown>[
   const accounts = new Set<string>();
   for (const command of commands) {
     for (const key of command.locks?.idempotencyKeys ?? []) keys.add(advisoryKey(key));
+    for (const name of command.locks?.names ?? []) keys.add(advisoryKey(`name:${name}`));
     for (const id of command.locks?.accountIds ?? []) accounts.add(id);
   }
   if (keys.size > 0) {

@@ -1,13 +1,17 @@
 import { assert } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntry } from '../domain/audit.ts';
+import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
 import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
-import type { Account, ApiKey, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+import { leftSiblingsOf, type MerkleNode, type NodeId, nodeKey, nodesCompletedBy } from '../domain/merkle.ts';
+import type { Account, Actor, ApiKey, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+import { RiskCounters } from './risk-counters.ts';
 import type {
   AccountCheck,
   AccountRow,
+  AuditCheckpointRow,
   CurrencyTotals,
   CustomerRow,
   LedgerFilter,
@@ -66,6 +70,10 @@ function customerFromRow(r: Row): CustomerRow {
     kycStatus: str(r['kyc_status']) as CustomerRow['kycStatus'],
     documentIndex: str(r['document_index']),
     documentEnc: str(r['document_enc']),
+    kycTier: str(r['kyc_tier']),
+    sanctionsListSha256: nullableStr(r['sanctions_list_sha256']),
+    sanctionsScoreBp: num(r['sanctions_score_bp']),
+    sanctionsEntryId: nullableStr(r['sanctions_entry_id']),
     createdAtMs: num(r['created_at_ms']),
   };
 }
@@ -287,15 +295,68 @@ export class SqlReads implements Reads {
     }));
     return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
   }
+
+  async auditMerkleSize(): Promise<number> {
+    const r = await this.db.get('SELECT merkle_size FROM audit_head WHERE id = 1');
+    return num(r!['merkle_size']);
+  }
+
+  auditMerkleNodes(ids: NodeId[]): Promise<MerkleNode[]> {
+    return selectMerkleNodes(this.db, ids);
+  }
+
+  latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined> {
+    return selectLatestCheckpoint(this.db);
+  }
+
+  async findAuditIndex(resourceType: string, resourceId: string): Promise<number | undefined> {
+    const r = await this.db.get(
+      'SELECT idx FROM audit_entries WHERE resource_type = ? AND resource_id = ? ORDER BY idx LIMIT 1',
+      [resourceType, resourceId],
+    );
+    return r === undefined ? undefined : num(r['idx']);
+  }
 }
 
 export class SqlTx implements Tx {
   nowMs = 0;
+  readonly counters: RiskCounters;
 
   constructor(
     private readonly db: SqlExecutor,
     private readonly dialect: SqlDialectOptions,
-  ) {}
+  ) {
+    this.counters = new RiskCounters(db);
+  }
+
+  async recordKycDecision(
+    before: CustomerRow,
+    after: CustomerRow,
+    noteEnc: string | null,
+    actor: Actor,
+  ): Promise<void> {
+    await this.db.run(
+      `INSERT INTO kyc_decisions (id, customer_id, kyc_status_from, kyc_status_to, kyc_tier_from, kyc_tier_to, note_enc,
+                                  actor_id, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        newId('kyc'),
+        after.id,
+        before.kycStatus,
+        after.kycStatus,
+        before.kycTier,
+        after.kycTier,
+        noteEnc,
+        actor.apiKeyId,
+        actor.requestId,
+        this.nowMs,
+      ],
+    );
+    const changed = await this.db.run(
+      'UPDATE customers SET kyc_status = ?, kyc_tier = ?, updated_at_ms = ? WHERE id = ?',
+      [after.kycStatus, after.kycTier, this.nowMs, after.id],
+    );
+    assert(changed === 1, 'the customer of a KYC decision exists');
+  }
 
   async lockAccounts(ids: string[]): Promise<Map<string, Account>> {
     // Sorted, so every transaction takes row locks in the same order: no deadlock between opposite transfers.
@@ -339,10 +400,20 @@ export class SqlTx implements Tx {
   }
 
   async upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'> {
+    // Several processes starting at once on one PostgreSQL each ensure this key: a plain INSERT after a
+    // SELECT that found nothing would fail the loser's start-up with a unique violation. ON CONFLICT makes
+    // the loser wait for the winner's commit and then find (and lock) the winner's row instead.
+    const inserted = await this.db.run(
+      `INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
+      [key.id, key.name, key.role, key.secretHash, key.createdAtMs, key.revokedAtMs],
+    );
+    if (inserted === 1) return 'created';
     const existing = await this.db.get(
       `SELECT secret_hash, role FROM api_keys WHERE id = ?${this.dialect.forUpdate}`,
       [key.id],
     );
+    // Conflict on the secret alone (another key holds this secret): the plain insert reports it as before.
     if (existing === undefined) {
       await this.insertApiKey(key);
       return 'created';
@@ -358,9 +429,23 @@ export class SqlTx implements Tx {
 
   async insertCustomer(c: CustomerRow): Promise<void> {
     await this.db.run(
-      `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, created_at_ms, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [c.id, c.nameEnc, c.country, c.kycStatus, c.documentIndex, c.documentEnc, c.createdAtMs, c.createdAtMs],
+      `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, kyc_tier,
+                             sanctions_list_sha256, sanctions_score_bp, sanctions_entry_id, created_at_ms, updated_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        c.id,
+        c.nameEnc,
+        c.country,
+        c.kycStatus,
+        c.documentIndex,
+        c.documentEnc,
+        c.kycTier,
+        c.sanctionsListSha256,
+        c.sanctionsScoreBp,
+        c.sanctionsEntryId,
+        c.createdAtMs,
+        c.createdAtMs,
+      ],
     );
   }
 
@@ -369,10 +454,13 @@ export class SqlTx implements Tx {
       a.postedBalanceCents === 0 && a.heldBalanceCents === 0,
       'accounts open empty; money comes by posting',
     );
+    // The first accounts in a new currency, opened by two processes at once, both create its system funding
+    // account: the loser waits for the winner's commit, inserts nothing, and then reads the winner's row.
+    const onConflict = a.kind === 'system' ? ' ON CONFLICT DO NOTHING' : '';
     await this.db.run(
       `INSERT INTO accounts (id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
                              posted_balance_cents, held_balance_cents, created_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)${onConflict}`,
       [
         a.id,
         a.kind,
@@ -470,10 +558,12 @@ export class SqlTx implements Tx {
     // The chain head is the serialisation point of the log: read (and on PostgreSQL locked) here, last in the
     // transaction, so concurrent writers append one after another and the chain never forks.
     const head = await this.db.get(
-      `SELECT size, last_hash FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
+      `SELECT size, last_hash, merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
     );
     assert(head !== undefined, 'audit head row exists');
     const size = num(head['size']);
+    // Entries appended by a build without Merkle nodes (a rolling upgrade) get theirs first.
+    await this.addMerkleLeaves(num(head['merkle_size']), size);
     const entry = sealAuditEntry(
       draft,
       { index: size, prevHash: str(head['last_hash']) },
@@ -497,41 +587,13 @@ export class SqlTx implements Tx {
         entry.hash,
       ],
     );
+    await this.addMerkleLeaf(entry.index, auditLeafHash(entry));
     const changed = await this.db.run(
-      'UPDATE audit_head SET size = ?, last_hash = ? WHERE id = 1 AND size = ?',
-      [size + 1, entry.hash, size],
+      'UPDATE audit_head SET size = ?, last_hash = ?, merkle_size = ? WHERE id = 1 AND size = ?',
+      [size + 1, entry.hash, size + 1, size],
     );
     assert(changed === 1, 'audit head moved under the transaction');
     return entry;
-  }
-
-  async countAttemptsFromSource(sourceAccountId: string, sinceMs: number): Promise<number> {
-    const r = await this.db.get(
-      'SELECT COUNT(*) AS n FROM risk_attempts WHERE source_account_id = ? AND at_ms > ?',
-      [sourceAccountId, sinceMs],
-    );
-    return num(r!['n']);
-  }
-
-  async countSamePattern(
-    source: string,
-    destination: string,
-    amountCents: number,
-    sinceMs: number,
-  ): Promise<number> {
-    const r = await this.db.get(
-      `SELECT COUNT(*) AS n FROM risk_attempts
-        WHERE source_account_id = ? AND destination_account_id = ? AND amount_cents = ? AND at_ms > ?`,
-      [source, destination, amountCents, sinceMs],
-    );
-    return num(r!['n']);
-  }
-
-  async recordAttempt(source: string, destination: string, amountCents: number): Promise<void> {
-    await this.db.run(
-      'INSERT INTO risk_attempts (source_account_id, destination_account_id, amount_cents, at_ms) VALUES (?, ?, ?, ?)',
-      [source, destination, amountCents, this.nowMs],
-    );
   }
 
   async claimIdempotencyKey(
@@ -582,10 +644,102 @@ export class SqlTx implements Tx {
     );
   }
 
-  async purgeAttemptsBefore(beforeMs: number, limit: number): Promise<number> {
-    return this.db.run(
-      'DELETE FROM risk_attempts WHERE seq IN (SELECT seq FROM risk_attempts WHERE at_ms < ? LIMIT ?)',
-      [beforeMs, limit],
+  async lockAuditMerkleHead(): Promise<number> {
+    const r = await this.db.get(`SELECT merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`);
+    return num(r!['merkle_size']);
+  }
+
+  async extendAuditMerkle(leavesMax: number): Promise<{ merkleSize: number; size: number }> {
+    const head = await this.db.get(
+      `SELECT size, merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
+    );
+    const size = num(head!['size']);
+    const from = num(head!['merkle_size']);
+    const to = Math.min(size, from + leavesMax);
+    await this.addMerkleLeaves(from, to);
+    return { merkleSize: to, size };
+  }
+
+  auditMerkleNodes(ids: NodeId[]): Promise<MerkleNode[]> {
+    return selectMerkleNodes(this.db, ids);
+  }
+
+  latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined> {
+    return selectLatestCheckpoint(this.db);
+  }
+
+  async insertAuditCheckpoint(c: AuditCheckpointRow): Promise<void> {
+    await this.db.run(
+      'INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_at_ms) VALUES (?, ?, ?, ?)',
+      [c.treeSize, c.rootHash.toString('hex'), c.note, c.createdAtMs],
     );
   }
+
+  /** Writes the Merkle nodes of entries [from, to) from their stored rows and moves merkle_size to `to`. */
+  private async addMerkleLeaves(from: number, to: number): Promise<void> {
+    for (let start = from; start < to; start += MERKLE_BACKFILL_PAGE) {
+      const end = Math.min(to, start + MERKLE_BACKFILL_PAGE);
+      const rows = await this.db.all('SELECT * FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx', [
+        start,
+        end,
+      ]);
+      assert(rows.length === end - start, `audit entries ${start}..${end - 1} exist for their Merkle leaves`);
+      for (const [offset, row] of rows.entries()) {
+        const entry = auditFromRow(row);
+        assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`);
+        await this.addMerkleLeaf(entry.index, auditLeafHash(entry));
+      }
+    }
+    if (to > from) {
+      const changed = await this.db.run(
+        'UPDATE audit_head SET merkle_size = ? WHERE id = 1 AND merkle_size = ?',
+        [to, from],
+      );
+      assert(changed === 1, 'Merkle size moved under the transaction');
+    }
+  }
+
+  /** Stores leaf `index` and every perfect subtree it completes (on average one more node per leaf). */
+  private async addMerkleLeaf(index: number, leaf: Buffer): Promise<void> {
+    const siblings = new Map(
+      (await selectMerkleNodes(this.db, leftSiblingsOf(index))).map((n) => [nodeKey(n), n.hash]),
+    );
+    const nodes = nodesCompletedBy(index, leaf, (id) => {
+      const hash = siblings.get(nodeKey(id));
+      assert(hash !== undefined, `Merkle node ${nodeKey(id)} exists before leaf ${index}`);
+      return hash;
+    });
+    await this.db.run(
+      `INSERT INTO audit_merkle_nodes (level, idx, hash) VALUES ${nodes.map(() => '(?, ?, ?)').join(', ')}`,
+      nodes.flatMap((n) => [n.level, n.index, n.hash.toString('hex')]),
+    );
+  }
+}
+
+const MERKLE_BACKFILL_PAGE = 500;
+
+/** One round trip for all the nodes a proof needs (each lookup is a primary-key probe). */
+async function selectMerkleNodes(db: SqlExecutor, ids: NodeId[]): Promise<MerkleNode[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.all(
+    `SELECT level, idx, hash FROM audit_merkle_nodes WHERE ${ids.map(() => '(level = ? AND idx = ?)').join(' OR ')}`,
+    ids.flatMap((id) => [id.level, id.index]),
+  );
+  return rows.map((r) => ({
+    level: num(r['level']),
+    index: num(r['idx']),
+    hash: Buffer.from(str(r['hash']), 'hex'),
+  }));
+}
+
+async function selectLatestCheckpoint(db: SqlExecutor): Promise<AuditCheckpointRow | undefined> {
+  const r = await db.get('SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1');
+  return (
+    r && {
+      treeSize: num(r['tree_size']),
+      rootHash: Buffer.from(str(r['root_hash']), 'hex'),
+      note: str(r['note']),
+      createdAtMs: num(r['created_at_ms']),
+    }
+  );
 }

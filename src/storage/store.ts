@@ -1,7 +1,17 @@
 import type { AuditDraft, AuditEntry } from '../domain/audit.ts';
 import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
 import type { Posting } from '../domain/ledger.ts';
-import type { Account, ApiKey, KycStatus, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+import type { MerkleNode, NodeId } from '../domain/merkle.ts';
+import type {
+  Account,
+  Actor,
+  ApiKey,
+  KycStatus,
+  LedgerEntry,
+  Payment,
+  PaymentStatus,
+} from '../domain/types.ts';
+import type { RiskCounters } from './risk-counters.ts';
 
 /**
  * The storage port, in the domain's own words. Adapters: SQLite (sqlite.ts) and PostgreSQL (postgres.ts),
@@ -22,6 +32,13 @@ export type CommandRun<R> = (tx: Tx) => Promise<R>;
 export interface LockHints {
   idempotencyKeys?: string[];
   accountIds?: string[];
+  /**
+   * Named things the command may create (a currency's funding account, the demo data). Locked with the
+   * idempotency keys, before any row: two batches that could both create one never overlap, so neither
+   * waits on the other's new row after the audit head is taken. Names are free text, namespaced apart from
+   * idempotency keys.
+   */
+  names?: string[];
 }
 
 export interface Command<R> {
@@ -47,6 +64,11 @@ export interface CustomerRow {
   kycStatus: KycStatus;
   documentIndex: string;
   documentEnc: string;
+  kycTier: string;
+  /** The last sanctions screening (at onboarding): list hash, score in basis points, matched entry. No name. */
+  sanctionsListSha256: string | null;
+  sanctionsScoreBp: number;
+  sanctionsEntryId: string | null;
   createdAtMs: number;
 }
 
@@ -102,10 +124,35 @@ export interface Reads {
   ledgerTotals(): Promise<CurrencyTotals[]>;
   /** Accounts whose stored balances disagree with their entries or holds (limit bounds the answer). */
   accountChecks(afterSeq: number, limit: number): Promise<{ checks: AccountCheck[]; lastSeq: number | null }>;
+
+  // Verifiable audit log (src/app/audit-log.ts): Merkle nodes, checkpoints, and an entry by its resource.
+  /** Leaves that have their Merkle nodes stored (equals auditSize() except right after migration 3). */
+  auditMerkleSize(): Promise<number>;
+  auditMerkleNodes(ids: NodeId[]): Promise<MerkleNode[]>;
+  latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined>;
+  /** The index of the first audit entry about a resource (index-backed). */
+  findAuditIndex(resourceType: string, resourceId: string): Promise<number | undefined>;
+}
+
+export interface AuditCheckpointRow {
+  treeSize: number;
+  rootHash: Buffer;
+  /** The signed note exactly as served. */
+  note: string;
+  createdAtMs: number;
 }
 
 export interface Tx {
   readonly nowMs: number;
+  /** Exact windowed risk counters (src/storage/risk-counters.ts). */
+  readonly counters: RiskCounters;
+  /** Records a KYC decision (status/tier change, encrypted note) and updates the customer. */
+  recordKycDecision(
+    before: CustomerRow,
+    after: CustomerRow,
+    noteEnc: string | null,
+    actor: Actor,
+  ): Promise<void>;
   /** Loads (and on PostgreSQL locks, in id order) the accounts that exist among `ids`. */
   lockAccounts(ids: string[]): Promise<Map<string, Account>>;
   getSystemAccount(currency: string): Promise<Account | undefined>;
@@ -123,15 +170,6 @@ export interface Tx {
 
   insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
   appendAudit(draft: AuditDraft): Promise<AuditEntry>;
-
-  countAttemptsFromSource(sourceAccountId: string, sinceMs: number): Promise<number>;
-  countSamePattern(
-    source: string,
-    destination: string,
-    amountCents: number,
-    sinceMs: number,
-  ): Promise<number>;
-  recordAttempt(source: string, destination: string, amountCents: number): Promise<void>;
 
   /**
    * Claims an idempotency key for this transaction, or returns the record already stored under it. On
@@ -151,5 +189,13 @@ export interface Tx {
   ): Promise<void>;
 
   purgeExpiredIdempotencyRecords(limit: number): Promise<number>;
-  purgeAttemptsBefore(beforeMs: number, limit: number): Promise<number>;
+
+  // Verifiable audit log. appendAudit also writes the Merkle nodes each new leaf completes.
+  /** Takes the audit head lock (PostgreSQL), which pins the log, and returns the Merkle size. */
+  lockAuditMerkleHead(): Promise<number>;
+  /** Writes the Merkle nodes of up to `leavesMax` entries that lack them (start-up backfill). */
+  extendAuditMerkle(leavesMax: number): Promise<{ merkleSize: number; size: number }>;
+  auditMerkleNodes(ids: NodeId[]): Promise<MerkleNode[]>;
+  latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined>;
+  insertAuditCheckpoint(checkpoint: AuditCheckpointRow): Promise<void>;
 }

@@ -1,10 +1,10 @@
-import { createCustomer } from '../../app/customers.ts';
+import { createCustomer, decideKyc } from '../../app/customers.ts';
 import type { Services } from '../../app/services.ts';
 import { customerView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
-import { ADMIN_ONLY, READ_CUSTOMERS } from '../auth.ts';
+import { ADMIN_ONLY, COMPLIANCE, READ_CUSTOMERS } from '../auth.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
-import { CreateCustomerBody, IdParams, ListQuery } from '../schemas.ts';
+import { CreateCustomerBody, IdParams, KycDecisionBody, ListQuery } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
 export function customerRoutes(app: HttpApp, services: Services): void {
@@ -34,6 +34,14 @@ export function customerRoutes(app: HttpApp, services: Services): void {
       if (row === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
       return { customer: customerView(row, cipher) };
     },
+  );
+
+  app.post(
+    '/v1/customers/:id/kyc',
+    { config: { roles: COMPLIANCE }, schema: { params: IdParams, body: KycDecisionBody } },
+    async (req) => ({
+      customer: customerView(await decideKyc(services, req.actor, req.params.id, req.body), cipher),
+    }),
   );
 
   app.post(

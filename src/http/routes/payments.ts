@@ -1,4 +1,5 @@
 import { createPayment } from '../../app/create-payment.ts';
+import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import type { Services } from '../../app/services.ts';
 import { ledgerEntryView, paymentView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
@@ -30,12 +31,15 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         ]);
       }
       const result = await createPayment(services, req.actor, key, req.body);
+      // `Prefer: receipt` appends a computed receipt after the stored bytes (src/app/receipts.ts).
+      const withProof = prefersReceipt(req.headers.prefer) ? await withReceipt(services, result.body) : null;
+      if (withProof !== null) reply.header('preference-applied', 'receipt');
       // The body is sent as the stored string, byte for byte, so every replay is identical.
       return reply
         .code(result.statusCode)
         .header('content-type', 'application/json; charset=utf-8')
         .header('idempotency-replayed', result.replayed ? 'true' : 'false')
-        .send(result.body);
+        .send(withProof ?? result.body);
     },
   );
 

@@ -1,0 +1,101 @@
+import { assert } from '../domain/assert.ts';
+import type { WindowTotals } from '../domain/features.ts';
+import type { Row, SqlExecutor } from './sql-store.ts';
+
+/**
+ * Exact sliding-window counters that never scan history. Every counted event appends a row holding the
+ * key's running totals (cumulative count and sum) at that time. The totals inside a window (t - w, t] are the
+ * latest totals minus the totals of the last row at or before t - w: two index seeks on
+ * (counter_key, at_ms, seq), whatever the history's length. Per key, `at_ms` and the totals only grow (an
+ * event is stamped no earlier than the key's last one), and writers of one key are serialised by the row
+ * locks the payment already holds (every key is scoped to a locked account).
+ *
+ * Old rows are purged, except the newest row older than the retention per key, which remains the base for
+ * the longest window.
+ *
+ * Running sums are BigInt, stored as decimal text: attempts are counted before funds are checked, so a key
+ * can accumulate many absurd amounts; a window's sum is reported clamped to the safe integer range.
+ */
+export const COUNTER_RETENTION_MS = 35 * 24 * 3_600_000;
+
+export interface CounterPoint {
+  atMs: number;
+  count: number;
+  sumCents: bigint;
+}
+
+const ZERO: CounterPoint = { atMs: 0, count: 0, sumCents: 0n };
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+const clampToSafe = (v: bigint): number => Number(v > SAFE_MAX ? SAFE_MAX : v);
+
+const num = (v: unknown) => {
+  const n = typeof v === 'number' ? v : Number(v);
+  assert(Number.isSafeInteger(n), 'counter totals are safe integers');
+  return n;
+};
+
+const LATEST = `SELECT at_ms, cum_count, cum_sum_cents FROM risk_counter_events
+                 WHERE counter_key = ? ORDER BY at_ms DESC, seq DESC LIMIT 1`;
+const AT_OR_BEFORE = `SELECT at_ms, cum_count, cum_sum_cents FROM risk_counter_events
+                       WHERE counter_key = ? AND at_ms <= ? ORDER BY at_ms DESC, seq DESC LIMIT 1`;
+
+export class RiskCounters {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async latest(key: string): Promise<CounterPoint> {
+    return point(await this.db.get(LATEST, [key]));
+  }
+
+  /** Totals of `key` inside each window ending at `nowMs` (events with at_ms > nowMs - window). */
+  async windows(
+    key: string,
+    nowMs: number,
+    windowsMs: number[],
+  ): Promise<{ latest: CounterPoint; totals: WindowTotals[] }> {
+    const latest = await this.latest(key);
+    const totals: WindowTotals[] = [];
+    for (const windowMs of windowsMs) {
+      if (latest.count === 0 || latest.atMs <= nowMs - windowMs) {
+        totals.push({ count: 0, sumCents: 0 });
+        continue;
+      }
+      const base = point(await this.db.get(AT_OR_BEFORE, [key, nowMs - windowMs]));
+      totals.push({
+        count: latest.count - base.count,
+        sumCents: clampToSafe(latest.sumCents - base.sumCents),
+      });
+    }
+    return { latest, totals };
+  }
+
+  /** Counts one event; `latest` is the key's current point when the caller has just read it. */
+  async add(key: string, nowMs: number, amountCents: number, latest?: CounterPoint): Promise<void> {
+    const last = latest ?? (await this.latest(key));
+    assert(
+      Number.isSafeInteger(amountCents) && amountCents > 0,
+      'counted amounts are positive safe integers',
+    );
+    const sum = last.sumCents + BigInt(amountCents);
+    await this.db.run(
+      'INSERT INTO risk_counter_events (counter_key, at_ms, cum_count, cum_sum_cents) VALUES (?, ?, ?, ?)',
+      [key, Math.max(nowMs, last.atMs), last.count + 1, sum.toString()],
+    );
+  }
+
+  async purge(nowMs: number, limit: number): Promise<number> {
+    const cutoff = nowMs - COUNTER_RETENTION_MS;
+    return this.db.run(
+      `DELETE FROM risk_counter_events WHERE seq IN (
+         SELECT e.seq FROM risk_counter_events e
+          WHERE e.at_ms < ? AND EXISTS (
+            SELECT 1 FROM risk_counter_events n WHERE n.counter_key = e.counter_key AND n.at_ms < ? AND n.seq > e.seq)
+          LIMIT ?)`,
+      [cutoff, cutoff, limit],
+    );
+  }
+}
+
+function point(r: Row | undefined): CounterPoint {
+  if (r === undefined) return ZERO;
+  return { atMs: num(r['at_ms']), count: num(r['cum_count']), sumCents: BigInt(String(r['cum_sum_cents'])) };
+}
