@@ -44,6 +44,9 @@ function openConnection(path: string, readonly: boolean): Database.Database {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // 64 MiB of page cache per connection (the default is 2 MiB): the hot indexes (accounts, idempotency keys,
+  // risk counters) stay in memory as history grows, so a payment's cost stays flat.
+  db.pragma('cache_size = -65536');
   return db;
 }
 
@@ -93,7 +96,7 @@ export function openSqliteStore(options: SqliteOptions): Store {
   }
   const reader = options.path === ':memory:' ? writer : openConnection(options.path, true);
   const writeExec = executor(writer);
-  const tx = new SqlTx(writeExec, { forUpdate: '' });
+  const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' });
   let inBatch = false;
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {
