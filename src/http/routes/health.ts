@@ -7,6 +7,11 @@ export function healthRoutes(app: HttpApp, services: Services): void {
   app.get('/health', async () => ({
     status: 'ok',
     storage: services.store.dialect,
+    // Group commit at work: how many writes shared each durable commit, on average.
+    writes: {
+      batches: services.committer.batchesApplied,
+      commands: services.committer.commandsApplied,
+    },
     uptimeSeconds: Math.floor((Date.now() - startedAtMs) / 1000),
   }));
 
