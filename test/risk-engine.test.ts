@@ -121,6 +121,17 @@ describe('KYC decisions and tier limits', () => {
     assert.equal(forbidden.status, 403);
   });
 
+  test('the same amount is over the basic tier limit but within standard and enhanced', async () => {
+    const receiver = await party(t);
+    const outcomes: Record<string, string> = {};
+    for (const tier of ['basic', 'standard', 'enhanced']) {
+      const sender = await party(t, { balance: 10_000_000 });
+      assert.equal((await kyc(sender.customerId, { kycStatus: 'verified', kycTier: tier })).status, 200);
+      outcomes[tier] = (await payLater(usd(sender, receiver, 150_000))).json.payment.status;
+    }
+    assert.deepEqual(outcomes, { basic: 'declined', standard: 'posted', enhanced: 'posted' });
+  });
+
   test('per-payment, daily and monthly limits of the basic tier', async () => {
     const sender = await party(t, { balance: 10_000_000 });
     const receiver = await party(t);
