@@ -41,6 +41,8 @@ interface Keys {
   nearThreshold: string;
 }
 
+type Windows = Awaited<ReturnType<RiskCounters['windowsMany']>>[number];
+
 export interface Assessment {
   decision: Decision;
   keys: Keys;
@@ -69,12 +71,17 @@ export async function assessRisk(
   input: RiskInput,
 ): Promise<Assessment> {
   const keys = counterKeys(input);
-  const source = await counters.windows(keys.source, nowMs, [MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS]);
-  const pattern = await counters.windows(keys.pattern, nowMs, [MINUTE_MS]);
-  const pair = await counters.windows(keys.pair, nowMs, []);
-  const beneficiary = await counters.windows(keys.beneficiary, nowMs, [DAY_MS]);
-  const outgoing = await counters.windows(keys.outgoing, nowMs, [DAY_MS, 30 * DAY_MS]);
-  const near = await counters.windows(keys.nearThreshold, nowMs, [DAY_MS]);
+  const [source, pattern, pair, beneficiary, outgoing, near] = (await counters.windowsMany(
+    [
+      { key: keys.source, windowsMs: [MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS] },
+      { key: keys.pattern, windowsMs: [MINUTE_MS] },
+      { key: keys.pair, windowsMs: [] },
+      { key: keys.beneficiary, windowsMs: [DAY_MS] },
+      { key: keys.outgoing, windowsMs: [DAY_MS, 30 * DAY_MS] },
+      { key: keys.nearThreshold, windowsMs: [DAY_MS] },
+    ],
+    nowMs,
+  )) as [Windows, Windows, Windows, Windows, Windows, Windows];
   const [m1, h1, h24, d7] = source.totals as [(typeof source.totals)[0], ...typeof source.totals];
   const snapshot: CounterSnapshot = {
     sourceAttempts: { m1: m1!, h1: h1!, h24: h24!, d7: d7! },
@@ -181,12 +188,17 @@ export async function recordAttempt(
 ): Promise<void> {
   const { keys, latest, decision } = assessment;
   const amount = input.amountCents;
-  await counters.add(keys.source, nowMs, amount, latest.source);
-  await counters.add(keys.pattern, nowMs, amount, latest.pattern);
-  await counters.add(keys.pair, nowMs, amount, latest.pair);
-  await counters.add(keys.beneficiary, nowMs, amount, latest.beneficiary);
-  if (inStructuringBand(amount, policy))
-    await counters.add(keys.nearThreshold, nowMs, amount, latest.nearThreshold);
-  if (decision.outcome !== 'declined') await counters.add(keys.outgoing, nowMs, amount, latest.outgoing);
+  const events = [
+    { key: keys.source, amountCents: amount, latest: latest.source },
+    { key: keys.pattern, amountCents: amount, latest: latest.pattern },
+    { key: keys.pair, amountCents: amount, latest: latest.pair },
+    { key: keys.beneficiary, amountCents: amount, latest: latest.beneficiary },
+  ];
+  if (inStructuringBand(amount, policy)) {
+    events.push({ key: keys.nearThreshold, amountCents: amount, latest: latest.nearThreshold });
+  }
+  if (decision.outcome !== 'declined')
+    events.push({ key: keys.outgoing, amountCents: amount, latest: latest.outgoing });
+  await counters.addMany(events, nowMs);
   assert(decision.policyVersion === policy.version, 'the decision names the policy it was made under');
 }
