@@ -1,14 +1,45 @@
 import { randomBytes } from 'node:crypto';
 
-/** Opaque ids with a type prefix, from a cryptographic random source (120 bits, base32, no look-alikes). */
+/** Opaque ids with a type prefix: time-ordered, with 80 bits from a cryptographic random source (base32, no look-alikes). */
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
-const ID_RANDOM_CHARS = 24;
+const RANDOM_CHARS = 16;
 
-export type IdPrefix = 'cus' | 'acc' | 'pay' | 'led' | 'ltx' | 'aud' | 'key' | 'req' | 'hold' | 'att' | 'kyc';
+export type IdPrefix =
+  | 'cus'
+  | 'acc'
+  | 'pay'
+  | 'led'
+  | 'ltx'
+  | 'aud'
+  | 'key'
+  | 'req'
+  | 'hold'
+  | 'att'
+  | 'kyc'
+  | 'ref'
+  | 'evt'
+  | 'whe'
+  | 'whd';
+
+/**
+ * `<prefix>_` + 10 characters of time (milliseconds, base32) + 16 characters of randomness (80 bits from a
+ * cryptographic source). The time part makes ids of one kind arrive in roughly increasing order, so each
+ * insert lands at the right edge of its unique index instead of on a random page: fewer pages are dirtied per
+ * commit, and durable commits get cheaper. Ids stay opaque to clients; the creation time they carry is also
+ * in the resource's `createdAt`.
+ */
+const TIME_CHARS = 10;
 
 export function newId(prefix: IdPrefix): string {
-  const bytes = randomBytes(ID_RANDOM_CHARS);
   let out = `${prefix}_`;
-  for (let i = 0; i < ID_RANDOM_CHARS; i++) out += ALPHABET[bytes[i]! & 31];
+  let ms = Date.now();
+  const time: string[] = [];
+  for (let i = 0; i < TIME_CHARS; i++) {
+    time.push(ALPHABET[ms % 32]!);
+    ms = Math.floor(ms / 32);
+  }
+  out += time.reverse().join('');
+  const bytes = randomBytes(RANDOM_CHARS);
+  for (let i = 0; i < bytes.length; i++) out += ALPHABET[bytes[i]! & 31];
   return out;
 }

@@ -220,7 +220,7 @@ CREATE TABLE kyc_decisions (
 CREATE INDEX kyc_decisions_customer ON kyc_decisions (customer_id, seq);
 CREATE TABLE risk_counter_events (
   seq {{SEQ}},
-  counter_key TEXT NOT NULL,
+  counter_key {{BIGINT}} NOT NULL,
   at_ms {{BIGINT}} NOT NULL,
   cum_count {{BIGINT}} NOT NULL,
   cum_sum_cents TEXT NOT NULL
