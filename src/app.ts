@@ -14,6 +14,7 @@ import { resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
 import { Committer } from './storage/committer.ts';
 import { openStore } from './storage/open-store.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
 /**
  * The composition root: opens storage (running migrations), resolves keys, wires the services, ensures the
@@ -24,6 +25,8 @@ export interface App {
   server: HttpApp;
   services: Services;
   logger: Logger;
+  /** Delivers webhooks in the background; tests may also call `dispatchOnce` directly. */
+  dispatcher: WebhookDispatcher;
   close(): Promise<void>;
 }
 
@@ -60,6 +63,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
     clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
+    reviewHoldExpiryMs: config.reviewHoldExpiryMs,
+    webhooks: config.webhooks,
     auditLog: new AuditLog(
       store,
       committer,
@@ -80,13 +85,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const stopCheckpointer = startCheckpointer(services.auditLog, config.auditCheckpointIntervalMs, (error) =>
     logger.error({ err: error }, 'audit checkpoint failed'),
   );
+  const dispatcher = new WebhookDispatcher(services, logger);
+  dispatcher.start();
   return {
     server,
     services,
     logger,
+    dispatcher,
     async close() {
       stopSweeper();
       stopCheckpointer();
+      await dispatcher.stop();
       await server.close();
       await services.committer.drain();
       await store.close();

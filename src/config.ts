@@ -32,6 +32,23 @@ export interface Config {
   riskPolicyPath: string | null;
   /** A sanctions list in OFAC sdn.csv format; null: the synthetic sample in config/sanctions. */
   sanctionsListPath: string | null;
+  /** A payment held for review longer than this is declined and its hold released by the sweep. */
+  reviewHoldExpiryMs: number;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** Allow targets on private, loopback and link-local addresses (local development only). */
+  allowPrivateTargets: boolean;
+  /** Attempts per delivery before it is marked failed. */
+  maxAttempts: number;
+  /** First retry delay; each further retry doubles it (with jitter), up to backoffMaxMs. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** A receiver that has not answered within this is a failed attempt. */
+  timeoutMs: number;
+  /** How often each process looks for due deliveries. */
+  dispatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -67,6 +84,15 @@ export function loadConfig(env: Env): Config {
     pgPoolMax: integer(env, 'PG_POOL_MAX', 10, 1, 200),
     riskPolicyPath: raw(env, 'RISK_POLICY_PATH') ?? null,
     sanctionsListPath: raw(env, 'SANCTIONS_LIST_PATH') ?? null,
+    reviewHoldExpiryMs: integer(env, 'REVIEW_HOLD_EXPIRY_HOURS', 72, 1, 24 * 365) * HOUR_MS,
+    webhooks: {
+      allowPrivateTargets: boolean(env, 'WEBHOOK_ALLOW_PRIVATE_TARGETS', false),
+      maxAttempts: integer(env, 'WEBHOOK_MAX_ATTEMPTS', 8, 1, 50),
+      backoffBaseMs: integer(env, 'WEBHOOK_BACKOFF_BASE_MS', 1000, 1, 3_600_000),
+      backoffMaxMs: integer(env, 'WEBHOOK_BACKOFF_MAX_MS', 3_600_000, 1, 86_400_000),
+      timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 10, 120_000),
+      dispatchIntervalMs: integer(env, 'WEBHOOK_DISPATCH_INTERVAL_MS', 1000, 5, 60_000),
+    },
   };
 }
 

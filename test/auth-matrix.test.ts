@@ -15,7 +15,7 @@ import { DEMO_TOKEN, startTestApp, type TestApp } from './support/harness.ts';
  * even parsed, so a refused role gets its 403 whatever the body.
  */
 interface RouteRow {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   /** The route as registered (fastify pattern); checked against the app's route table. */
   route: string;
   /** Roles besides admin that may call it (admin may call everything). */
@@ -27,9 +27,7 @@ interface RouteRow {
   url?: string;
 }
 
-// When a route is added (the contract announces POST /v1/customers/:id/kyc for compliance, POST
-// /v1/payments/:id/approve and /reject for compliance, POST /v1/payments/:id/refunds for payments), add its
-// row here: the completeness test below fails until then.
+// When a route is added, add its row here: the completeness test below fails until then.
 const MATRIX: RouteRow[] = [
   { method: 'GET', route: '/v1/customers', roles: ['compliance', 'auditor'], admittedStatus: 200 },
   { method: 'POST', route: '/v1/customers', roles: [], admittedStatus: 400, body: {} },
@@ -85,6 +83,43 @@ const MATRIX: RouteRow[] = [
     roles: ['auditor'],
     admittedStatus: 200,
     url: '/v1/audit-logs/proofs/consistency?from=1&to=1',
+  },
+  // Review resolutions (issue 6): compliance's call. The fixture payment is posted, not in review, so an
+  // admitted call is a 409 that changes nothing.
+  { method: 'POST', route: '/v1/payments/:id/approve', roles: ['compliance'], admittedStatus: 409, body: {} },
+  { method: 'POST', route: '/v1/payments/:id/reject', roles: ['compliance'], admittedStatus: 409, body: {} },
+  // Refunds: the payments role; an amount of 0 fails validation (400) before anything runs.
+  {
+    method: 'POST',
+    route: '/v1/payments/:id/refunds',
+    roles: ['payments'],
+    admittedStatus: 400,
+    body: { amountCents: 0 },
+  },
+  // The event outbox is read like the audit log; webhook endpoints are admin-only.
+  { method: 'GET', route: '/v1/events', roles: ['auditor'], admittedStatus: 200 },
+  { method: 'GET', route: '/v1/webhook-endpoints', roles: [], admittedStatus: 200 },
+  { method: 'POST', route: '/v1/webhook-endpoints', roles: [], admittedStatus: 400, body: {} },
+  {
+    method: 'GET',
+    route: '/v1/webhook-endpoints/:id',
+    roles: [],
+    admittedStatus: 404,
+    url: '/v1/webhook-endpoints/whe_missing',
+  },
+  {
+    method: 'DELETE',
+    route: '/v1/webhook-endpoints/:id',
+    roles: [],
+    admittedStatus: 404,
+    url: '/v1/webhook-endpoints/whe_missing',
+  },
+  {
+    method: 'GET',
+    route: '/v1/webhook-endpoints/:id/deliveries',
+    roles: [],
+    admittedStatus: 404,
+    url: '/v1/webhook-endpoints/whe_missing/deliveries',
   },
 ];
 

@@ -6,6 +6,7 @@ import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
+import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
 import { assessRisk, recordAttempt } from './risk-assessment.ts';
 import type { Services } from './services.ts';
 import { paymentView } from './views.ts';
@@ -113,6 +114,8 @@ async function executePayment(
     metadata: request.metadata ?? null,
     reasons: decision.reasons,
     decision,
+    refundedCents: 0,
+    resolution: null,
     createdAtMs: tx.nowMs,
     updatedAtMs: tx.nowMs,
   };
@@ -136,8 +139,9 @@ async function executePayment(
     await tx.placeHold(payment.id, source, payment.amountCents);
   }
 
-  // Step 8: audit entry, idempotency record, and the response bytes every replay will repeat.
+  // Step 8: audit entry, outbox event, idempotency record, and the response bytes every replay will repeat.
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
+  await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment);
   const response: StoredResponse = {
     statusCode: STATUS_BY_OUTCOME[payment.status],
     body: JSON.stringify({ payment: paymentView(payment), ledgerPosted: payment.status === 'posted' }),
@@ -146,12 +150,16 @@ async function executePayment(
   return { ...response, replayed: false };
 }
 
-function replayOrReject(verdict: ReturnType<typeof judgeIdempotency>): PaymentReply | null {
+/** Shared with refunds (src/app/refunds.ts): the idempotency verdict as a reply, an error, or null (run it). */
+export function replayOrReject(
+  verdict: ReturnType<typeof judgeIdempotency>,
+  route = ROUTE,
+): PaymentReply | null {
   if (verdict.kind === 'fresh') return null;
   if (verdict.kind === 'mismatch') {
     throw new AppError(
       'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
-      `this Idempotency-Key was already used for a different ${ROUTE} request`,
+      `this Idempotency-Key was already used for a different ${route} request`,
     );
   }
   return { ...verdict.response, replayed: true };

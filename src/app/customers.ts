@@ -126,6 +126,20 @@ export async function decideKyc(
         noteProvided: noteEnc !== null,
       },
     });
+    // No name or note in the event: receivers learn the new status and fetch the customer if they may.
+    await tx.appendEvent({
+      type: 'customer.kyc_updated',
+      resourceType: 'customer',
+      resourceId: customerId,
+      data: JSON.stringify({
+        customer: {
+          id: customerId,
+          kycStatus: after.kycStatus,
+          kycTier: after.kycTier,
+          kycStatusFrom: before.kycStatus,
+        },
+      }),
+    });
     return after;
   });
 }

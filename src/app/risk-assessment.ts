@@ -1,9 +1,8 @@
 import { assert } from '../domain/assert.ts';
 import { type CounterSnapshot, computeFeatures, inStructuringBand } from '../domain/features.ts';
 import { evaluatePolicy, type Features, type RiskPolicy } from '../domain/policy.ts';
-import { type SanctionsList, type ScreeningResult, screenName } from '../domain/sanctions.ts';
+import type { SanctionsList, ScreeningResult } from '../domain/sanctions.ts';
 import { type Account, availableCents, type Decision, type RuleHit } from '../domain/types.ts';
-import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { CounterPoint, RiskCounters } from '../storage/risk-counters.ts';
 import type { CustomerRow } from '../storage/store.ts';
 

@@ -1,3 +1,4 @@
+import type { WebhookConfig } from '../config.ts';
 import type { RiskPolicy } from '../domain/policy.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
@@ -15,6 +16,8 @@ export interface Services {
   screening: Screening;
   clock: () => number;
   idempotencyRetentionMs: number;
+  reviewHoldExpiryMs: number;
+  webhooks: WebhookConfig;
   /** Merkle proofs and signed checkpoints of the audit log. */
   auditLog: AuditLog;
 }

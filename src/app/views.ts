@@ -1,7 +1,14 @@
 import type { AuditEntry } from '../domain/audit.ts';
-import { type Account, availableCents, type LedgerEntry, type Payment } from '../domain/types.ts';
+import {
+  type Account,
+  availableCents,
+  type LedgerEntry,
+  type OutboxEvent,
+  type Payment,
+  type Refund,
+} from '../domain/types.ts';
 import { maskAccountNumber, type PiiCipher } from '../security/pii-cipher.ts';
-import type { CustomerRow } from '../storage/store.ts';
+import type { CustomerRow, WebhookDelivery, WebhookEndpointRow } from '../storage/store.ts';
 
 /**
  * The JSON shapes clients see. Key order is fixed here, which keeps stored idempotent responses and audit
@@ -55,7 +62,62 @@ export function paymentView(p: Payment) {
     metadata: p.metadata,
     reasons: p.reasons,
     decision: p.decision,
+    refundedCents: p.refundedCents,
+    // How a review ended; the reviewer's note stays encrypted at rest and is not echoed (it may name people).
+    resolution:
+      p.resolution === null
+        ? null
+        : {
+            outcome: p.resolution.outcome,
+            resolvedAt: iso(p.resolution.atMs),
+            resolvedBy: p.resolution.actorId,
+            noteProvided: p.resolution.noteEnc !== null,
+          },
     createdAt: iso(p.createdAtMs),
+  };
+}
+
+export function refundView(r: Refund, cipher: PiiCipher) {
+  return {
+    id: r.id,
+    paymentId: r.paymentId,
+    amountCents: r.amountCents,
+    currency: r.currency,
+    reason: r.reasonEnc === null ? null : cipher.decrypt(r.reasonEnc, 'refund.reason'),
+    ledgerTransactionId: r.ledgerTransactionId,
+    createdAt: iso(r.createdAtMs),
+  };
+}
+
+/** The event as listed and as a webhook receiver gets it: `{id, type, createdAt, data}`. */
+export function eventView(e: OutboxEvent) {
+  return { id: e.id, type: e.type, createdAt: iso(e.createdAtMs), data: JSON.parse(e.data) as unknown };
+}
+
+/** The webhook body, built from the stored data text so that every attempt sends the same bytes. */
+export function webhookBody(e: OutboxEvent): string {
+  const head = JSON.stringify({ id: e.id, type: e.type, createdAt: iso(e.createdAtMs) });
+  return `${head.slice(0, -1)},"data":${e.data}}`;
+}
+
+/** Never includes the signing secret: it is shown once, when the endpoint is created. */
+export function webhookEndpointView(e: WebhookEndpointRow) {
+  return { id: e.id, url: e.url, events: e.eventTypes, createdAt: iso(e.createdAtMs) };
+}
+
+export function webhookDeliveryView(d: WebhookDelivery) {
+  return {
+    id: d.id,
+    eventId: d.eventId,
+    eventType: d.eventType,
+    endpointId: d.endpointId,
+    status: d.status,
+    attempts: d.attempts,
+    nextAttemptAt: d.status === 'pending' ? iso(d.nextAttemptAtMs) : null,
+    lastStatusCode: d.lastStatusCode,
+    lastError: d.lastError,
+    lastAttemptAt: d.lastAttemptAtMs === null ? null : iso(d.lastAttemptAtMs),
+    createdAt: iso(d.createdAtMs),
   };
 }
 

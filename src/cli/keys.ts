@@ -45,6 +45,8 @@ async function main(): Promise<number> {
       screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
       clock: Date.now,
       idempotencyRetentionMs: config.idempotencyRetentionMs,
+      reviewHoldExpiryMs: config.reviewHoldExpiryMs,
+      webhooks: config.webhooks,
       auditLog: new AuditLog(store, committer, signer),
     };
     const actor = { ...SYSTEM_ACTOR, apiKeyId: 'cli', requestId: 'req_cli_keys_create' };

@@ -90,8 +90,46 @@ export interface Payment {
   metadata: Record<string, string> | null;
   reasons: string[];
   decision: Decision;
+  /** Sum of the refunds of a posted payment; at most amountCents. */
+  refundedCents: number;
+  /** How a review ended (null while in review, and for payments never held). */
+  resolution: PaymentResolution | null;
   createdAtMs: number;
   updatedAtMs: number;
+}
+
+export const RESOLUTION_OUTCOMES = ['approved', 'rejected', 'hold_expired'] as const;
+export type ResolutionOutcome = (typeof RESOLUTION_OUTCOMES)[number];
+
+export interface PaymentResolution {
+  outcome: ResolutionOutcome;
+  atMs: number;
+  /** The API key that decided, or `system` for an expiry. */
+  actorId: string;
+  /** The reviewer's note, encrypted (it may name people); never in the audit metadata. */
+  noteEnc: string | null;
+}
+
+export interface Refund {
+  id: string;
+  paymentId: string;
+  amountCents: number;
+  currency: string;
+  /** The client's free-text reason, encrypted like other notes. */
+  reasonEnc: string | null;
+  ledgerTransactionId: string;
+  createdAtMs: number;
+}
+
+/** A row of the outbox: what happened, as the JSON `data` a webhook receiver gets. */
+export interface OutboxEvent {
+  id: string;
+  type: string;
+  resourceType: string;
+  resourceId: string;
+  /** The JSON text of `data`, stored once so every delivery sends the same bytes. */
+  data: string;
+  createdAtMs: number;
 }
 
 export type Direction = 'debit' | 'credit';

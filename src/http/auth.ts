@@ -26,6 +26,9 @@ export const READ_PAYMENTS: readonly Role[] = ['payments', 'compliance', 'audito
 export const CREATE_PAYMENTS: readonly Role[] = ['payments'];
 export const COMPLIANCE: readonly Role[] = ['compliance'];
 export const AUDITOR: readonly Role[] = ['auditor'];
+export const REVIEW_PAYMENTS: readonly Role[] = ['compliance'];
+export const REFUND_PAYMENTS: readonly Role[] = ['payments'];
+export const READ_EVENTS: readonly Role[] = ['auditor'];
 export const ADMIN_ONLY: readonly Role[] = [];
 
 export function authHook(reads: Reads) {

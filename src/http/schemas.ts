@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox';
+import { EVENT_TYPES } from '../app/events.ts';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
 import { PAYMENT_STATUSES } from '../domain/types.ts';
 
@@ -90,5 +91,25 @@ export const PaymentListQuery = Type.Object(
 
 export const LedgerQuery = Type.Object(
   { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID) },
+  { additionalProperties: false },
+);
+
+/** Approve or reject a payment in review; the note is the reviewer's (stored encrypted). */
+export const ReviewBody = Type.Object({ note: Type.Optional(Text(500)) }, { additionalProperties: false });
+
+export const RefundBody = Type.Object(
+  { amountCents: Type.Optional(Cents(1)), reason: Type.Optional(Text(500)) },
+  { additionalProperties: false },
+);
+
+export const CreateWebhookEndpointBody = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 2000, pattern: '^https?://[\\x21-\\x7E]+$' }),
+    events: Type.Array(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))), {
+      minItems: 1,
+      maxItems: EVENT_TYPES.length,
+      uniqueItems: true,
+    }),
+  },
   { additionalProperties: false },
 );

@@ -13,6 +13,7 @@ import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { paymentRoutes } from './routes/payments.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
 
 /**
@@ -80,6 +81,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   paymentRoutes(app, services);
   ledgerRoutes(app, services);
   auditRoutes(app, services);
+  webhookRoutes(app, services);
   return app;
 }
 

@@ -230,4 +230,67 @@ CREATE INDEX risk_counter_events_age ON risk_counter_events (at_ms);
 DROP TABLE risk_attempts;
 `,
   },
+  {
+    version: 5,
+    name: 'payment lifecycle: review resolutions, refunds, event outbox, webhook endpoints and deliveries',
+    // Statuses stay posted/manual_review/declined: a resolution (approved, rejected, hold_expired) is recorded
+    // beside the status, and a refund keeps the payment posted with refunded_cents growing up to its amount.
+    // A delivery row is one event for one endpoint; locked_until_ms/lease_token are the dispatcher's lease.
+    sql: `
+ALTER TABLE payments ADD COLUMN resolution TEXT;
+ALTER TABLE payments ADD COLUMN resolved_at_ms {{BIGINT}};
+ALTER TABLE payments ADD COLUMN resolved_by TEXT;
+ALTER TABLE payments ADD COLUMN resolution_note_enc TEXT;
+ALTER TABLE payments ADD COLUMN refunded_cents {{BIGINT}} NOT NULL DEFAULT 0;
+CREATE TABLE refunds (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  payment_id TEXT NOT NULL REFERENCES payments (id),
+  amount_cents {{BIGINT}} NOT NULL CHECK (amount_cents > 0),
+  currency TEXT NOT NULL,
+  reason_enc TEXT,
+  ledger_transaction_id TEXT NOT NULL REFERENCES ledger_transactions (id),
+  api_key_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+CREATE INDEX refunds_payment ON refunds (payment_id, seq);
+CREATE TABLE events (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  resource_type TEXT NOT NULL,
+  resource_id TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL
+);
+CREATE TABLE webhook_endpoints (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  url TEXT NOT NULL,
+  event_types TEXT NOT NULL,
+  secret_enc TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  deleted_at_ms {{BIGINT}}
+);
+CREATE TABLE webhook_deliveries (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  event_id TEXT NOT NULL REFERENCES events (id),
+  endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id),
+  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at_ms {{BIGINT}} NOT NULL,
+  locked_until_ms {{BIGINT}} NOT NULL DEFAULT 0,
+  lease_token TEXT,
+  last_status_code INTEGER,
+  last_error TEXT,
+  last_attempt_at_ms {{BIGINT}},
+  created_at_ms {{BIGINT}} NOT NULL,
+  UNIQUE (event_id, endpoint_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at_ms);
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
+`,
+  },
 ];

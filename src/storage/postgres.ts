@@ -151,7 +151,10 @@ async function applyBatchOnce(
   commands: Command<unknown>[],
 ): Promise<CommandOutcome<unknown>[]> {
   const client = await pool.connect();
-  const tx = new SqlTx(executor(client), { forUpdate: ' FOR UPDATE' });
+  const tx = new SqlTx(executor(client), {
+    forUpdate: ' FOR UPDATE',
+    forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED',
+  });
   const outcomes: CommandOutcome<unknown>[] = [];
   try {
     await client.query('BEGIN');

@@ -6,19 +6,37 @@ import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts
 import { newId } from '../domain/ids.ts';
 import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
 import { leftSiblingsOf, type MerkleNode, type NodeId, nodeKey, nodesCompletedBy } from '../domain/merkle.ts';
-import type { Account, Actor, ApiKey, LedgerEntry, Payment, PaymentStatus } from '../domain/types.ts';
+import type {
+  Account,
+  Actor,
+  ApiKey,
+  LedgerEntry,
+  OutboxEvent,
+  Payment,
+  PaymentResolution,
+  PaymentStatus,
+  Refund,
+  ResolutionOutcome,
+} from '../domain/types.ts';
 import { RiskCounters } from './risk-counters.ts';
 import type {
   AccountCheck,
   AccountRow,
   AuditCheckpointRow,
+  ClaimedDelivery,
   CurrencyTotals,
   CustomerRow,
+  DeliveryAttempt,
+  DeliveryStatus,
+  EventDraft,
+  ExpiredHold,
   LedgerFilter,
   Page,
   PageRequest,
   Reads,
   Tx,
+  WebhookDelivery,
+  WebhookEndpointRow,
 } from './store.ts';
 
 /**
@@ -36,6 +54,8 @@ export interface SqlExecutor {
 
 export interface SqlDialectOptions {
   forUpdate: string;
+  /** ' FOR UPDATE SKIP LOCKED' on PostgreSQL (several dispatchers); empty on SQLite (one writer). */
+  forUpdateSkipLocked: string;
 }
 
 const num = (v: unknown): number => {
@@ -45,6 +65,7 @@ const num = (v: unknown): number => {
 };
 const str = (v: unknown): string => v as string;
 const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
+const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
 
 const ACCOUNT_COLUMNS =
   'seq, id, kind, owner_customer_id, currency, number_last4, posted_balance_cents, held_balance_cents, created_at_ms';
@@ -90,8 +111,70 @@ function paymentFromRow(r: Row): Payment {
     metadata: r['metadata'] === null ? null : JSON.parse(str(r['metadata'])),
     reasons: JSON.parse(str(r['reasons'])),
     decision: JSON.parse(str(r['decision'])),
+    refundedCents: num(r['refunded_cents']),
+    resolution: resolutionFromRow(r),
     createdAtMs: num(r['created_at_ms']),
     updatedAtMs: num(r['updated_at_ms']),
+  };
+}
+
+function resolutionFromRow(r: Row): PaymentResolution | null {
+  if (r['resolution'] === null || r['resolution'] === undefined) return null;
+  return {
+    outcome: str(r['resolution']) as ResolutionOutcome,
+    atMs: num(r['resolved_at_ms']),
+    actorId: str(r['resolved_by']),
+    noteEnc: nullableStr(r['resolution_note_enc']),
+  };
+}
+
+function refundFromRow(r: Row): Refund {
+  return {
+    id: str(r['id']),
+    paymentId: str(r['payment_id']),
+    amountCents: num(r['amount_cents']),
+    currency: str(r['currency']),
+    reasonEnc: nullableStr(r['reason_enc']),
+    ledgerTransactionId: str(r['ledger_transaction_id']),
+    createdAtMs: num(r['created_at_ms']),
+  };
+}
+
+function eventFromRow(r: Row): OutboxEvent {
+  return {
+    id: str(r['id']),
+    type: str(r['type']),
+    resourceType: str(r['resource_type']),
+    resourceId: str(r['resource_id']),
+    data: str(r['data']),
+    createdAtMs: num(r['created_at_ms']),
+  };
+}
+
+function webhookEndpointFromRow(r: Row): WebhookEndpointRow {
+  return {
+    id: str(r['id']),
+    url: str(r['url']),
+    eventTypes: JSON.parse(str(r['event_types'])),
+    secretEnc: str(r['secret_enc']),
+    createdAtMs: num(r['created_at_ms']),
+    deletedAtMs: nullableNum(r['deleted_at_ms']),
+  };
+}
+
+function webhookDeliveryFromRow(r: Row): WebhookDelivery {
+  return {
+    id: str(r['id']),
+    eventId: str(r['event_id']),
+    eventType: str(r['event_type']),
+    endpointId: str(r['endpoint_id']),
+    status: str(r['status']) as DeliveryStatus,
+    attempts: num(r['attempts']),
+    nextAttemptAtMs: num(r['next_attempt_at_ms']),
+    lastStatusCode: nullableNum(r['last_status_code']),
+    lastError: nullableStr(r['last_error']),
+    lastAttemptAtMs: nullableNum(r['last_attempt_at_ms']),
+    createdAtMs: num(r['created_at_ms']),
   };
 }
 
@@ -240,6 +323,52 @@ export class SqlReads implements Reads {
     return r && idempotencyFromRow(r);
   }
 
+  async listRefunds(paymentId: string): Promise<Refund[]> {
+    const rows = await this.db.all('SELECT * FROM refunds WHERE payment_id = ? ORDER BY seq', [paymentId]);
+    return rows.map(refundFromRow);
+  }
+
+  async listExpiredHolds(createdAtOrBeforeMs: number, limit: number): Promise<ExpiredHold[]> {
+    const rows = await this.db.all(
+      `SELECT payment_id, account_id FROM holds WHERE status = 'active' AND created_at_ms <= ?
+        ORDER BY created_at_ms, seq LIMIT ?`,
+      [createdAtOrBeforeMs, limit],
+    );
+    return rows.map((r) => ({ paymentId: str(r['payment_id']), accountId: str(r['account_id']) }));
+  }
+
+  async listEvents(page: PageRequest): Promise<Page<OutboxEvent>> {
+    const rows = await this.db.all('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?', [
+      page.after,
+      page.limit + 1,
+    ]);
+    return toPage(rows, page.limit, eventFromRow);
+  }
+
+  async getWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined> {
+    const r = await this.db.get('SELECT * FROM webhook_endpoints WHERE id = ? AND deleted_at_ms IS NULL', [
+      id,
+    ]);
+    return r && webhookEndpointFromRow(r);
+  }
+
+  async listWebhookEndpoints(page: PageRequest): Promise<Page<WebhookEndpointRow>> {
+    const rows = await this.db.all(
+      'SELECT * FROM webhook_endpoints WHERE seq > ? AND deleted_at_ms IS NULL ORDER BY seq LIMIT ?',
+      [page.after, page.limit + 1],
+    );
+    return toPage(rows, page.limit, webhookEndpointFromRow);
+  }
+
+  async listWebhookDeliveries(endpointId: string, page: PageRequest): Promise<Page<WebhookDelivery>> {
+    const rows = await this.db.all(
+      `SELECT d.*, e.type AS event_type FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+        WHERE d.endpoint_id = ? AND d.seq > ? ORDER BY d.seq LIMIT ?`,
+      [endpointId, page.after, page.limit + 1],
+    );
+    return toPage(rows, page.limit, webhookDeliveryFromRow);
+  }
+
   async listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]> {
     const rows = await this.db.all('SELECT * FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?', [
       fromIndex,
@@ -294,6 +423,29 @@ export class SqlReads implements Reads {
       activeHoldsCents: BigInt(str(r['holds_total'])),
     }));
     return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
+  }
+
+  async paymentChecks(limit: number): Promise<{ paymentId: string; problem: string }[]> {
+    const holds = await this.db.all(
+      `SELECT p.id FROM payments p
+         LEFT JOIN holds h ON h.payment_id = p.id AND h.status = 'active'
+        WHERE (p.status = 'manual_review') <> (h.id IS NOT NULL) ORDER BY p.seq LIMIT ?`,
+      [limit],
+    );
+    const refunds = await this.db.all(
+      `SELECT p.id FROM payments p
+        WHERE p.refunded_cents > p.amount_cents
+           OR p.refunded_cents <> (SELECT COALESCE(SUM(r.amount_cents), 0) FROM refunds r WHERE r.payment_id = p.id)
+        ORDER BY p.seq LIMIT ?`,
+      [limit],
+    );
+    return [
+      ...holds.map((r) => ({ paymentId: str(r['id']), problem: 'review status and active hold disagree' })),
+      ...refunds.map((r) => ({
+        paymentId: str(r['id']),
+        problem: 'refunded total differs from its refunds',
+      })),
+    ];
   }
 
   async auditMerkleSize(): Promise<number> {
@@ -528,6 +680,161 @@ export class SqlTx implements Tx {
       [held, account.id, account.heldBalanceCents],
     );
     assert(changed === 1, `held balance of ${account.id} changed under the transaction`);
+  }
+
+  async endHold(
+    paymentId: string,
+    account: Account,
+    status: 'captured' | 'released' | 'expired',
+  ): Promise<{ amountCents: number; account: Account }> {
+    const hold = await this.db.get(
+      `SELECT amount_cents FROM holds WHERE payment_id = ? AND account_id = ? AND status = 'active'`,
+      [paymentId, account.id],
+    );
+    assert(hold !== undefined, `payment ${paymentId} in review has an active hold`);
+    const amountCents = num(hold['amount_cents']);
+    const held = heldAfter(account, -amountCents);
+    await this.db.run(
+      `UPDATE holds SET status = ?, resolved_at_ms = ? WHERE payment_id = ? AND status = 'active'`,
+      [status, this.nowMs, paymentId],
+    );
+    const changed = await this.db.run(
+      'UPDATE accounts SET held_balance_cents = ? WHERE id = ? AND held_balance_cents = ?',
+      [held, account.id, account.heldBalanceCents],
+    );
+    assert(changed === 1, `held balance of ${account.id} changed under the transaction`);
+    return { amountCents, account: { ...account, heldBalanceCents: held } };
+  }
+
+  async lockPayment(id: string): Promise<Payment | undefined> {
+    const r = await this.db.get(`SELECT * FROM payments WHERE id = ?${this.dialect.forUpdate}`, [id]);
+    return r && paymentFromRow(r);
+  }
+
+  async resolvePayment(id: string, status: PaymentStatus, resolution: PaymentResolution): Promise<void> {
+    const changed = await this.db.run(
+      `UPDATE payments SET status = ?, resolution = ?, resolved_at_ms = ?, resolved_by = ?, resolution_note_enc = ?,
+                           updated_at_ms = ?
+        WHERE id = ? AND status = 'manual_review'`,
+      [status, resolution.outcome, resolution.atMs, resolution.actorId, resolution.noteEnc, this.nowMs, id],
+    );
+    assert(changed === 1, `payment ${id} was in review when resolved`);
+  }
+
+  async insertRefund(r: Refund, apiKeyId: string, requestId: string): Promise<void> {
+    await this.db.run(
+      `INSERT INTO refunds (id, payment_id, amount_cents, currency, reason_enc, ledger_transaction_id, api_key_id,
+                            request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        r.id,
+        r.paymentId,
+        r.amountCents,
+        r.currency,
+        r.reasonEnc,
+        r.ledgerTransactionId,
+        apiKeyId,
+        requestId,
+        r.createdAtMs,
+      ],
+    );
+  }
+
+  async setRefundedCents(paymentId: string, beforeCents: number, afterCents: number): Promise<void> {
+    const changed = await this.db.run(
+      `UPDATE payments SET refunded_cents = ?, updated_at_ms = ?
+        WHERE id = ? AND refunded_cents = ? AND status = 'posted' AND amount_cents >= ?`,
+      [afterCents, this.nowMs, paymentId, beforeCents, afterCents],
+    );
+    assert(changed === 1, `refunded total of ${paymentId} changed under the transaction`);
+  }
+
+  async appendEvent(draft: EventDraft): Promise<OutboxEvent> {
+    const event: OutboxEvent = { id: newId('evt'), ...draft, createdAtMs: this.nowMs };
+    await this.db.run(
+      'INSERT INTO events (id, type, resource_type, resource_id, data, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      [event.id, event.type, event.resourceType, event.resourceId, event.data, event.createdAtMs],
+    );
+    // Fan-out in the same transaction: a delivery exists for every subscriber the moment the event does.
+    // Endpoints are few; their subscriptions are filtered here rather than in SQL over a JSON column.
+    const endpoints = await this.db.all(
+      'SELECT id, event_types FROM webhook_endpoints WHERE deleted_at_ms IS NULL ORDER BY seq',
+    );
+    for (const endpoint of endpoints) {
+      if (!(JSON.parse(str(endpoint['event_types'])) as string[]).includes(event.type)) continue;
+      await this.db.run(
+        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at_ms, created_at_ms)
+         VALUES (?, ?, ?, 'pending', 0, ?, ?)`,
+        [newId('whd'), event.id, str(endpoint['id']), this.nowMs, this.nowMs],
+      );
+    }
+    return event;
+  }
+
+  async insertWebhookEndpoint(e: WebhookEndpointRow): Promise<void> {
+    await this.db.run(
+      `INSERT INTO webhook_endpoints (id, url, event_types, secret_enc, created_at_ms, deleted_at_ms)
+       VALUES (?, ?, ?, ?, ?, NULL)`,
+      [e.id, e.url, JSON.stringify(e.eventTypes), e.secretEnc, e.createdAtMs],
+    );
+  }
+
+  async deleteWebhookEndpoint(id: string): Promise<boolean> {
+    const changed = await this.db.run(
+      'UPDATE webhook_endpoints SET deleted_at_ms = ? WHERE id = ? AND deleted_at_ms IS NULL',
+      [this.nowMs, id],
+    );
+    return changed === 1;
+  }
+
+  async claimWebhookDeliveries(
+    leaseToken: string,
+    leaseUntilMs: number,
+    limit: number,
+  ): Promise<ClaimedDelivery[]> {
+    await this.db.run(
+      `UPDATE webhook_deliveries SET locked_until_ms = ?, lease_token = ?
+        WHERE id IN (SELECT d.id FROM webhook_deliveries d
+                      WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ? AND d.locked_until_ms <= ?
+                        AND EXISTS (SELECT 1 FROM webhook_endpoints w
+                                     WHERE w.id = d.endpoint_id AND w.deleted_at_ms IS NULL)
+                      ORDER BY d.next_attempt_at_ms, d.seq LIMIT ?${this.dialect.forUpdateSkipLocked})`,
+      [leaseUntilMs, leaseToken, this.nowMs, this.nowMs, limit],
+    );
+    const rows = await this.db.all(
+      `SELECT d.id AS delivery_id, d.attempts, w.id AS endpoint_id, w.url, w.secret_enc,
+              e.id, e.type, e.resource_type, e.resource_id, e.data, e.created_at_ms
+         FROM webhook_deliveries d
+         JOIN webhook_endpoints w ON w.id = d.endpoint_id
+         JOIN events e ON e.id = d.event_id
+        WHERE d.lease_token = ? AND d.status = 'pending' ORDER BY d.seq`,
+      [leaseToken],
+    );
+    return rows.map((r) => ({
+      deliveryId: str(r['delivery_id']),
+      attempts: num(r['attempts']),
+      endpoint: { id: str(r['endpoint_id']), url: str(r['url']), secretEnc: str(r['secret_enc']) },
+      event: eventFromRow(r),
+    }));
+  }
+
+  async recordWebhookAttempt(deliveryId: string, leaseToken: string, a: DeliveryAttempt): Promise<boolean> {
+    const changed = await this.db.run(
+      `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at_ms = ?, last_status_code = ?,
+                                     last_error = ?, last_attempt_at_ms = ?, locked_until_ms = 0, lease_token = NULL
+        WHERE id = ? AND lease_token = ? AND attempts = ?`,
+      [
+        a.status,
+        a.attemptsAfter,
+        a.nextAttemptAtMs,
+        a.statusCode,
+        a.error,
+        this.nowMs,
+        deliveryId,
+        leaseToken,
+        a.attemptsAfter - 1,
+      ],
+    );
+    return changed === 1;
   }
 
   async insertPayment(p: Payment, apiKeyId: string, requestId: string): Promise<void> {

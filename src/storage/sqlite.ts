@@ -96,7 +96,7 @@ export function openSqliteStore(options: SqliteOptions): Store {
   }
   const reader = options.path === ':memory:' ? writer : openConnection(options.path, true);
   const writeExec = executor(writer);
-  const tx = new SqlTx(writeExec, { forUpdate: '' });
+  const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' });
   let inBatch = false;
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {

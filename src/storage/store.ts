@@ -8,8 +8,11 @@ import type {
   ApiKey,
   KycStatus,
   LedgerEntry,
+  OutboxEvent,
   Payment,
+  PaymentResolution,
   PaymentStatus,
+  Refund,
 } from '../domain/types.ts';
 import type { RiskCounters } from './risk-counters.ts';
 
@@ -107,6 +110,61 @@ export interface AccountCheck {
   activeHoldsCents: bigint;
 }
 
+export interface ExpiredHold {
+  paymentId: string;
+  accountId: string;
+}
+
+export interface WebhookEndpointRow {
+  id: string;
+  url: string;
+  eventTypes: string[];
+  secretEnc: string;
+  createdAtMs: number;
+  deletedAtMs: number | null;
+}
+
+export type DeliveryStatus = 'pending' | 'succeeded' | 'failed';
+
+export interface WebhookDelivery {
+  id: string;
+  eventId: string;
+  eventType: string;
+  endpointId: string;
+  status: DeliveryStatus;
+  attempts: number;
+  nextAttemptAtMs: number;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  lastAttemptAtMs: number | null;
+  createdAtMs: number;
+}
+
+/** A delivery leased to this process, with what it needs to send it (outside any transaction). */
+export interface ClaimedDelivery {
+  deliveryId: string;
+  attempts: number;
+  endpoint: { id: string; url: string; secretEnc: string };
+  event: OutboxEvent;
+}
+
+/** The outcome of one delivery attempt; `status` is decided by the dispatcher (retry policy). */
+export interface DeliveryAttempt {
+  status: DeliveryStatus;
+  attemptsAfter: number;
+  nextAttemptAtMs: number;
+  statusCode: number | null;
+  error: string | null;
+}
+
+export interface EventDraft {
+  type: string;
+  resourceType: string;
+  resourceId: string;
+  /** JSON text; the webhook body embeds it verbatim. */
+  data: string;
+}
+
 export interface Reads {
   findApiKeyByHash(secretHash: string): Promise<ApiKey | undefined>;
   getCustomer(id: string): Promise<CustomerRow | undefined>;
@@ -117,11 +175,23 @@ export interface Reads {
   listPayments(page: PageRequest, status?: PaymentStatus): Promise<Page<Payment>>;
   listLedgerEntries(page: PageRequest, filter: LedgerFilter): Promise<Page<LedgerEntry>>;
   findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  listRefunds(paymentId: string): Promise<Refund[]>;
+  /** Active holds created at or before `createdAtOrBeforeMs`, oldest first. */
+  listExpiredHolds(createdAtOrBeforeMs: number, limit: number): Promise<ExpiredHold[]>;
+  listEvents(page: PageRequest): Promise<Page<OutboxEvent>>;
+  getWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined>;
+  listWebhookEndpoints(page: PageRequest): Promise<Page<WebhookEndpointRow>>;
+  listWebhookDeliveries(endpointId: string, page: PageRequest): Promise<Page<WebhookDelivery>>;
   /** Audit entries with index >= fromIndex, in index order. */
   listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]>;
   auditSize(): Promise<number>;
   auditHead(): Promise<{ size: number; lastHash: string }>;
   ledgerTotals(): Promise<CurrencyTotals[]>;
+  /**
+   * Payments whose lifecycle state disagrees with their rows: in review without exactly one active hold (or an
+   * active hold outside review), or a refunded total that is not the sum of its refunds or exceeds the amount.
+   */
+  paymentChecks(limit: number): Promise<{ paymentId: string; problem: string }[]>;
   /** Accounts whose stored balances disagree with their entries or holds (limit bounds the answer). */
   accountChecks(afterSeq: number, limit: number): Promise<{ checks: AccountCheck[]; lastSeq: number | null }>;
 
@@ -167,6 +237,35 @@ export interface Tx {
   /** Writes a balanced posting and the new balances; throws AppError BALANCE_LIMIT_EXCEEDED on overflow. */
   postLedger(posting: Posting, accounts: Map<string, Account>, requestId: string): Promise<string>;
   placeHold(paymentId: string, account: Account, amountCents: number): Promise<void>;
+  /**
+   * Ends a payment's active hold (captured by an approval, released by a rejection, expired by the sweep) and
+   * lowers the account's held balance. Returns the held amount and the account as it now is.
+   */
+  endHold(
+    paymentId: string,
+    account: Account,
+    status: 'captured' | 'released' | 'expired',
+  ): Promise<{ amountCents: number; account: Account }>;
+  /** Loads a payment (and on PostgreSQL locks its row; callers hold its accounts' locks already). */
+  lockPayment(id: string): Promise<Payment | undefined>;
+  /** Moves a payment out of manual_review; throws (an invariant) if it was not in review. */
+  resolvePayment(id: string, status: PaymentStatus, resolution: PaymentResolution): Promise<void>;
+  insertRefund(refund: Refund, apiKeyId: string, requestId: string): Promise<void>;
+  /** Raises a payment's refunded total, guarded by the total the caller read. */
+  setRefundedCents(paymentId: string, beforeCents: number, afterCents: number): Promise<void>;
+
+  /** Writes an outbox event and one pending delivery per active endpoint subscribed to its type. */
+  appendEvent(draft: EventDraft): Promise<OutboxEvent>;
+  insertWebhookEndpoint(row: WebhookEndpointRow): Promise<void>;
+  /** Marks an endpoint deleted; false when there is no such (live) endpoint. */
+  deleteWebhookEndpoint(id: string): Promise<boolean>;
+  /**
+   * Leases up to `limit` due deliveries of live endpoints to `leaseToken` until `leaseUntilMs`. On PostgreSQL
+   * rows another transaction is claiming are skipped (SKIP LOCKED), so this never waits for a lock.
+   */
+  claimWebhookDeliveries(leaseToken: string, leaseUntilMs: number, limit: number): Promise<ClaimedDelivery[]>;
+  /** Records an attempt if this lease still holds the delivery; false when the lease was lost. */
+  recordWebhookAttempt(deliveryId: string, leaseToken: string, attempt: DeliveryAttempt): Promise<boolean>;
 
   insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
   appendAudit(draft: AuditDraft): Promise<AuditEntry>;

@@ -1,0 +1,42 @@
+import type { Payment } from '../domain/types.ts';
+import type { Tx } from '../storage/store.ts';
+import { paymentView } from './views.ts';
+
+/**
+ * The transactional outbox: every state change a client may want pushed writes an event in the same
+ * transaction as the change (and, through Tx.appendEvent, one delivery row per subscribed endpoint), so an
+ * event exists exactly when its change committed. The dispatcher (src/webhooks/dispatcher.ts) sends them.
+ */
+export const EVENT_TYPES = [
+  'payment.posted',
+  'payment.held_for_review',
+  'payment.declined',
+  'payment.approved',
+  'payment.rejected',
+  'payment.hold_expired',
+  'payment.refunded',
+  'customer.kyc_updated',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** The event of a newly created payment, by its decided status (the same names as its audit entry). */
+export const CREATED_EVENT_TYPE = {
+  posted: 'payment.posted',
+  manual_review: 'payment.held_for_review',
+  declined: 'payment.declined',
+} as const satisfies Record<Payment['status'], EventType>;
+
+/** `data` is `{payment}` (the client's view) plus anything the event adds, e.g. `{refund}`. */
+export async function appendPaymentEvent(
+  tx: Tx,
+  type: EventType,
+  payment: Payment,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await tx.appendEvent({
+    type,
+    resourceType: 'payment',
+    resourceId: payment.id,
+    data: JSON.stringify({ payment: paymentView(payment), ...extra }),
+  });
+}

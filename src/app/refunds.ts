@@ -1,0 +1,147 @@
+import { assert } from '../domain/assert.ts';
+import { AppError } from '../domain/errors.ts';
+import { judgeIdempotency, requestFingerprint, type StoredResponse } from '../domain/idempotency.ts';
+import { newId } from '../domain/ids.ts';
+import { transfer } from '../domain/ledger.ts';
+import { type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
+import type { Tx } from '../storage/store.ts';
+import { type PaymentReply, replayOrReject } from './create-payment.ts';
+import { appendPaymentEvent } from './events.ts';
+import type { Services } from './services.ts';
+import { refundView } from './views.ts';
+
+/**
+ * POST /v1/payments/:id/refunds. A refund reverses (part of) a posted payment with a posting of kind
+ * `refund` from the destination back to the source, in one transaction with the refund row, the payment's
+ * refunded total, the audit entry, the outbox event and the idempotency record. Several partial refunds may
+ * add up to the payment amount, never beyond it (REFUND_EXCEEDS_PAYMENT); the receiver's available balance
+ * must cover the refund (INSUFFICIENT_FUNDS). Rejections are thrown, so they undo the key's claim and are not
+ * stored under it: a retry after the receiver is funded can succeed.
+ */
+export interface RefundRequest {
+  amountCents?: number;
+  reason?: string;
+}
+
+export async function createRefund(
+  services: Services,
+  actor: Actor,
+  idempotencyKey: string,
+  paymentId: string,
+  request: RefundRequest,
+): Promise<PaymentReply> {
+  const route = `POST /v1/payments/${paymentId}/refunds`;
+  const fingerprint = requestFingerprint('POST', `/v1/payments/${paymentId}/refunds`, request);
+  const stored = await services.store.reads.findIdempotencyRecord(actor.apiKeyId, idempotencyKey);
+  const early = replayOrReject(judgeIdempotency(stored, fingerprint, services.clock()), route);
+  if (early) return early;
+
+  // Committed state names the accounts to lock; the transaction re-reads the payment under those locks.
+  const seen = await services.store.reads.getPayment(paymentId);
+  if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
+  const reasonEnc =
+    request.reason === undefined ? null : services.cipher.encrypt(request.reason, 'refund.reason');
+  return services.committer.submit(
+    async (tx) => {
+      const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
+      const claim = await tx.claimIdempotencyKey(actor.apiKeyId, idempotencyKey, fingerprint, expiresAtMs);
+      if (claim !== 'claimed') return replayOrReject(judgeIdempotency(claim, fingerprint, tx.nowMs), route)!;
+      const refund = await executeRefund(tx, actor, paymentId, request.amountCents, reasonEnc);
+      const response: StoredResponse = {
+        statusCode: 201,
+        body: JSON.stringify({ refund: refundView(refund, services.cipher) }),
+      };
+      await tx.completeIdempotencyKey(actor.apiKeyId, idempotencyKey, response, refund.id);
+      return { ...response, replayed: false };
+    },
+    {
+      idempotencyKeys: [`${actor.apiKeyId}:${idempotencyKey}`],
+      accountIds: [seen.sourceAccountId, seen.destinationAccountId],
+    },
+  );
+}
+
+async function executeRefund(
+  tx: Tx,
+  actor: Actor,
+  paymentId: string,
+  requestedCents: number | undefined,
+  reasonEnc: string | null,
+): Promise<Refund> {
+  const payment = await tx.lockPayment(paymentId);
+  assert(payment !== undefined, 'a payment, once seen, exists');
+  if (payment.status !== 'posted') {
+    throw new AppError(
+      'PAYMENT_NOT_REFUNDABLE',
+      `only posted payments can be refunded (this one is ${payment.status})`,
+    );
+  }
+  const remainingCents = payment.amountCents - payment.refundedCents;
+  const amountCents = requestedCents ?? remainingCents;
+  if (amountCents > remainingCents || amountCents === 0) {
+    throw new AppError(
+      'REFUND_EXCEEDS_PAYMENT',
+      `the refund would exceed the payment: ${remainingCents} cents remain refundable`,
+    );
+  }
+  const accounts = await tx.lockAccounts([payment.sourceAccountId, payment.destinationAccountId]);
+  const receiver = accounts.get(payment.destinationAccountId);
+  assert(receiver !== undefined, 'the destination account of a payment exists');
+  if (availableCents(receiver) < amountCents) {
+    throw new AppError('INSUFFICIENT_FUNDS', "the receiver's available balance does not cover the refund");
+  }
+  // The reversing posting: destination → source, so both balances return by exactly the refund.
+  const posting = transfer(
+    'refund',
+    payment.currency,
+    payment.id,
+    payment.destinationAccountId,
+    payment.sourceAccountId,
+    amountCents,
+  );
+  const ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
+  const refund: Refund = {
+    id: newId('ref'),
+    paymentId: payment.id,
+    amountCents,
+    currency: payment.currency,
+    reasonEnc,
+    ledgerTransactionId,
+    createdAtMs: tx.nowMs,
+  };
+  await tx.insertRefund(refund, actor.apiKeyId, actor.requestId);
+  const refundedCents = payment.refundedCents + amountCents;
+  await tx.setRefundedCents(payment.id, payment.refundedCents, refundedCents);
+  await tx.appendAudit(refundAudit(actor, payment, refund, refundedCents));
+  const updated: Payment = { ...payment, refundedCents, updatedAtMs: tx.nowMs };
+  await appendPaymentEvent(tx, 'payment.refunded', updated, {
+    refund: {
+      id: refund.id,
+      amountCents,
+      currency: refund.currency,
+      createdAt: new Date(refund.createdAtMs).toISOString(),
+    },
+  });
+  return refund;
+}
+
+function refundAudit(actor: Actor, payment: Payment, refund: Refund, refundedCents: number) {
+  return {
+    eventType: 'payment.refunded',
+    actorId: actor.apiKeyId,
+    requestId: actor.requestId,
+    resourceType: 'payment',
+    resourceId: payment.id,
+    // The reason is free text (it may name people): only whether one was given.
+    metadata: {
+      paymentId: payment.id,
+      refundId: refund.id,
+      amountCents: refund.amountCents,
+      currency: refund.currency,
+      refundedCents,
+      paymentAmountCents: payment.amountCents,
+      ledgerTransactionId: refund.ledgerTransactionId,
+      reasonProvided: refund.reasonEnc !== null,
+    },
+  };
+}
