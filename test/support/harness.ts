@@ -147,21 +147,27 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
   };
 }
 
+/** Headers (demo token unless told otherwise, Idempotency-Key) and the JSON body of a test request. */
+function requestParts(options: RequestOptions): {
+  headers: Record<string, string>;
+  body: string | undefined;
+} {
+  const headers: Record<string, string> = { ...options.headers };
+  const token = options.token === undefined ? DEMO_TOKEN : options.token;
+  if (token !== null) headers['authorization'] = `Bearer ${token}`;
+  if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+  if (options.body === undefined) return { headers, body: undefined };
+  headers['content-type'] ??= 'application/json';
+  return { headers, body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) };
+}
+
 export async function inject(
   app: App,
   method: string,
   url: string,
   options: RequestOptions = {},
 ): Promise<TestResponse> {
-  const headers: Record<string, string> = { ...options.headers };
-  const token = options.token === undefined ? DEMO_TOKEN : options.token;
-  if (token !== null) headers['authorization'] = `Bearer ${token}`;
-  if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
-  let payload: string | undefined;
-  if (options.body !== undefined) {
-    payload = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
-    headers['content-type'] ??= 'application/json';
-  }
+  const { headers, body: payload } = requestParts(options);
   const res = await app.server.inject({
     method: method as 'GET',
     url,
@@ -250,15 +256,7 @@ export async function http(
   path: string,
   options: RequestOptions = {},
 ): Promise<TestResponse> {
-  const headers: Record<string, string> = { ...options.headers };
-  const token = options.token === undefined ? DEMO_TOKEN : options.token;
-  if (token !== null) headers['authorization'] = `Bearer ${token}`;
-  if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
-  let body: string | undefined;
-  if (options.body !== undefined) {
-    body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
-    headers['content-type'] ??= 'application/json';
-  }
+  const { headers, body } = requestParts(options);
   const res = await fetch(`${baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
   const text = await res.text();
   let json: unknown;
