@@ -14,6 +14,7 @@ import { resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
 import { Committer } from './storage/committer.ts';
 import { openStore } from './storage/open-store.ts';
+import type { Store } from './storage/store.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
 /**
@@ -38,21 +39,20 @@ export interface AppOptions {
 
 export const WRITE_QUEUE_MAX = 10_000;
 
-export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
-  const logger = createLogger(config.logLevel, options.logStream);
-  const clock = options.clock ?? Date.now;
-  const onFatal = options.onFatal ?? crash(logger);
-  const store = await openStore(config, clock);
+/**
+ * Wires the services over an open store: keys (dev keys when unset), the committer, PII cipher, risk policy,
+ * sanctions screening and the audit log. Shared by the server and the keys CLI, so both write the same way.
+ */
+export async function buildServices(
+  config: Config,
+  store: Store,
+  options: { clock: () => number; onFatal: (error: Error) => void; batchMax: number },
+): Promise<{ services: Services; generatedKeys: string[] }> {
   const keys = await resolveKeys(config, store);
-  for (const variable of keys.generated) {
-    logger.warn(
-      `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
-    );
-  }
   const committer = new Committer(store, {
-    batchMax: config.groupCommitBatchMax,
-    queueMax: WRITE_QUEUE_MAX,
-    onFatal,
+    batchMax: options.batchMax,
+    queueMax: Math.max(options.batchMax, WRITE_QUEUE_MAX),
+    onFatal: options.onFatal,
   });
   const cipher = new PiiCipher(keys.dataKeys);
   const services: Services = {
@@ -61,7 +61,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     cipher,
     policy: loadRiskPolicy(config.riskPolicyPath),
     screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
-    clock,
+    clock: options.clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
     reviewHoldExpiryMs: config.reviewHoldExpiryMs,
     webhooks: config.webhooks,
@@ -71,6 +71,25 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin),
     ),
   };
+  return { services, generatedKeys: keys.generated };
+}
+
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = createLogger(config.logLevel, options.logStream);
+  const clock = options.clock ?? Date.now;
+  const onFatal = options.onFatal ?? crash(logger);
+  const store = await openStore(config, clock);
+  const { services, generatedKeys } = await buildServices(config, store, {
+    clock,
+    onFatal,
+    batchMax: config.groupCommitBatchMax,
+  });
+  for (const variable of generatedKeys) {
+    logger.warn(
+      `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
+    );
+  }
+  const { committer } = services;
   // Before anything appends: entries written before the Merkle tree existed get their nodes (migration 3).
   const backfilled = await backfillAuditMerkle(store, committer);
   if (backfilled > 0)

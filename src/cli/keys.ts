@@ -1,15 +1,10 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createApiKey } from '../app/api-keys.ts';
-import { AuditLog } from '../app/audit-log.ts';
-import { createScreening, loadRiskPolicy, loadSanctionsList } from '../app/risk-config.ts';
-import { type Services, SYSTEM_ACTOR } from '../app/services.ts';
+import { SYSTEM_ACTOR } from '../app/services.ts';
+import { buildServices } from '../app.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { ROLES, type Role } from '../domain/types.ts';
-import { AuditSigner } from '../security/audit-signer.ts';
-import { resolveKeys } from '../security/dev-keys.ts';
-import { PiiCipher } from '../security/pii-cipher.ts';
-import { Committer } from '../storage/committer.ts';
 import { openStore } from '../storage/open-store.ts';
 
 /**
@@ -33,22 +28,14 @@ async function main(): Promise<number> {
   const config = loadConfig(process.env);
   const store = await openStore(config, Date.now);
   try {
-    const keys = await resolveKeys(config, store);
-    const committer = new Committer(store, { batchMax: 1, queueMax: 1, onFatal: (e) => Promise.reject(e) });
-    const signer = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
-    const cipher = new PiiCipher(keys.dataKeys);
-    const services: Services = {
-      store,
-      committer,
-      cipher,
-      policy: loadRiskPolicy(config.riskPolicyPath),
-      screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
+    const { services } = await buildServices(config, store, {
       clock: Date.now,
-      idempotencyRetentionMs: config.idempotencyRetentionMs,
-      reviewHoldExpiryMs: config.reviewHoldExpiryMs,
-      webhooks: config.webhooks,
-      auditLog: new AuditLog(store, committer, signer),
-    };
+      batchMax: 1,
+      onFatal: (error) => {
+        process.stderr.write(`keys: invariant violated: ${error.message}\n`);
+        process.exit(70);
+      },
+    });
     const actor = { ...SYSTEM_ACTOR, apiKeyId: 'cli', requestId: 'req_cli_keys_create' };
     const { key, secret } = await createApiKey(services, actor, role, values.name ?? `${role} key`);
     process.stdout.write(`created API key ${key.id} (role ${role})\n`);
