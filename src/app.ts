@@ -52,6 +52,7 @@ export async function buildServices(
   const committer = new Committer(store, {
     batchMax: options.batchMax,
     queueMax: Math.max(options.batchMax, WRITE_QUEUE_MAX),
+    batchesInFlightMax: batchesInFlightMax(store, config),
     onFatal: options.onFatal,
   });
   const cipher = new PiiCipher(keys.dataKeys);
@@ -72,6 +73,14 @@ export async function buildServices(
     ),
   };
   return { services, generatedKeys: keys.generated };
+}
+
+/**
+ * SQLite has one writer. On PostgreSQL half the pool applies batches concurrently; the other half stays free
+ * for reads (GETs, the idempotency fast path) and the background jobs.
+ */
+function batchesInFlightMax(store: Store, config: Config): number {
+  return store.dialect === 'postgres' ? Math.max(1, Math.floor(config.pgPoolMax / 2)) : 1;
 }
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {

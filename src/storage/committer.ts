@@ -8,10 +8,16 @@ import type { Command, CommandRun, LockHints, Store } from './store.ts';
  * command is applied on the next turn of the event loop, so latency is that of a single commit; under load
  * the batch grows (up to `batchMax`) and the cost of the commit is shared. Each command keeps its own
  * savepoint, so one command's failure never undoes another's, and no result is released before its commit.
+ *
+ * PostgreSQL may apply several batches at once (`batchesInFlightMax`), each on its own connection: while one
+ * batch waits for a round trip or its fsync, another runs. Their locks are taken in one global order (see
+ * postgres.ts), so concurrent batches serialise where they touch the same rows and never deadlock. SQLite has
+ * one writer: one batch at a time.
  */
 export interface CommitterOptions {
   batchMax: number;
   queueMax: number;
+  batchesInFlightMax: number;
   /** Called when a batch hits an invariant violation: the process must stop (see main.ts). */
   onFatal: (error: Error) => void;
 }
@@ -25,7 +31,7 @@ interface Pending {
 export class Committer {
   private queue: Pending[] = [];
   private flushScheduled = false;
-  private flushing = false;
+  private batchesInFlight = 0;
   private stopped = false;
   batchesApplied = 0;
   commandsApplied = 0;
@@ -34,7 +40,10 @@ export class Committer {
     private readonly store: Store,
     private readonly options: CommitterOptions,
   ) {
-    assert(options.batchMax >= 1 && options.queueMax >= options.batchMax, 'committer limits are sane');
+    assert(
+      options.batchMax >= 1 && options.queueMax >= options.batchMax && options.batchesInFlightMax >= 1,
+      'committer limits are sane',
+    );
   }
 
   submit<R>(run: CommandRun<R>, locks?: LockHints): Promise<R> {
@@ -53,28 +62,29 @@ export class Committer {
   /** Stops taking commands and waits for the queued ones to commit. */
   async drain(): Promise<void> {
     this.stopped = true;
-    while (this.flushing || this.queue.length > 0 || this.flushScheduled) {
+    while (this.batchesInFlight > 0 || this.queue.length > 0 || this.flushScheduled) {
       await new Promise((r) => setTimeout(r, 5));
     }
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.flushing) return;
+    if (this.flushScheduled || this.batchesInFlight >= this.options.batchesInFlightMax) return;
     this.flushScheduled = true;
     // setImmediate runs after the I/O callbacks of this loop turn: requests that arrived together batch together.
-    setImmediate(() => void this.flush());
+    setImmediate(() => this.flush());
   }
 
-  private async flush(): Promise<void> {
+  /** Starts batches while there is work and a free slot; each finished batch looks for more. */
+  private flush(): void {
     this.flushScheduled = false;
-    this.flushing = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.options.batchMax);
-        await this.applyBatch(batch);
-      }
-    } finally {
-      this.flushing = false;
+    while (this.queue.length > 0 && this.batchesInFlight < this.options.batchesInFlightMax) {
+      const batch = this.queue.splice(0, this.options.batchMax);
+      this.batchesInFlight += 1;
+      void this.applyBatch(batch).finally(() => {
+        this.batchesInFlight -= 1;
+        assert(this.batchesInFlight >= 0, 'batches in flight never go negative');
+        if (this.queue.length > 0) this.scheduleFlush();
+      });
     }
   }
 

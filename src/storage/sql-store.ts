@@ -473,6 +473,8 @@ export class SqlReads implements Reads {
 export class SqlTx implements Tx {
   nowMs = 0;
   readonly counters: RiskCounters;
+  private auditQueuedForCommand: AuditDraft[] = [];
+  private auditQueuedForBatch: AuditDraft[] = [];
 
   constructor(
     private readonly db: SqlExecutor,
@@ -861,9 +863,37 @@ export class SqlTx implements Tx {
     );
   }
 
-  async appendAudit(draft: AuditDraft): Promise<AuditEntry> {
-    // The chain head is the serialisation point of the log: read (and on PostgreSQL locked) here, last in the
-    // transaction, so concurrent writers append one after another and the chain never forks.
+  /**
+   * Queues the entry: the adapter appends a batch's entries together, last in its transaction (`flushAudit`).
+   * A command's entries join the batch only if the command commits (`endCommand`).
+   */
+  async appendAudit(draft: AuditDraft): Promise<void> {
+    assert(this.auditQueuedForCommand.length < AUDIT_DRAFTS_PER_COMMAND_MAX, 'a command appends few entries');
+    this.auditQueuedForCommand.push(draft);
+  }
+
+  /** Called by the adapter when a command's savepoint is released (committed) or rolled back. */
+  endCommand(committed: boolean): void {
+    if (committed) this.auditQueuedForBatch.push(...this.auditQueuedForCommand);
+    this.auditQueuedForCommand = [];
+  }
+
+  /** Called by the adapter when a batch (or a retry of it) begins. */
+  beginBatch(): void {
+    this.auditQueuedForCommand = [];
+    this.auditQueuedForBatch = [];
+  }
+
+  /**
+   * Appends the batch's audit entries, in command order, just before COMMIT. The chain head is the
+   * serialisation point of the log: read (and on PostgreSQL locked) here, as late as possible, so concurrent
+   * batches hold it only for these few statements and the commit; the chain never forks. Entries carry the
+   * time they join the log (`nowMs`, set by the adapter), so timestamps follow the chain order.
+   */
+  async flushAudit(): Promise<number> {
+    const drafts = this.auditQueuedForBatch;
+    this.auditQueuedForBatch = [];
+    if (drafts.length === 0) return 0;
     const head = await this.db.get(
       `SELECT size, last_hash, merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
     );
@@ -871,36 +901,26 @@ export class SqlTx implements Tx {
     const size = num(head['size']);
     // Entries appended by a build without Merkle nodes (a rolling upgrade) get theirs first.
     await this.addMerkleLeaves(num(head['merkle_size']), size);
-    const entry = sealAuditEntry(
-      draft,
-      { index: size, prevHash: str(head['last_hash']) },
-      newId('aud'),
-      this.nowMs,
-    );
-    await this.db.run(
-      `INSERT INTO audit_entries (idx, id, ts, event_type, actor_id, request_id, resource_type, resource_id, metadata,
-                                  prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        entry.index,
-        entry.id,
-        entry.timestamp,
-        entry.eventType,
-        entry.actorId,
-        entry.requestId,
-        entry.resourceType,
-        entry.resourceId,
-        JSON.stringify(entry.metadata),
-        entry.prevHash,
-        entry.hash,
-      ],
-    );
-    await this.addMerkleLeaf(entry.index, auditLeafHash(entry));
+    const entries: AuditEntry[] = [];
+    let prevHash = str(head['last_hash']);
+    for (const draft of drafts) {
+      const entry = sealAuditEntry(
+        draft,
+        { index: size + entries.length, prevHash },
+        newId('aud'),
+        this.nowMs,
+      );
+      entries.push(entry);
+      prevHash = entry.hash;
+    }
+    await insertRows(this.db, 'audit_entries', AUDIT_COLUMNS, entries.map(auditRow));
+    await this.writeMerkleLeaves(size, entries.map(auditLeafHash));
     const changed = await this.db.run(
       'UPDATE audit_head SET size = ?, last_hash = ?, merkle_size = ? WHERE id = 1 AND size = ?',
-      [size + 1, entry.hash, size + 1, size],
+      [size + entries.length, prevHash, size + entries.length, size],
     );
     assert(changed === 1, 'audit head moved under the transaction');
-    return entry;
+    return entries.length;
   }
 
   async claimIdempotencyKey(
@@ -991,11 +1011,11 @@ export class SqlTx implements Tx {
         end,
       ]);
       assert(rows.length === end - start, `audit entries ${start}..${end - 1} exist for their Merkle leaves`);
-      for (const [offset, row] of rows.entries()) {
-        const entry = auditFromRow(row);
-        assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`);
-        await this.addMerkleLeaf(entry.index, auditLeafHash(entry));
-      }
+      const entries = rows.map(auditFromRow);
+      entries.forEach((entry, offset) =>
+        assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`),
+      );
+      await this.writeMerkleLeaves(start, entries.map(auditLeafHash));
     }
     if (to > from) {
       const changed = await this.db.run(
@@ -1006,19 +1026,101 @@ export class SqlTx implements Tx {
     }
   }
 
-  /** Stores leaf `index` and every perfect subtree it completes (on average one more node per leaf). */
-  private async addMerkleLeaf(index: number, leaf: Buffer): Promise<void> {
-    const siblings = new Map(
-      (await selectMerkleNodes(this.db, leftSiblingsOf(index))).map((n) => [nodeKey(n), n.hash]),
-    );
-    const nodes = nodesCompletedBy(index, leaf, (id) => {
-      const hash = siblings.get(nodeKey(id));
-      assert(hash !== undefined, `Merkle node ${nodeKey(id)} exists before leaf ${index}`);
-      return hash;
+  /**
+   * Stores leaves `first`, `first + 1`, ... and every perfect subtree they complete (on average one more node
+   * per leaf). Left siblings completed by an earlier leaf of this call are already in memory; the others were
+   * stored before, and are read in one query per chunk.
+   */
+  private async writeMerkleLeaves(first: number, leaves: Buffer[]): Promise<void> {
+    const storedIds = new Map<string, NodeId>();
+    leaves.forEach((_, offset) => {
+      for (const id of leftSiblingsOf(first + offset)) {
+        if (lastLeafOf(id) < first) storedIds.set(nodeKey(id), id);
+      }
     });
-    await this.db.run(
-      `INSERT INTO audit_merkle_nodes (level, idx, hash) VALUES ${nodes.map(() => '(?, ?, ?)').join(', ')}`,
-      nodes.flatMap((n) => [n.level, n.index, n.hash.toString('hex')]),
+    const known = new Map<string, Buffer>();
+    for (const chunk of chunks([...storedIds.values()], MERKLE_IDS_PER_QUERY)) {
+      for (const node of await selectMerkleNodes(this.db, chunk)) known.set(nodeKey(node), node.hash);
+    }
+    const written: MerkleNode[] = [];
+    leaves.forEach((leaf, offset) => {
+      const index = first + offset;
+      const completed = nodesCompletedBy(index, leaf, (id) => {
+        const hash = known.get(nodeKey(id));
+        assert(hash !== undefined, `Merkle node ${nodeKey(id)} exists before leaf ${index}`);
+        return hash;
+      });
+      for (const node of completed) known.set(nodeKey(node), node.hash);
+      written.push(...completed);
+    });
+    await insertRows(
+      this.db,
+      'audit_merkle_nodes',
+      ['level', 'idx', 'hash'],
+      written.map((n) => [n.level, n.index, n.hash.toString('hex')]),
+    );
+  }
+}
+
+/** The last leaf a perfect subtree covers: a left sibling ending before a new run of leaves is stored. */
+function lastLeafOf(id: NodeId): number {
+  return (id.index + 1) * 2 ** id.level - 1;
+}
+
+const AUDIT_DRAFTS_PER_COMMAND_MAX = 16;
+const MERKLE_IDS_PER_QUERY = 100;
+/** Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters. */
+const ROWS_PER_INSERT = 200;
+const AUDIT_COLUMNS = [
+  'idx',
+  'id',
+  'ts',
+  'event_type',
+  'actor_id',
+  'request_id',
+  'resource_type',
+  'resource_id',
+  'metadata',
+  'prev_hash',
+  'hash',
+];
+
+function auditRow(entry: AuditEntry): unknown[] {
+  return [
+    entry.index,
+    entry.id,
+    entry.timestamp,
+    entry.eventType,
+    entry.actorId,
+    entry.requestId,
+    entry.resourceType,
+    entry.resourceId,
+    JSON.stringify(entry.metadata),
+    entry.prevHash,
+    entry.hash,
+  ];
+}
+
+function* chunks<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** One multi-row INSERT per `ROWS_PER_INSERT` rows: a batch's rows cost a few statements, not one each. */
+async function insertRows(
+  db: SqlExecutor,
+  table: string,
+  columns: string[],
+  rows: unknown[][],
+): Promise<void> {
+  const tuple = `(${columns.map(() => '?').join(', ')})`;
+  for (const chunk of chunks(rows, ROWS_PER_INSERT)) {
+    assert(
+      chunk.every((row) => row.length === columns.length),
+      'every row has a value per column',
+    );
+    await db.run(
+      `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${chunk.map(() => tuple).join(', ')}`,
+      chunk.flat(),
     );
   }
 }

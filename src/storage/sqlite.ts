@@ -104,6 +104,7 @@ export function openSqliteStore(options: SqliteOptions): Store {
     inBatch = true;
     const outcomes: CommandOutcome<unknown>[] = [];
     writer.exec('BEGIN IMMEDIATE');
+    tx.beginBatch();
     try {
       for (const command of commands) {
         writer.exec('SAVEPOINT command');
@@ -111,13 +112,17 @@ export function openSqliteStore(options: SqliteOptions): Store {
         try {
           outcomes.push({ ok: true, value: await command.run(tx) });
           writer.exec('RELEASE command');
+          tx.endCommand(true);
         } catch (error) {
           writer.exec('ROLLBACK TO command');
           writer.exec('RELEASE command');
+          tx.endCommand(false);
           if (error instanceof InvariantViolation) throw error;
           outcomes.push({ ok: false, error });
         }
       }
+      tx.nowMs = options.clock();
+      await tx.flushAudit();
       writer.exec('COMMIT');
     } catch (error) {
       if (writer.inTransaction) writer.exec('ROLLBACK');

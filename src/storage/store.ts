@@ -268,7 +268,8 @@ export interface Tx {
   recordWebhookAttempt(deliveryId: string, leaseToken: string, attempt: DeliveryAttempt): Promise<boolean>;
 
   insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
-  appendAudit(draft: AuditDraft): Promise<AuditEntry>;
+  /** Queues an audit entry; the batch appends its entries together, last, before COMMIT (see SqlTx.flushAudit). */
+  appendAudit(draft: AuditDraft): Promise<void>;
 
   /**
    * Claims an idempotency key for this transaction, or returns the record already stored under it. On
