@@ -70,13 +70,3 @@ process.stdout.write(
 );
 await app.close();
 rmSync(dir, { recursive: true, force: true });
-const tt = (globalThis as any).__stmtTimes as Map<string, [number, number]> | undefined;
-if (tt) {
-  let tot = 0;
-  for (const [, [ms]] of tt) tot += ms;
-  for (const [sql, [ms, n]] of [...tt].sort((a, b) => b[1][0] - a[1][0]).slice(0, 40))
-    console.log(
-      `${((ms / done) * 1000).toFixed(1).padStart(7)} µs/pay ${String(n).padStart(7)} ${sql.replace(/\s+/g, ' ').slice(0, 130)}`,
-    );
-  console.log('total µs/pay', ((tot / done) * 1000).toFixed(0));
-}

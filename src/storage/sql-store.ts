@@ -1012,9 +1012,9 @@ export class SqlTx implements Tx {
       ]);
       assert(rows.length === end - start, `audit entries ${start}..${end - 1} exist for their Merkle leaves`);
       const entries = rows.map(auditFromRow);
-      entries.forEach((entry, offset) =>
-        assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`),
-      );
+      entries.forEach((entry, offset) => {
+        assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`);
+      });
       await this.writeMerkleLeaves(start, entries.map(auditLeafHash));
     }
     if (to > from) {
