@@ -9,6 +9,7 @@ import pg from 'pg';
 import { findPgBin, startPgCluster } from '../scripts/pg-cluster.ts';
 import { freePort } from '../test/support/harness.ts';
 import { writeChart } from './chart.ts';
+import { type OpenLoopRequest, openLoop } from './open-loop.ts';
 import { preloadSqlite } from './preload.ts';
 
 /**
@@ -18,6 +19,7 @@ import { preloadSqlite } from './preload.ts';
  * and writes JSON + an SVG chart under bench/results/.
  *
  *   npm run bench -- --duration 10 --accounts 1000 --concurrency 1,8,32,64,128 [--scale] [--no-postgres]
+ *   npm run bench -- --no-sqlite   (PostgreSQL only)
  */
 const { values: args } = parseArgs({
   options: {
@@ -28,6 +30,7 @@ const { values: args } = parseArgs({
     'scale-accounts': { type: 'string', default: '1000000' },
     'scale-entries': { type: 'string', default: '10000000' },
     'no-postgres': { type: 'boolean', default: false },
+    'no-sqlite': { type: 'boolean', default: false },
   },
 });
 const DURATION_S = Number(args.duration);
@@ -89,39 +92,37 @@ function summarize(concurrency: number, r: autocannon.Result): Point {
   };
 }
 
-async function drivePayments(
-  url: string,
-  accounts: string[],
-  connections: number,
-  overallRate?: number,
-): Promise<Point> {
+/** A payment between a random pair of accounts, under a fresh Idempotency-Key. */
+function paymentRequest(accounts: string[]): OpenLoopRequest {
+  const i = Math.floor(Math.random() * accounts.length);
+  const j = (i + 1 + Math.floor(Math.random() * (accounts.length - 1))) % accounts.length;
+  return {
+    path: '/v1/payments',
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${TOKEN}`,
+      'idempotency-key': randomUUID(),
+    },
+    body: JSON.stringify({
+      sourceAccountId: accounts[i],
+      destinationAccountId: accounts[j],
+      amountCents: 1 + Math.floor(Math.random() * 100),
+      currency: 'USD',
+    }),
+  };
+}
+
+/** Closed loop: `connections` clients, each sending its next payment when the last is answered. */
+async function drivePayments(url: string, accounts: string[], connections: number): Promise<Point> {
   const result = await autocannon({
     url,
     connections,
     duration: DURATION_S,
-    ...(overallRate === undefined ? {} : { overallRate }),
     requests: [
       {
         method: 'POST',
         path: '/v1/payments',
-        setupRequest: (req) => {
-          const i = Math.floor(Math.random() * accounts.length);
-          const j = (i + 1 + Math.floor(Math.random() * (accounts.length - 1))) % accounts.length;
-          return {
-            ...req,
-            headers: {
-              'content-type': 'application/json',
-              authorization: `Bearer ${TOKEN}`,
-              'idempotency-key': randomUUID(),
-            },
-            body: JSON.stringify({
-              sourceAccountId: accounts[i],
-              destinationAccountId: accounts[j],
-              amountCents: 1 + Math.floor(Math.random() * 100),
-              currency: 'USD',
-            }),
-          };
-        },
+        setupRequest: (req) => ({ ...req, ...paymentRequest(accounts) }),
       },
     ],
   });
@@ -183,14 +184,11 @@ async function sqliteCase(accountsN: number, transfers: number, label: string) {
     try {
       const points = await sweep(url, accounts, label);
       const peak = points.reduce((a, b) => (b.paymentsPerSecond > a.paymentsPerSecond ? b : a));
-      const at80 = await drivePayments(
-        url,
-        accounts,
-        Math.max(64, peak.concurrency),
-        Math.round(peak.paymentsPerSecond * 0.8),
+      const at80 = await openLoop(url, Math.round(peak.paymentsPerSecond * 0.8), DURATION_S, () =>
+        paymentRequest(accounts),
       );
       process.stdout.write(
-        `  ${label} at 80% of peak (${Math.round(peak.paymentsPerSecond * 0.8)}/s): p99 ${at80.p99Ms} ms\n`,
+        `  ${label} open loop at 80% of peak (${at80.ratePerSecond}/s): p50 ${at80.p50Ms} ms  p99 ${at80.p99Ms} ms  max ${at80.maxMs} ms  ${JSON.stringify(at80.statuses)}\n`,
       );
       return { points, peak, at80 };
     } finally {
@@ -268,26 +266,26 @@ const machine = {
 process.stdout.write(`machine: ${JSON.stringify(machine)}\n`);
 const hello = await helloCeiling();
 process.stdout.write(`hello-world ceiling: ${hello.paymentsPerSecond} req/s (c=64), p99 ${hello.p99Ms} ms\n`);
-const small = await sqliteCase(Number(args.accounts), 0, 'sqlite');
 const report: Record<string, unknown> = {
   machine,
   durationSeconds: DURATION_S,
   helloWorldRequestsPerSecond: hello.paymentsPerSecond,
-  sqlite: {
-    ...small,
-    ratioToHelloWorld: +(small.peak.paymentsPerSecond / hello.paymentsPerSecond).toFixed(3),
-  },
 };
-process.stdout.write(
-  `sqlite peak ${small.peak.paymentsPerSecond}/s = ${(report['sqlite'] as { ratioToHelloWorld: number }).ratioToHelloWorld} × hello-world\n`,
-);
-if (args.scale) {
-  const transfers = Math.max(0, Number(args['scale-entries']) / 2 - Number(args['scale-accounts']));
-  const scale = await sqliteCase(Number(args['scale-accounts']), transfers, 'sqlite-scale');
-  report['sqliteScale'] = {
-    ...scale,
-    slowdownVsSmall: +(small.peak.paymentsPerSecond / scale.peak.paymentsPerSecond).toFixed(3),
-  };
+if (!args['no-sqlite']) {
+  const small = await sqliteCase(Number(args.accounts), 0, 'sqlite');
+  const ratioToHelloWorld = +(small.peak.paymentsPerSecond / hello.paymentsPerSecond).toFixed(3);
+  report['sqlite'] = { ...small, ratioToHelloWorld };
+  process.stdout.write(
+    `sqlite peak ${small.peak.paymentsPerSecond}/s = ${ratioToHelloWorld} × hello-world\n`,
+  );
+  if (args.scale) {
+    const transfers = Math.max(0, Number(args['scale-entries']) / 2 - Number(args['scale-accounts']));
+    const scale = await sqliteCase(Number(args['scale-accounts']), transfers, 'sqlite-scale');
+    report['sqliteScale'] = {
+      ...scale,
+      slowdownVsSmall: +(small.peak.paymentsPerSecond / scale.peak.paymentsPerSecond).toFixed(3),
+    };
+  }
 }
 if (!args['no-postgres'] && findPgBin() !== null) {
   const pgResults = await postgresCase(Number(args.accounts));
