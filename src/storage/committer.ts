@@ -36,6 +36,11 @@ export class Committer {
   batchesApplied = 0;
   commandsApplied = 0;
 
+  /** Commands waiting for a batch (for operators' metrics, and for tests that line up one batch). */
+  get queuedCommands(): number {
+    return this.queue.length;
+  }
+
   constructor(
     private readonly store: Store,
     private readonly options: CommitterOptions,

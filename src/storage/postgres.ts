@@ -39,17 +39,21 @@ interface PreparedText {
   text: string;
 }
 const prepared = new Map<string, PreparedText>();
+const PREPARED_PARAMS_MAX = 64;
 /**
  * The statement as a named prepared statement: `?` placeholders rewritten to PostgreSQL's `$1, $2, ...`, and a
  * name derived from the text. node-postgres prepares a named statement once per connection and afterwards
  * only binds and executes it, so PostgreSQL skips parsing and planning, which was most of its CPU per payment.
  * The set of statement texts is bounded (multi-row statements are chunked), so is each connection's cache.
  */
-function toPg(sql: string): PreparedText {
+function toPg(sql: string): PreparedText | { text: string } {
   let out = prepared.get(sql);
   if (out === undefined) {
     let n = 0;
     const text = sql.replace(/\?/g, () => `$${++n}`);
+    // Multi-row statements come in many sizes: only the small ones are kept prepared, so each connection
+    // holds a few hundred statements at most; a large one is parsed each time (once per batch).
+    if (n > PREPARED_PARAMS_MAX) return { text };
     out = { name: `s${createHash('sha256').update(text).digest('hex').slice(0, 24)}`, text };
     prepared.set(sql, out);
   }
@@ -162,43 +166,42 @@ async function applyBatchOnce(
   commands: Command<unknown>[],
 ): Promise<CommandOutcome<unknown>[]> {
   const client = await pool.connect();
-  const tx = new SqlTx(executor(client), {
-    forUpdate: ' FOR UPDATE',
-    forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED',
-  });
-  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back. That saves two
-  // round trips, which is most of the cost of a lone command under light load.
+  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back.
   const savepoints = commands.length > 1;
+  const tx = new SqlTx(
+    executor(client),
+    { forUpdate: ' FOR UPDATE', forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED' },
+    { savepoints, control: async (sql) => void (await client.query(sql)) },
+  );
   const outcomes: CommandOutcome<unknown>[] = [];
   try {
     await client.query('BEGIN');
-    await takeBatchLocks(client, commands);
+    await takeAdvisoryLocks(client, commands);
+    // Step 2 of the lock order: the batch's accounts, sorted, read and locked in one statement.
+    await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
     for (const command of commands) {
-      if (savepoints) await client.query('SAVEPOINT command');
       tx.nowMs = clock();
+      let value: unknown;
       try {
-        outcomes.push({ ok: true, value: await command.run(tx) });
-        if (savepoints) await client.query('RELEASE SAVEPOINT command');
-        tx.endCommand(true);
+        value = await command.run(tx);
       } catch (error) {
-        if (savepoints) {
-          await client.query('ROLLBACK TO SAVEPOINT command');
-          await client.query('RELEASE SAVEPOINT command');
-        }
-        tx.endCommand(false);
+        await tx.endCommand(false);
         const code = (error as { code?: string }).code;
         // Invariant violations stop everything; serialisation failures retry the whole batch.
         if (error instanceof InvariantViolation || (code !== undefined && RETRYABLE_CODES.has(code)))
           throw error;
         outcomes.push({ ok: false, error });
+        continue;
       }
+      await tx.endCommand(true);
+      outcomes.push({ ok: true, value });
     }
     if (!savepoints && !outcomes[0]!.ok) {
       await client.query('ROLLBACK');
       return outcomes;
     }
     tx.nowMs = clock();
-    await tx.flushAudit();
+    await tx.finish();
     await client.query('COMMIT');
     return outcomes;
   } catch (error) {
@@ -209,22 +212,14 @@ async function applyBatchOnce(
   }
 }
 
-/** Steps 1 and 2 of the lock order (see the header comment). */
-async function takeBatchLocks(client: pg.PoolClient, commands: Command<unknown>[]): Promise<void> {
+/** Step 1 of the lock order (see the header comment): advisory locks on keys and names, sorted. */
+async function takeAdvisoryLocks(client: pg.PoolClient, commands: Command<unknown>[]): Promise<void> {
   const keys = new Set<string>();
-  const accounts = new Set<string>();
   for (const command of commands) {
     for (const key of command.locks?.idempotencyKeys ?? []) keys.add(advisoryKey(key));
     for (const name of command.locks?.names ?? []) keys.add(advisoryKey(`name:${name}`));
-    for (const id of command.locks?.accountIds ?? []) accounts.add(id);
   }
-  if (keys.size > 0) {
-    const sorted = [...keys].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
-    await client.query('SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k', [sorted]);
-  }
-  if (accounts.size > 0) {
-    await client.query('SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE', [
-      [...accounts].sort(),
-    ]);
-  }
+  if (keys.size === 0) return;
+  const sorted = [...keys].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
+  await client.query('SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k', [sorted]);
 }

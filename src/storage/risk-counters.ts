@@ -49,7 +49,11 @@ const AT_OR_BEFORE = `SELECT at_ms, cum_count, cum_sum_cents FROM risk_counter_e
                        WHERE counter_key = ? AND at_ms <= ? ORDER BY at_ms DESC, seq DESC LIMIT 1`;
 
 export class RiskCounters {
-  constructor(private readonly db: SqlExecutor) {}
+  /** `queue` takes the rows `addMany` writes (the batch's write-behind); without it they are inserted at once. */
+  constructor(
+    private readonly db: SqlExecutor,
+    private readonly queue?: (row: unknown[]) => void,
+  ) {}
 
   /**
    * Totals of each key inside each of its windows ending at `nowMs` (events with at_ms > nowMs - window), and
@@ -91,23 +95,25 @@ export class RiskCounters {
     nowMs: number,
   ): Promise<void> {
     if (events.length === 0) return;
-    const params: unknown[] = [];
-    for (const { key, amountCents, latest } of events) {
+    const rows = events.map(({ key, amountCents, latest }) => {
       assert(
         Number.isSafeInteger(amountCents) && amountCents > 0,
         'counted amounts are positive safe integers',
       );
-      params.push(
+      return [
         counterKeyHash(key),
         Math.max(nowMs, latest.atMs),
         latest.count + 1,
         (latest.sumCents + BigInt(amountCents)).toString(),
-      );
+      ];
+    });
+    if (this.queue !== undefined) {
+      for (const row of rows) this.queue(row);
+      return;
     }
-    const rows = events.map(() => '(?, ?, ?, ?)').join(', ');
     await this.db.run(
-      `INSERT INTO risk_counter_events (counter_key, at_ms, cum_count, cum_sum_cents) VALUES ${rows}`,
-      params,
+      `INSERT INTO risk_counter_events (counter_key, at_ms, cum_count, cum_sum_cents) VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')}`,
+      rows.flat(),
     );
   }
 

@@ -18,6 +18,7 @@ import type {
   Refund,
   ResolutionOutcome,
 } from '../domain/types.ts';
+import { AccountCache } from './account-cache.ts';
 import { RiskCounters } from './risk-counters.ts';
 import type {
   AccountCheck,
@@ -31,6 +32,7 @@ import type {
   EventDraft,
   ExpiredHold,
   LedgerFilter,
+  LockHints,
   Page,
   PageRequest,
   Reads,
@@ -38,6 +40,13 @@ import type {
   WebhookDelivery,
   WebhookEndpointRow,
 } from './store.ts';
+import {
+  type BufferedTable,
+  chunks,
+  insertRows,
+  type SavepointControl,
+  WriteBehind,
+} from './write-behind.ts';
 
 /**
  * The SQL both adapters share. An executor runs one statement; the adapters differ only in how they connect,
@@ -470,17 +479,106 @@ export class SqlReads implements Reads {
   }
 }
 
+/**
+ * One batch's transaction. Created per batch by the adapter, which calls `prefetch` first, `endCommand` after
+ * each command and `finish` before COMMIT. The rows a payment writes go through the write-behind
+ * (write-behind.ts); the accounts, customers and idempotency records the batch's commands declared are read
+ * once, up front, and served from memory.
+ */
 export class SqlTx implements Tx {
   nowMs = 0;
   readonly counters: RiskCounters;
+  private readonly db: SqlExecutor;
+  private readonly writes: WriteBehind;
+  private readonly accounts = new AccountCache();
+  private readonly customers = new Map<string, CustomerRow>();
+  /** Declared idempotency keys (`apiKeyId:key`): the stored record, or null when there is none. */
+  private readonly idempotency = new Map<string, IdempotencyRecord | null>();
+  private readonly idempotencyOfCommand = new Map<string, IdempotencyRecord | Claim>();
+  private webhookEndpoints: Row[] | undefined;
   private auditQueuedForCommand: AuditDraft[] = [];
   private auditQueuedForBatch: AuditDraft[] = [];
 
   constructor(
-    private readonly db: SqlExecutor,
+    private readonly raw: SqlExecutor,
     private readonly dialect: SqlDialectOptions,
+    savepoint: SavepointControl,
   ) {
-    this.counters = new RiskCounters(db);
+    this.writes = new WriteBehind(
+      raw,
+      savepoint,
+      [...BUFFERED_BEFORE_ACCOUNTS, this.accounts, ...BUFFERED_AFTER_ACCOUNTS],
+      (sql) => this.forgetWrittenTables(sql),
+    );
+    this.db = this.writes.db;
+    this.counters = new RiskCounters(this.db, (row) => this.writes.insert('risk_counter_events', row));
+  }
+
+  /** Reads, in a few statements, what the batch's commands declared: their accounts (locked), owners, keys. */
+  async prefetch(hints: LockHints[]): Promise<void> {
+    const accountIds = [...new Set(hints.flatMap((h) => h.accountIds ?? []))].sort();
+    for (const ids of chunks(accountIds, IDS_PER_QUERY)) {
+      const rows = await this.raw.all(
+        `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id IN (${placeholders(ids.length)}) ORDER BY id${this.dialect.forUpdate}`,
+        ids,
+      );
+      for (const row of rows) this.accounts.loaded(accountFromRow(row));
+    }
+    const owners = accountIds.flatMap((id) => this.accounts.get(id)?.ownerCustomerId ?? []);
+    await this.loadCustomers([...new Set(owners)]);
+    const keys = [...new Set(hints.flatMap((h) => h.idempotencyKeys ?? []))];
+    for (const chunk of chunks(keys, IDS_PER_QUERY)) {
+      for (const key of chunk) this.idempotency.set(key, null);
+      const rows = await this.raw.all(
+        `SELECT * FROM idempotency_records WHERE (api_key_id, idempotency_key) IN (${chunk.map(() => '(?, ?)').join(', ')})`,
+        chunk.flatMap(splitIdempotencyKey),
+      );
+      for (const row of rows) {
+        const record = idempotencyFromRow(row);
+        this.idempotency.set(`${record.apiKeyId}:${record.key}`, record);
+      }
+    }
+  }
+
+  /** Ends a command: its queued rows, balance changes and audit entries join the batch, or are dropped. */
+  async endCommand(committed: boolean): Promise<void> {
+    const hadSavepoint = await this.writes.endCommand(committed);
+    this.accounts.endCommand(committed);
+    if (committed) {
+      for (const [key, value] of this.idempotencyOfCommand) {
+        assert(!isClaim(value), 'a claimed idempotency key is completed by the command that claimed it');
+        this.idempotency.set(key, value);
+      }
+      this.auditQueuedForBatch.push(...this.auditQueuedForCommand);
+    } else if (hadSavepoint) {
+      // Rows read after this command's direct writes may be gone with the rollback: read them again.
+      this.forgetWrittenTables('accounts customers webhook_endpoints');
+    }
+    this.idempotencyOfCommand.clear();
+    this.auditQueuedForCommand = [];
+  }
+
+  /** Writes everything queued, then the batch's audit entries: the last statements before COMMIT. */
+  async finish(): Promise<void> {
+    await this.writes.flushAll();
+    await this.flushAudit();
+  }
+
+  /** After a direct write (all queued rows were written first): cached copies of what it touched are stale. */
+  private forgetWrittenTables(sql: string): void {
+    if (/\baccounts\b/.test(sql)) this.accounts.clear();
+    if (/\bcustomers\b/.test(sql)) this.customers.clear();
+    if (/\bwebhook_endpoints\b/.test(sql)) this.webhookEndpoints = undefined;
+  }
+
+  private async loadCustomers(ids: string[]): Promise<void> {
+    for (const chunk of chunks(ids, IDS_PER_QUERY)) {
+      const rows = await this.raw.all(
+        `SELECT * FROM customers WHERE id IN (${placeholders(chunk.length)})`,
+        chunk,
+      );
+      for (const row of rows) this.customers.set(str(row['id']), customerFromRow(row));
+    }
   }
 
   async recordKycDecision(
@@ -515,11 +613,17 @@ export class SqlTx implements Tx {
   async lockAccounts(ids: string[]): Promise<Map<string, Account>> {
     // Sorted, so every transaction takes row locks in the same order: no deadlock between opposite transfers.
     const unique = [...new Set(ids)].sort();
-    const rows = await this.db.all(
-      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id IN (${placeholders(unique.length)}) ORDER BY id${this.dialect.forUpdate}`,
-      unique,
+    const missing = unique.filter((id) => this.accounts.get(id) === undefined);
+    if (missing.length > 0) {
+      const rows = await this.db.all(
+        `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id IN (${placeholders(missing.length)}) ORDER BY id${this.dialect.forUpdate}`,
+        missing,
+      );
+      for (const row of rows) this.accounts.loaded(accountFromRow(row));
+    }
+    return new Map(
+      unique.flatMap((id) => ((a) => (a === undefined ? [] : [[id, a] as const]))(this.accounts.get(id))),
     );
-    return new Map(rows.map((r) => [str(r['id']), accountFromRow(r)]));
   }
 
   async getSystemAccount(currency: string): Promise<Account | undefined> {
@@ -527,16 +631,20 @@ export class SqlTx implements Tx {
       `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system' AND currency = ?${this.dialect.forUpdate}`,
       [currency],
     );
-    return r && accountFromRow(r);
+    if (r === undefined) return undefined;
+    const account = accountFromRow(r);
+    const cached = this.accounts.get(account.id);
+    if (cached !== undefined) return cached;
+    this.accounts.loaded(account);
+    return account;
   }
 
   async getCustomers(ids: string[]): Promise<Map<string, CustomerRow>> {
     const unique = [...new Set(ids)];
-    const rows = await this.db.all(
-      `SELECT * FROM customers WHERE id IN (${placeholders(unique.length)})`,
-      unique,
+    await this.loadCustomers(unique.filter((id) => !this.customers.has(id)));
+    return new Map(
+      unique.flatMap((id) => ((c) => (c === undefined ? [] : [[id, c] as const]))(this.customers.get(id))),
     );
-    return new Map(rows.map((r) => [str(r['id']), customerFromRow(r)]));
   }
 
   async customerExistsWithDocument(documentIndex: string): Promise<boolean> {
@@ -637,51 +745,40 @@ export class SqlTx implements Tx {
       );
     }
     const transactionId = newId('ltx');
-    await this.db.run(
-      'INSERT INTO ledger_transactions (id, kind, payment_id, currency, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
-      [transactionId, posting.kind, posting.paymentId, posting.currency, requestId, this.nowMs],
-    );
+    this.writes.insert('ledger_transactions', [
+      transactionId,
+      posting.kind,
+      posting.paymentId,
+      posting.currency,
+      requestId,
+      this.nowMs,
+    ]);
     for (const line of posting.lines) {
-      await this.db.run(
-        `INSERT INTO ledger_entries (id, transaction_id, payment_id, account_id, direction, amount_cents, currency,
-                                     request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [
-          newId('led'),
-          transactionId,
-          posting.paymentId,
-          line.accountId,
-          line.direction,
-          line.amountCents,
-          posting.currency,
-          requestId,
-          this.nowMs,
-        ],
-      );
+      this.writes.insert('ledger_entries', [
+        newId('led'),
+        transactionId,
+        posting.paymentId,
+        line.accountId,
+        line.direction,
+        line.amountCents,
+        posting.currency,
+        requestId,
+        this.nowMs,
+      ]);
     }
     for (const change of result.changes) {
       const account = accounts.get(change.accountId)!;
-      // Guarded by the balance we read: a lost update would change zero rows and stop here.
-      const changed = await this.db.run(
-        'UPDATE accounts SET posted_balance_cents = ? WHERE id = ? AND posted_balance_cents = ?',
-        [change.postedBalanceCents, change.accountId, account.postedBalanceCents],
-      );
-      assert(changed === 1, `balance of ${change.accountId} changed under the transaction`);
-      accounts.set(change.accountId, { ...account, postedBalanceCents: change.postedBalanceCents });
+      const after = { ...account, postedBalanceCents: change.postedBalanceCents };
+      this.accounts.update(account, after);
+      accounts.set(change.accountId, after);
     }
     return transactionId;
   }
 
   async placeHold(paymentId: string, account: Account, amountCents: number): Promise<void> {
     const held = heldAfter(account, amountCents);
-    await this.db.run(
-      'INSERT INTO holds (id, payment_id, account_id, amount_cents, status, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
-      [newId('hold'), paymentId, account.id, amountCents, 'active', this.nowMs],
-    );
-    const changed = await this.db.run(
-      'UPDATE accounts SET held_balance_cents = ? WHERE id = ? AND held_balance_cents = ?',
-      [held, account.id, account.heldBalanceCents],
-    );
-    assert(changed === 1, `held balance of ${account.id} changed under the transaction`);
+    this.writes.insert('holds', [newId('hold'), paymentId, account.id, amountCents, 'active', this.nowMs]);
+    this.accounts.update(account, { ...account, heldBalanceCents: held });
   }
 
   async endHold(
@@ -700,12 +797,9 @@ export class SqlTx implements Tx {
       `UPDATE holds SET status = ?, resolved_at_ms = ? WHERE payment_id = ? AND status = 'active'`,
       [status, this.nowMs, paymentId],
     );
-    const changed = await this.db.run(
-      'UPDATE accounts SET held_balance_cents = ? WHERE id = ? AND held_balance_cents = ?',
-      [held, account.id, account.heldBalanceCents],
-    );
-    assert(changed === 1, `held balance of ${account.id} changed under the transaction`);
-    return { amountCents, account: { ...account, heldBalanceCents: held } };
+    const after = { ...account, heldBalanceCents: held };
+    this.accounts.update(account, after);
+    return { amountCents, account: after };
   }
 
   async lockPayment(id: string): Promise<Payment | undefined> {
@@ -752,22 +846,30 @@ export class SqlTx implements Tx {
 
   async appendEvent(draft: EventDraft): Promise<OutboxEvent> {
     const event: OutboxEvent = { id: newId('evt'), ...draft, createdAtMs: this.nowMs };
-    await this.db.run(
-      'INSERT INTO events (id, type, resource_type, resource_id, data, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
-      [event.id, event.type, event.resourceType, event.resourceId, event.data, event.createdAtMs],
-    );
+    this.writes.insert('events', [
+      event.id,
+      event.type,
+      event.resourceType,
+      event.resourceId,
+      event.data,
+      event.createdAtMs,
+    ]);
     // Fan-out in the same transaction: a delivery exists for every subscriber the moment the event does.
-    // Endpoints are few; their subscriptions are filtered here rather than in SQL over a JSON column.
-    const endpoints = await this.db.all(
+    // Endpoints are few (read once per batch); subscriptions are filtered here, not in SQL over JSON.
+    this.webhookEndpoints ??= await this.db.all(
       'SELECT id, event_types FROM webhook_endpoints WHERE deleted_at_ms IS NULL ORDER BY seq',
     );
-    for (const endpoint of endpoints) {
+    for (const endpoint of this.webhookEndpoints) {
       if (!(JSON.parse(str(endpoint['event_types'])) as string[]).includes(event.type)) continue;
-      await this.db.run(
-        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at_ms, created_at_ms)
-         VALUES (?, ?, ?, 'pending', 0, ?, ?)`,
-        [newId('whd'), event.id, str(endpoint['id']), this.nowMs, this.nowMs],
-      );
+      this.writes.insert('webhook_deliveries', [
+        newId('whd'),
+        event.id,
+        str(endpoint['id']),
+        'pending',
+        0,
+        this.nowMs,
+        this.nowMs,
+      ]);
     }
     return event;
   }
@@ -840,27 +942,22 @@ export class SqlTx implements Tx {
   }
 
   async insertPayment(p: Payment, apiKeyId: string, requestId: string): Promise<void> {
-    await this.db.run(
-      `INSERT INTO payments (id, status, source_account_id, destination_account_id, amount_cents, currency, note,
-                             metadata, reasons, decision, api_key_id, request_id, created_at_ms, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        p.id,
-        p.status,
-        p.sourceAccountId,
-        p.destinationAccountId,
-        p.amountCents,
-        p.currency,
-        p.note,
-        p.metadata === null ? null : JSON.stringify(p.metadata),
-        JSON.stringify(p.reasons),
-        JSON.stringify(p.decision),
-        apiKeyId,
-        requestId,
-        p.createdAtMs,
-        p.updatedAtMs,
-      ],
-    );
+    this.writes.insert('payments', [
+      p.id,
+      p.status,
+      p.sourceAccountId,
+      p.destinationAccountId,
+      p.amountCents,
+      p.currency,
+      p.note,
+      p.metadata === null ? null : JSON.stringify(p.metadata),
+      JSON.stringify(p.reasons),
+      JSON.stringify(p.decision),
+      apiKeyId,
+      requestId,
+      p.createdAtMs,
+      p.updatedAtMs,
+    ]);
   }
 
   /**
@@ -872,35 +969,23 @@ export class SqlTx implements Tx {
     this.auditQueuedForCommand.push(draft);
   }
 
-  /** Called by the adapter when a command's savepoint is released (committed) or rolled back. */
-  endCommand(committed: boolean): void {
-    if (committed) this.auditQueuedForBatch.push(...this.auditQueuedForCommand);
-    this.auditQueuedForCommand = [];
-  }
-
-  /** Called by the adapter when a batch (or a retry of it) begins. */
-  beginBatch(): void {
-    this.auditQueuedForCommand = [];
-    this.auditQueuedForBatch = [];
-  }
-
   /**
    * Appends the batch's audit entries, in command order, just before COMMIT. The chain head is the
    * serialisation point of the log: read (and on PostgreSQL locked) here, as late as possible, so concurrent
    * batches hold it only for these few statements and the commit; the chain never forks. Entries carry the
    * time they join the log (`nowMs`, set by the adapter), so timestamps follow the chain order.
    */
-  async flushAudit(): Promise<number> {
+  private async flushAudit(): Promise<number> {
     const drafts = this.auditQueuedForBatch;
     this.auditQueuedForBatch = [];
     if (drafts.length === 0) return 0;
-    const head = await this.db.get(
+    const head = await this.raw.get(
       `SELECT size, last_hash, merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
     );
     assert(head !== undefined, 'audit head row exists');
     const size = num(head['size']);
     // Entries appended by a build without Merkle nodes (a rolling upgrade) get theirs first.
-    await this.addMerkleLeaves(num(head['merkle_size']), size);
+    await this.addMerkleLeaves(this.raw, num(head['merkle_size']), size);
     const entries: AuditEntry[] = [];
     let prevHash = str(head['last_hash']);
     for (const draft of drafts) {
@@ -913,9 +998,9 @@ export class SqlTx implements Tx {
       entries.push(entry);
       prevHash = entry.hash;
     }
-    await insertRows(this.db, 'audit_entries', AUDIT_COLUMNS, entries.map(auditRow));
-    await this.writeMerkleLeaves(size, entries.map(auditLeafHash));
-    const changed = await this.db.run(
+    await insertRows(this.raw, 'audit_entries', AUDIT_COLUMNS, entries.map(auditRow));
+    await this.writeMerkleLeaves(this.raw, size, entries.map(auditLeafHash));
+    const changed = await this.raw.run(
       'UPDATE audit_head SET size = ?, last_hash = ?, merkle_size = ? WHERE id = 1 AND size = ?',
       [size + entries.length, prevHash, size + entries.length, size],
     );
@@ -929,24 +1014,21 @@ export class SqlTx implements Tx {
     fingerprint: string,
     expiresAtMs: number,
   ): Promise<IdempotencyRecord | 'claimed'> {
-    // An expired record no longer protects anything: make room for the new request under the same key.
-    await this.db.run(
-      'DELETE FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ? AND expires_at_ms <= ?',
-      [apiKeyId, key, this.nowMs],
-    );
-    const inserted = await this.db.run(
-      `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body, resource_id,
-                                        created_at_ms, expires_at_ms)
-       VALUES (?, ?, ?, 0, '', NULL, ?, ?) ON CONFLICT (api_key_id, idempotency_key) DO NOTHING`,
-      [apiKeyId, key, fingerprint, this.nowMs, expiresAtMs],
-    );
-    if (inserted === 1) return 'claimed';
-    const r = await this.db.get(
-      'SELECT * FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?',
-      [apiKeyId, key],
-    );
-    assert(r !== undefined && num(r['status_code']) !== 0, 'a visible idempotency record is always complete');
-    return idempotencyFromRow(r);
+    const id = `${apiKeyId}:${key}`;
+    const seen = this.idempotencyOfCommand.get(id) ?? this.idempotency.get(id);
+    // Read in `prefetch`, under the key's lock: a key must be declared in the command's LockHints.
+    assert(seen !== undefined, 'an idempotency key is declared before it is claimed');
+    assert(!isClaim(seen), 'an idempotency key is claimed once per command');
+    if (seen !== null && seen.expiresAtMs > this.nowMs) return seen;
+    if (seen !== null) {
+      // An expired record no longer protects anything: make room for the new request under the same key.
+      await this.raw.run('DELETE FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?', [
+        apiKeyId,
+        key,
+      ]);
+    }
+    this.idempotencyOfCommand.set(id, { claim: true, fingerprint, createdAtMs: this.nowMs, expiresAtMs });
+    return 'claimed';
   }
 
   async completeIdempotencyKey(
@@ -955,12 +1037,30 @@ export class SqlTx implements Tx {
     response: StoredResponse,
     resourceId: string | null,
   ): Promise<void> {
-    const changed = await this.db.run(
-      `UPDATE idempotency_records SET status_code = ?, response_body = ?, resource_id = ?
-        WHERE api_key_id = ? AND idempotency_key = ? AND status_code = 0`,
-      [response.statusCode, response.body, resourceId, apiKeyId, key],
-    );
-    assert(changed === 1, 'completing an idempotency record this transaction claimed');
+    const id = `${apiKeyId}:${key}`;
+    const claim = this.idempotencyOfCommand.get(id);
+    assert(claim !== undefined && isClaim(claim), 'completing an idempotency key this command claimed');
+    const record: IdempotencyRecord = {
+      apiKeyId,
+      key,
+      fingerprint: claim.fingerprint,
+      statusCode: response.statusCode,
+      body: response.body,
+      resourceId,
+      createdAtMs: claim.createdAtMs,
+      expiresAtMs: claim.expiresAtMs,
+    };
+    this.writes.insert('idempotency_records', [
+      apiKeyId,
+      key,
+      record.fingerprint,
+      record.statusCode,
+      record.body,
+      resourceId,
+      record.createdAtMs,
+      record.expiresAtMs,
+    ]);
+    this.idempotencyOfCommand.set(id, record);
   }
 
   async purgeExpiredIdempotencyRecords(limit: number): Promise<number> {
@@ -983,7 +1083,7 @@ export class SqlTx implements Tx {
     const size = num(head!['size']);
     const from = num(head!['merkle_size']);
     const to = Math.min(size, from + leavesMax);
-    await this.addMerkleLeaves(from, to);
+    await this.addMerkleLeaves(this.db, from, to);
     return { merkleSize: to, size };
   }
 
@@ -1003,10 +1103,10 @@ export class SqlTx implements Tx {
   }
 
   /** Writes the Merkle nodes of entries [from, to) from their stored rows and moves merkle_size to `to`. */
-  private async addMerkleLeaves(from: number, to: number): Promise<void> {
+  private async addMerkleLeaves(db: SqlExecutor, from: number, to: number): Promise<void> {
     for (let start = from; start < to; start += MERKLE_BACKFILL_PAGE) {
       const end = Math.min(to, start + MERKLE_BACKFILL_PAGE);
-      const rows = await this.db.all('SELECT * FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx', [
+      const rows = await db.all('SELECT * FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx', [
         start,
         end,
       ]);
@@ -1015,13 +1115,13 @@ export class SqlTx implements Tx {
       entries.forEach((entry, offset) => {
         assert(entry.index === start + offset, `audit entry ${start + offset} exists for its Merkle leaf`);
       });
-      await this.writeMerkleLeaves(start, entries.map(auditLeafHash));
+      await this.writeMerkleLeaves(db, start, entries.map(auditLeafHash));
     }
     if (to > from) {
-      const changed = await this.db.run(
-        'UPDATE audit_head SET merkle_size = ? WHERE id = 1 AND merkle_size = ?',
-        [to, from],
-      );
+      const changed = await db.run('UPDATE audit_head SET merkle_size = ? WHERE id = 1 AND merkle_size = ?', [
+        to,
+        from,
+      ]);
       assert(changed === 1, 'Merkle size moved under the transaction');
     }
   }
@@ -1031,7 +1131,7 @@ export class SqlTx implements Tx {
    * per leaf). Left siblings completed by an earlier leaf of this call are already in memory; the others were
    * stored before, and are read in one query per chunk.
    */
-  private async writeMerkleLeaves(first: number, leaves: Buffer[]): Promise<void> {
+  private async writeMerkleLeaves(db: SqlExecutor, first: number, leaves: Buffer[]): Promise<void> {
     const storedIds = new Map<string, NodeId>();
     leaves.forEach((_, offset) => {
       for (const id of leftSiblingsOf(first + offset)) {
@@ -1040,7 +1140,7 @@ export class SqlTx implements Tx {
     });
     const known = new Map<string, Buffer>();
     for (const chunk of chunks([...storedIds.values()], MERKLE_IDS_PER_QUERY)) {
-      for (const node of await selectMerkleNodes(this.db, chunk)) known.set(nodeKey(node), node.hash);
+      for (const node of await selectMerkleNodes(db, chunk)) known.set(nodeKey(node), node.hash);
     }
     const written: MerkleNode[] = [];
     leaves.forEach((leaf, offset) => {
@@ -1054,7 +1154,7 @@ export class SqlTx implements Tx {
       written.push(...completed);
     });
     await insertRows(
-      this.db,
+      db,
       'audit_merkle_nodes',
       ['level', 'idx', 'hash'],
       written.map((n) => [n.level, n.index, n.hash.toString('hex')]),
@@ -1069,8 +1169,6 @@ function lastLeafOf(id: NodeId): number {
 
 const AUDIT_DRAFTS_PER_COMMAND_MAX = 16;
 const MERKLE_IDS_PER_QUERY = 100;
-/** Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters. */
-const ROWS_PER_INSERT = 200;
 const AUDIT_COLUMNS = [
   'idx',
   'id',
@@ -1101,31 +1199,94 @@ function auditRow(entry: AuditEntry): unknown[] {
   ];
 }
 
-function* chunks<T>(items: T[], size: number): Generator<T[]> {
-  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
-}
-
-/** One multi-row INSERT per `ROWS_PER_INSERT` rows: a batch's rows cost a few statements, not one each. */
-async function insertRows(
-  db: SqlExecutor,
-  table: string,
-  columns: string[],
-  rows: unknown[][],
-): Promise<void> {
-  const tuple = `(${columns.map(() => '?').join(', ')})`;
-  for (const chunk of chunks(rows, ROWS_PER_INSERT)) {
-    assert(
-      chunk.every((row) => row.length === columns.length),
-      'every row has a value per column',
-    );
-    await db.run(
-      `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${chunk.map(() => tuple).join(', ')}`,
-      chunk.flat(),
-    );
-  }
-}
-
 const MERKLE_BACKFILL_PAGE = 500;
+const IDS_PER_QUERY = 500;
+
+/**
+ * The tables a payment's rows are queued for (write-behind.ts), in foreign-key order around the accounts'
+ * balances: a flush writes a table's parents before it. Counter points have no parents; they come first, so
+ * reading a counter flushes only them.
+ */
+const BUFFERED_BEFORE_ACCOUNTS: BufferedTable[] = [
+  { table: 'risk_counter_events', columns: ['counter_key', 'at_ms', 'cum_count', 'cum_sum_cents'] },
+];
+const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
+  {
+    table: 'payments',
+    columns: [
+      'id',
+      'status',
+      'source_account_id',
+      'destination_account_id',
+      'amount_cents',
+      'currency',
+      'note',
+      'metadata',
+      'reasons',
+      'decision',
+      'api_key_id',
+      'request_id',
+      'created_at_ms',
+      'updated_at_ms',
+    ],
+  },
+  {
+    table: 'ledger_transactions',
+    columns: ['id', 'kind', 'payment_id', 'currency', 'request_id', 'created_at_ms'],
+  },
+  {
+    table: 'ledger_entries',
+    columns: [
+      'id',
+      'transaction_id',
+      'payment_id',
+      'account_id',
+      'direction',
+      'amount_cents',
+      'currency',
+      'request_id',
+      'created_at_ms',
+    ],
+  },
+  { table: 'holds', columns: ['id', 'payment_id', 'account_id', 'amount_cents', 'status', 'created_at_ms'] },
+  { table: 'events', columns: ['id', 'type', 'resource_type', 'resource_id', 'data', 'created_at_ms'] },
+  {
+    table: 'webhook_deliveries',
+    columns: ['id', 'event_id', 'endpoint_id', 'status', 'attempts', 'next_attempt_at_ms', 'created_at_ms'],
+  },
+  {
+    table: 'idempotency_records',
+    columns: [
+      'api_key_id',
+      'idempotency_key',
+      'fingerprint',
+      'status_code',
+      'response_body',
+      'resource_id',
+      'created_at_ms',
+      'expires_at_ms',
+    ],
+  },
+];
+
+/** A key claimed by the running command, before it completes it. */
+interface Claim {
+  claim: true;
+  fingerprint: string;
+  createdAtMs: number;
+  expiresAtMs: number;
+}
+
+function isClaim(value: IdempotencyRecord | Claim | null): value is Claim {
+  return value !== null && 'claim' in value;
+}
+
+/** `apiKeyId:key` (the LockHints form) as its two columns; api key ids never contain a colon. */
+function splitIdempotencyKey(id: string): [string, string] {
+  const at = id.indexOf(':');
+  assert(at > 0, 'an idempotency lock key is apiKeyId:key');
+  return [id.slice(0, at), id.slice(at + 1)];
+}
 
 /** One round trip for all the nodes a proof needs (each lookup is a primary-key probe). */
 async function selectMerkleNodes(db: SqlExecutor, ids: NodeId[]): Promise<MerkleNode[]> {

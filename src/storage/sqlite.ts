@@ -96,7 +96,12 @@ export function openSqliteStore(options: SqliteOptions): Store {
   }
   const reader = options.path === ':memory:' ? writer : openConnection(options.path, true);
   const writeExec = executor(writer);
-  const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' });
+  const savepoint = {
+    savepoints: true,
+    control: async (sql: string) => {
+      writer.exec(sql);
+    },
+  };
   let inBatch = false;
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {
@@ -104,25 +109,25 @@ export function openSqliteStore(options: SqliteOptions): Store {
     inBatch = true;
     const outcomes: CommandOutcome<unknown>[] = [];
     writer.exec('BEGIN IMMEDIATE');
-    tx.beginBatch();
     try {
+      const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' }, savepoint);
+      await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
       for (const command of commands) {
-        writer.exec('SAVEPOINT command');
         tx.nowMs = options.clock();
+        let value: unknown;
         try {
-          outcomes.push({ ok: true, value: await command.run(tx) });
-          writer.exec('RELEASE command');
-          tx.endCommand(true);
+          value = await command.run(tx);
         } catch (error) {
-          writer.exec('ROLLBACK TO command');
-          writer.exec('RELEASE command');
-          tx.endCommand(false);
+          await tx.endCommand(false);
           if (error instanceof InvariantViolation) throw error;
           outcomes.push({ ok: false, error });
+          continue;
         }
+        await tx.endCommand(true);
+        outcomes.push({ ok: true, value });
       }
       tx.nowMs = options.clock();
-      await tx.flushAudit();
+      await tx.finish();
       writer.exec('COMMIT');
     } catch (error) {
       if (writer.inTransaction) writer.exec('ROLLBACK');
