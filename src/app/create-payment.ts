@@ -14,14 +14,16 @@ import { paymentView } from './views.ts';
 /**
  * POST /v1/payments, following the workshop's request flow:
  *
- *   1 validate → 2 idempotency gate → ┌ one database transaction ─────────────────────────────────────┐
- *                                     │ 3 load accounts → 4 compliance → 5 fraud → 6 funds & currency │
- *                                     │ → 7 decision, ledger post or hold → 8 audit + idempotency rec │
- *                                     └───────────────────────────────────────────────────────────────┘
+ *   1 validate → ┌ one database transaction ─────────────────────────────────────────────────────────┐
+ *                │ 2 idempotency gate → 3 load accounts → 4 compliance → 5 fraud → 6 funds & currency │
+ *                │ → 7 decision, ledger post or hold → 8 audit + idempotency record                  │
+ *                └───────────────────────────────────────────────────────────────────────────────────┘
  *   → respond (201 posted, 202 manual_review, 422 declined; the same bytes on every replay)
  *
- * Everything from step 3 on is one command in the committer, so it commits (and fsyncs) together or not at
- * all. The rules are pure functions (src/domain/risk.ts); this file does the I/O around them.
+ * Everything from step 2 on is one command in the committer, so it commits (and fsyncs) together or not at
+ * all. The gate is inside, under the key's lock, and reads the record the batch already fetched: a replay
+ * costs no extra query, and two requests with one key can never both pass it. The rules are pure functions
+ * (src/domain/policy.ts); this file does the I/O around them.
  */
 export interface PaymentRequest {
   sourceAccountId: string;
@@ -52,13 +54,8 @@ export async function createPayment(
     ]);
   }
 
-  // Step 2: idempotency gate, fast path on committed records (the transaction checks again, authoritatively).
+  // Steps 2 to 8: one transaction. The lock hints name what the batch reads (and locks) up front.
   const fingerprint = requestFingerprint('POST', '/v1/payments', request);
-  const stored = await services.store.reads.findIdempotencyRecord(actor.apiKeyId, idempotencyKey);
-  const early = replayOrReject(judgeIdempotency(stored, fingerprint, services.clock()));
-  if (early) return early;
-
-  // Steps 3 to 8: one transaction.
   return services.committer.submit(
     (tx) => executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
     {
@@ -76,6 +73,8 @@ async function executePayment(
   fingerprint: string,
   request: PaymentRequest,
 ): Promise<PaymentReply> {
+  // Step 2: idempotency gate. A stored response under this key is replayed byte for byte (or the key's reuse
+  // with another payload refused); otherwise the key is claimed for this request.
   const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
   const claim = await tx.claimIdempotencyKey(actor.apiKeyId, idempotencyKey, fingerprint, expiresAtMs);
   if (claim !== 'claimed') return replayOrReject(judgeIdempotency(claim, fingerprint, tx.nowMs))!;

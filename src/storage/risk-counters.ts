@@ -48,12 +48,48 @@ const LATEST = `SELECT at_ms, cum_count, cum_sum_cents FROM risk_counter_events
 const AT_OR_BEFORE = `SELECT at_ms, cum_count, cum_sum_cents FROM risk_counter_events
                        WHERE counter_key = ? AND at_ms <= ? ORDER BY at_ms DESC, seq DESC LIMIT 1`;
 
+/**
+ * In a batch, counter points are queued (the write-behind), not written at once. `raw` reads without
+ * flushing them, and the queued points are merged in memory: a key's newest point is the one with the larger
+ * count, and a window's base is unaffected as long as every queued point is younger than the window's start
+ * (windows are a minute or more; a batch lasts milliseconds). Otherwise the read flushes and goes to the table.
+ */
+export interface CounterQueue {
+  raw: SqlExecutor;
+  insert(row: unknown[]): void;
+}
+
+interface Pending extends CounterPoint {
+  oldestAtMs: number;
+}
+
 export class RiskCounters {
-  /** `queue` takes the rows `addMany` writes (the batch's write-behind); without it they are inserted at once. */
+  private readonly pendingOfBatch = new Map<string, Pending>();
+  private readonly pendingOfCommand = new Map<string, Pending>();
+
+  /** Without `queue`, points are inserted at once and every read goes to the table. */
   constructor(
     private readonly db: SqlExecutor,
-    private readonly queue?: (row: unknown[]) => void,
+    private readonly queue?: CounterQueue,
   ) {}
+
+  /** The running command ended: its queued points join the batch's, or are dropped with its rows. */
+  endCommand(committed: boolean): void {
+    if (committed) {
+      for (const [key, p] of this.pendingOfCommand) {
+        const batch = this.pendingOfBatch.get(key);
+        this.pendingOfBatch.set(key, {
+          ...p,
+          oldestAtMs: Math.min(p.oldestAtMs, batch?.oldestAtMs ?? p.oldestAtMs),
+        });
+      }
+    }
+    this.pendingOfCommand.clear();
+  }
+
+  private pending(keyHash: string): Pending | undefined {
+    return this.pendingOfCommand.get(keyHash) ?? this.pendingOfBatch.get(keyHash);
+  }
 
   /**
    * Totals of each key inside each of its windows ending at `nowMs` (events with at_ms > nowMs - window), and
@@ -77,15 +113,23 @@ export class RiskCounters {
         params.push(key, nowMs - windowMs);
       });
     });
-    const rows = await this.db.all(parts.join(' UNION ALL '), params);
+    const hashes = requests.map((r) => counterKeyHash(r.key));
+    const mergeable = requests.every((r, i) => {
+      const p = this.pending(hashes[i]!);
+      return p === undefined || r.windowsMs.every((w) => p.oldestAtMs > nowMs - w);
+    });
+    const executor = this.queue !== undefined && mergeable ? this.queue.raw : this.db;
+    const rows = await executor.all(parts.join(' UNION ALL '), params);
     const found = new Map(rows.map((row) => [`${num(row['k'])}:${num(row['w'])}`, point(row)]));
     return requests.map((r, i) => {
-      const latest = found.get(`${i}:-1`) ?? ZERO;
+      const stored = found.get(`${i}:-1`) ?? ZERO;
+      const queued = this.pending(hashes[i]!);
+      const latest = queued !== undefined && queued.count > stored.count ? queued : stored;
       const totals = r.windowsMs.map((_, j) => {
         const base = found.get(`${i}:${j}`) ?? ZERO;
         return { count: latest.count - base.count, sumCents: clampToSafe(latest.sumCents - base.sumCents) };
       });
-      return { latest, totals };
+      return { latest: { atMs: latest.atMs, count: latest.count, sumCents: latest.sumCents }, totals };
     });
   }
 
@@ -108,7 +152,17 @@ export class RiskCounters {
       ];
     });
     if (this.queue !== undefined) {
-      for (const row of rows) this.queue(row);
+      rows.forEach((row, i) => {
+        const keyHash = row[0] as string;
+        const point = {
+          atMs: row[1] as number,
+          count: row[2] as number,
+          sumCents: events[i]!.latest.sumCents + BigInt(events[i]!.amountCents),
+        };
+        const before = this.pending(keyHash);
+        this.pendingOfCommand.set(keyHash, { ...point, oldestAtMs: before?.oldestAtMs ?? point.atMs });
+        this.queue!.insert(row);
+      });
       return;
     }
     await this.db.run(

@@ -511,7 +511,10 @@ export class SqlTx implements Tx {
       (sql) => this.forgetWrittenTables(sql),
     );
     this.db = this.writes.db;
-    this.counters = new RiskCounters(this.db, (row) => this.writes.insert('risk_counter_events', row));
+    this.counters = new RiskCounters(this.db, {
+      raw,
+      insert: (row) => this.writes.insert('risk_counter_events', row),
+    });
   }
 
   /** Reads, in a few statements, what the batch's commands declared: their accounts (locked), owners, keys. */
@@ -544,6 +547,7 @@ export class SqlTx implements Tx {
   async endCommand(committed: boolean): Promise<void> {
     const hadSavepoint = await this.writes.endCommand(committed);
     this.accounts.endCommand(committed);
+    this.counters.endCommand(committed);
     if (committed) {
       for (const [key, value] of this.idempotencyOfCommand) {
         assert(!isClaim(value), 'a claimed idempotency key is completed by the command that claimed it');
