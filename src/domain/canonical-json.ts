@@ -7,16 +7,37 @@ import { assert } from './assert.ts';
  * verifier can recompute audit hashes and request fingerprints from the JSON alone.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number') {
-    assert(Number.isSafeInteger(value), 'canonicalJson only serialises safe integers');
-    return String(value);
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      assert(Number.isSafeInteger(value), 'canonicalJson only serialises safe integers');
+      return String(value);
+    case 'object':
+      if (value === null) return 'null';
+      return Array.isArray(value) ? canonicalArray(value) : canonicalObject(value as Record<string, unknown>);
+    default:
+      throw new TypeError(`canonicalJson cannot serialise a ${typeof value}`);
   }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+// Loops and string appends rather than map/join: audit hashing serialises every entry, on the hot path.
+function canonicalArray(items: unknown[]): string {
+  let out = '[';
+  for (let i = 0; i < items.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(items[i]);
+  return `${out}]`;
+}
+
+function canonicalObject(object: Record<string, unknown>): string {
+  // The default sort compares UTF-16 code units, which is the order RFC 8785 asks for.
+  const keys = Object.keys(object).sort();
+  let out = '{';
+  for (const key of keys) {
+    const v = object[key];
+    if (v === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(v)}`;
   }
-  throw new TypeError(`canonicalJson cannot serialise a ${typeof value}`);
+  return `${out}}`;
 }

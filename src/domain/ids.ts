@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** Opaque ids with a type prefix: time-ordered, with 80 bits from a cryptographic random source (base32, no look-alikes). */
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
@@ -39,7 +39,21 @@ export function newId(prefix: IdPrefix): string {
     ms = Math.floor(ms / 32);
   }
   out += time.reverse().join('');
-  const bytes = randomBytes(RANDOM_CHARS);
-  for (let i = 0; i < bytes.length; i++) out += ALPHABET[bytes[i]! & 31];
+  const offset = takeRandom(RANDOM_CHARS);
+  for (let i = offset; i < offset + RANDOM_CHARS; i++) out += ALPHABET[pool[i]! & 31];
   return out;
+}
+
+// Random bytes are drawn from the CSPRNG a pool at a time (one call per 256 ids, not one per id), and each
+// byte is used once.
+const pool = Buffer.alloc(4096);
+let poolUsed = pool.length;
+
+function takeRandom(n: number): number {
+  if (poolUsed + n > pool.length) {
+    randomFillSync(pool);
+    poolUsed = 0;
+  }
+  poolUsed += n;
+  return poolUsed - n;
 }

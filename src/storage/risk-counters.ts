@@ -59,6 +59,8 @@ export interface CounterQueue {
   insert(row: unknown[]): void;
 }
 
+const HASHES_CACHED_MAX = 10_000;
+
 interface Pending extends CounterPoint {
   oldestAtMs: number;
 }
@@ -66,6 +68,7 @@ interface Pending extends CounterPoint {
 export class RiskCounters {
   private readonly pendingOfBatch = new Map<string, Pending>();
   private readonly pendingOfCommand = new Map<string, Pending>();
+  private readonly hashes = new Map<string, string>();
 
   /** Without `queue`, points are inserted at once and every read goes to the table. */
   constructor(
@@ -87,6 +90,17 @@ export class RiskCounters {
     this.pendingOfCommand.clear();
   }
 
+  /** A payment reads and then counts the same keys: each is hashed once per batch. */
+  private hashOf(key: string): string {
+    let hash = this.hashes.get(key);
+    if (hash === undefined) {
+      if (this.hashes.size >= HASHES_CACHED_MAX) this.hashes.clear();
+      hash = counterKeyHash(key);
+      this.hashes.set(key, hash);
+    }
+    return hash;
+  }
+
   private pending(keyHash: string): Pending | undefined {
     return this.pendingOfCommand.get(keyHash) ?? this.pendingOfBatch.get(keyHash);
   }
@@ -103,7 +117,7 @@ export class RiskCounters {
     const parts: string[] = [];
     const params: unknown[] = [];
     requests.forEach((r, i) => {
-      const key = counterKeyHash(r.key);
+      const key = this.hashOf(r.key);
       parts.push(`SELECT ${i} AS k, -1 AS w, at_ms, cum_count, cum_sum_cents FROM (${LATEST}) AS l${i}`);
       params.push(key);
       r.windowsMs.forEach((windowMs, j) => {
@@ -113,7 +127,7 @@ export class RiskCounters {
         params.push(key, nowMs - windowMs);
       });
     });
-    const hashes = requests.map((r) => counterKeyHash(r.key));
+    const hashes = requests.map((r) => this.hashOf(r.key));
     const mergeable = requests.every((r, i) => {
       const p = this.pending(hashes[i]!);
       return p === undefined || r.windowsMs.every((w) => p.oldestAtMs > nowMs - w);
@@ -145,7 +159,7 @@ export class RiskCounters {
         'counted amounts are positive safe integers',
       );
       return [
-        counterKeyHash(key),
+        this.hashOf(key),
         Math.max(nowMs, latest.atMs),
         latest.count + 1,
         (latest.sumCents + BigInt(amountCents)).toString(),
