@@ -12,9 +12,11 @@ import type { Command, CommandOutcome, Store } from './store.ts';
  *   1. advisory locks on the batch's idempotency keys and named resources (sorted): two processes given the
  *      same key at the same moment serialise here, and the second then finds the first's committed record
  *      and replays it; two batches that may both create one thing (a currency's funding account) likewise;
- *   2. row locks on the batch's accounts (SELECT ... ORDER BY id FOR UPDATE): no lost update, no overdraft;
- *   3. the audit chain head, taken by the first audit append and held to commit: one chain, appended in
- *      commit order.
+ *   2. row locks on the batch's accounts (SELECT ... ORDER BY id FOR UPDATE, which also reads them for the
+ *      batch: SqlTx.prefetch): no lost update, no overdraft;
+ *   3. the audit chain head, taken when the batch appends its audit entries just before COMMIT, and held to
+ *      commit: one chain, appended in commit order. Taken that late, it lets one process apply several
+ *      batches at once (the committer's batchesInFlightMax), each on its own connection.
  *
  * So a command must not wait for any other lock after step 2: every existing row it locks is in its
  * `accountIds`, and every row it may insert that another batch could insert too is covered by a name.

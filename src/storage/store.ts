@@ -21,9 +21,10 @@ import type { RiskCounters } from './risk-counters.ts';
  * both over the same SQL (sql-store.ts).
  *
  * Writes happen only through `applyBatch`: a batch of commands runs in ONE database transaction and ONE
- * durable commit, each command inside its own savepoint, so a command that throws is undone alone and the
- * others still commit. The result of every command is released only after the commit returned. Reads
- * outside a batch (`reads`) see committed data only.
+ * durable commit. A command that throws is undone alone (its queued rows dropped, its direct writes rolled
+ * back to its savepoint) and the others still commit. A batch writes its rows behind, a few multi-row
+ * statements per batch (docs/decisions/0010). The result of every command is released only after the commit
+ * returned. Reads outside a batch (`reads`) see committed data only.
  */
 export type CommandRun<R> = (tx: Tx) => Promise<R>;
 
@@ -290,7 +291,7 @@ export interface Tx {
 
   purgeExpiredIdempotencyRecords(limit: number): Promise<number>;
 
-  // Verifiable audit log. appendAudit also writes the Merkle nodes each new leaf completes.
+  // Verifiable audit log. A batch's audit entries are appended with the Merkle nodes each new leaf completes.
   /** Takes the audit head lock (PostgreSQL), which pins the log, and returns the Merkle size. */
   lockAuditMerkleHead(): Promise<number>;
   /** Writes the Merkle nodes of up to `leavesMax` entries that lack them (start-up backfill). */
