@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,7 +9,7 @@ import pg from 'pg';
 import { findPgBin, startPgCluster } from '../scripts/pg-cluster.ts';
 import { freePort } from '../test/support/harness.ts';
 import { writeChart } from './chart.ts';
-import { type OpenLoopRequest, openLoop } from './open-loop.ts';
+import { type OpenLoopRequest, type OpenLoopResult, openLoop } from './open-loop.ts';
 import { preloadSqlite } from './preload.ts';
 
 /**
@@ -38,6 +38,7 @@ const LEVELS = args.concurrency.split(',').map(Number);
 const TOKEN = 'bench-token-0001';
 const DATA_KEY = Buffer.alloc(32, 9).toString('base64');
 const OPENING_CENTS = 1_000_000_000;
+const OPEN_LOOP_FRACTIONS = [0.4, 0.6, 0.8];
 
 interface Point {
   concurrency: number;
@@ -139,6 +140,28 @@ async function helloCeiling(): Promise<Point> {
   }
 }
 
+/**
+ * The seed policy with its two per-minute fraud rules (velocity, repeated pattern) set out of reach. The load
+ * generator is one client sending ~1,000 payments/s between a few accounts, which those rules rightly send to
+ * review; whether they do depends on accounts ÷ rate, so the small and the 1M-account cases would take
+ * different paths (hold vs. posting) and not be comparable. Every rule still runs and every counter is still
+ * read and written: only the outcome is the same, `posted`, the path that writes the most.
+ */
+function benchPolicyPath(): string {
+  const policy = JSON.parse(readFileSync('config/risk-policy.example.json', 'utf8')) as {
+    version: string;
+    rules: { id: string; all?: { value: unknown }[] }[];
+  };
+  for (const rule of policy.rules) {
+    if (rule.id === 'velocity' || rule.id === 'repeated_pattern') rule.all![0]!.value = 1_000_000_000;
+  }
+  policy.version = `${policy.version}-bench`;
+  const path = join(mkdtempSync(join(tmpdir(), 'payments-bench-policy-')), 'risk-policy.json');
+  writeFileSync(path, JSON.stringify(policy));
+  return path;
+}
+const BENCH_POLICY_PATH = benchPolicyPath();
+
 function serverEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     DATABASE_URL: databaseUrl,
@@ -146,6 +169,7 @@ function serverEnv(databaseUrl: string, extra: Record<string, string> = {}): Rec
     DATA_ENCRYPTION_KEY: DATA_KEY,
     SEED_DEMO_DATA: 'false',
     LOG_LEVEL: 'warn',
+    RISK_POLICY_PATH: BENCH_POLICY_PATH,
     ...extra,
   };
 }
@@ -184,13 +208,19 @@ async function sqliteCase(accountsN: number, transfers: number, label: string) {
     try {
       const points = await sweep(url, accounts, label);
       const peak = points.reduce((a, b) => (b.paymentsPerSecond > a.paymentsPerSecond ? b : a));
-      const at80 = await openLoop(url, Math.round(peak.paymentsPerSecond * 0.8), DURATION_S, () =>
-        paymentRequest(accounts),
-      );
-      process.stdout.write(
-        `  ${label} open loop at 80% of peak (${at80.ratePerSecond}/s): p50 ${at80.p50Ms} ms  p99 ${at80.p99Ms} ms  max ${at80.maxMs} ms  ${JSON.stringify(at80.statuses)}\n`,
-      );
-      return { points, peak, at80 };
+      // Open loop at fixed fractions of the peak: where the p99 stays low, and what it is at 80 %.
+      const openLoopPoints: OpenLoopResult[] = [];
+      for (const fraction of OPEN_LOOP_FRACTIONS) {
+        const r = await openLoop(url, Math.round(peak.paymentsPerSecond * fraction), DURATION_S, () =>
+          paymentRequest(accounts),
+        );
+        process.stdout.write(
+          `  ${label} open loop at ${fraction * 100}% of peak (${r.ratePerSecond}/s): p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  max ${r.maxMs} ms  ${JSON.stringify(r.statuses)}\n`,
+        );
+        openLoopPoints.push(r);
+      }
+      const at80 = openLoopPoints[OPEN_LOOP_FRACTIONS.indexOf(0.8)]!;
+      return { points, peak, openLoop: openLoopPoints, at80 };
     } finally {
       await stop(child);
     }
