@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import fc from 'fast-check';
 import { createPayment } from '../src/app/create-payment.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { transfer } from '../src/domain/ledger.ts';
@@ -27,6 +28,31 @@ before(async () => {
 });
 after(() => t.close());
 
+/**
+ * Holds the committer with a command alone in its batch, so that what is submitted next queues up behind it
+ * and forms ONE batch when the returned function releases it.
+ */
+async function holdCommitter(): Promise<() => Promise<void>> {
+  const { committer } = t.app.services;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  let running!: () => void;
+  const started = new Promise<void>((resolve) => {
+    running = resolve;
+  });
+  const blocker = committer.submit(async () => {
+    running();
+    await gate;
+  });
+  await started;
+  return async () => {
+    open();
+    await blocker;
+  };
+}
+
 async function demoActor() {
   const key = await t.app.services.store.reads.findApiKeyByHash(hashSecret(DEMO_TOKEN));
   assert.ok(key, 'the demo key exists');
@@ -36,21 +62,8 @@ async function demoActor() {
 test('commands in one batch see each other, and a failed one leaves nothing behind', async () => {
   const { committer } = t.app.services;
   const who = await demoActor();
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  // A command that holds the committer (alone in its batch) until the others are queued behind it.
-  let running!: () => void;
-  const started = new Promise<void>((resolve) => {
-    running = resolve;
-  });
   const batchesBefore = committer.batchesApplied;
-  const blocker = committer.submit(async () => {
-    running();
-    await gate;
-  });
-  await started;
+  const release = await holdCommitter();
 
   const request = (from: Party, to: Party, amountCents: number) => ({
     sourceAccountId: from.accountId,
@@ -80,8 +93,7 @@ test('commands in one batch see each other, and a failed one leaves nothing behi
   });
   const back = createPayment(t.app.services, who, 'wb-key-2', request(b, a, 30));
   await queued(5);
-  open();
-  await blocker;
+  await release();
 
   const firstReply = await first;
   assert.equal(firstReply.statusCode, 201, firstReply.body);
@@ -102,4 +114,85 @@ test('commands in one batch see each other, and a failed one leaves nothing behi
   assert.equal(audit.json.verification.valid, true, audit.body);
   const payments = await t.request('GET', '/v1/payments?limit=500');
   assert.equal(payments.json.payments.length, 2, 'two payments: the replay made none');
+});
+
+/**
+ * Any mix of transfers, short of funds or failing before or after their rows were written, lined up in one
+ * batch, commits exactly the transfers a sequential model says succeed, and nothing of the others.
+ */
+test('in one batch, exactly the commands that succeed commit (property)', { timeout: 120_000 }, async () => {
+  const { committer, store } = t.app.services;
+  const parties = [a, b, await party(t, { balance: INITIAL }), await party(t, { balance: INITIAL })];
+  const ids = parties.map((p) => p.accountId);
+  const operation = fc.record({
+    from: fc.integer({ min: 0, max: ids.length - 1 }),
+    offset: fc.integer({ min: 1, max: ids.length - 1 }),
+    amountCents: fc.integer({ min: 1, max: 4_000 }),
+    fail: fc.constantFrom('none', 'none', 'before-flush', 'after-flush'),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 24 }), async (operations) => {
+      const posted = async (id: string) => (await store.reads.getAccount(id))!.postedBalanceCents;
+      const expected = new Map<string, number>();
+      for (const id of ids) expected.set(id, await posted(id));
+      const pairs = operations.map(
+        (op) => [ids[op.from]!, ids[(op.from + op.offset) % ids.length]!] as const,
+      );
+      const succeeds = operations.map((op, i) => {
+        const [from, to] = pairs[i]!;
+        if (op.fail !== 'none' || expected.get(from)! < op.amountCents) return false;
+        expected.set(from, expected.get(from)! - op.amountCents);
+        expected.set(to, expected.get(to)! + op.amountCents);
+        return true;
+      });
+
+      const release = await holdCommitter();
+      const outcomes = operations.map((op, i) => {
+        const [from, to] = pairs[i]!;
+        const run = committer.submit(
+          async (tx) => {
+            const accounts = await tx.lockAccounts([from, to]);
+            const source = accounts.get(from)!;
+            if (source.postedBalanceCents - source.heldBalanceCents < op.amountCents)
+              throw new AppError('INSUFFICIENT_FUNDS', 'not enough');
+            await tx.postLedger(
+              transfer('payment', 'USD', null, from, to, op.amountCents),
+              accounts,
+              'req_p',
+            );
+            await tx.appendAudit({
+              eventType: 'test.transfer',
+              actorId: 'test',
+              requestId: 'req_p',
+              resourceType: 'account',
+              resourceId: from,
+              metadata: { amountCents: op.amountCents },
+            });
+            if (op.fail === 'after-flush') await tx.lockPayment('pay_missing'); // writes its rows first
+            if (op.fail !== 'none') throw new AppError('PAYMENT_NOT_FOUND', 'fails on purpose');
+          },
+          { accountIds: [from, to] },
+        );
+        return run.then(
+          () => true,
+          (e: unknown) => {
+            if (e instanceof AppError) return false;
+            throw e;
+          },
+        );
+      });
+      await release();
+      assert.deepEqual(
+        await Promise.all(outcomes),
+        succeeds,
+        'the commands that succeed are those the model says',
+      );
+      for (const id of ids) assert.equal(await posted(id), expected.get(id), `balance of ${id}`);
+    }),
+    { numRuns: 30 },
+  );
+  const ledger = await t.request('GET', '/v1/ledger/verify');
+  assert.equal(ledger.json.verification.valid, true, ledger.body);
+  const audit = await t.request('GET', '/v1/audit-logs/verify');
+  assert.equal(audit.json.verification.valid, true, audit.body);
 });
