@@ -77,7 +77,7 @@ export async function buildServices(
 
 /**
  * SQLite has one writer. On PostgreSQL half the pool applies batches concurrently; the other half stays free
- * for reads (GETs, the idempotency fast path) and the background jobs.
+ * for reads (GETs, the refunds' idempotency fast path) and the background jobs.
  */
 function batchesInFlightMax(store: Store, config: Config): number {
   return store.dialect === 'postgres' ? Math.max(1, Math.floor(config.pgPoolMax / 2)) : 1;

@@ -1,7 +1,12 @@
 import { assert } from '../domain/assert.ts';
 import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
-import { judgeIdempotency, requestFingerprint, type StoredResponse } from '../domain/idempotency.ts';
+import {
+  idempotencyScope,
+  judgeIdempotency,
+  requestFingerprint,
+  type StoredResponse,
+} from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
@@ -59,7 +64,7 @@ export async function createPayment(
   return services.committer.submit(
     (tx) => executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
     {
-      idempotencyKeys: [`${actor.apiKeyId}:${idempotencyKey}`],
+      idempotencyKeys: [idempotencyScope(actor.apiKeyId, idempotencyKey)],
       accountIds: [request.sourceAccountId, request.destinationAccountId],
     },
   );

@@ -1,6 +1,11 @@
 import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
-import { judgeIdempotency, requestFingerprint, type StoredResponse } from '../domain/idempotency.ts';
+import {
+  idempotencyScope,
+  judgeIdempotency,
+  requestFingerprint,
+  type StoredResponse,
+} from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
 import { type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
@@ -55,7 +60,7 @@ export async function createRefund(
       return { ...response, replayed: false };
     },
     {
-      idempotencyKeys: [`${actor.apiKeyId}:${idempotencyKey}`],
+      idempotencyKeys: [idempotencyScope(actor.apiKeyId, idempotencyKey)],
       accountIds: [seen.sourceAccountId, seen.destinationAccountId],
     },
   );

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { assert } from './assert.ts';
 import { canonicalJson } from './canonical-json.ts';
 
 /**
@@ -6,6 +7,21 @@ import { canonicalJson } from './canonical-json.ts';
  * and whitespace do not matter but every value does. A stored record replays the exact status and body.
  */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,255}$/;
+
+/**
+ * An idempotency key as commands declare it (`LockHints.idempotencyKeys`): scoped by the API key, so two
+ * clients' keys never meet. The storage adapters lock it and read its record under this name.
+ */
+export function idempotencyScope(apiKeyId: string, key: string): string {
+  return `${apiKeyId}:${key}`;
+}
+
+/** The inverse of `idempotencyScope`; API key ids never contain a colon, keys may. */
+export function splitIdempotencyScope(scoped: string): [apiKeyId: string, key: string] {
+  const at = scoped.indexOf(':');
+  assert(at > 0, 'an idempotency scope is apiKeyId:key');
+  return [scoped.slice(0, at), scoped.slice(at + 1)];
+}
 
 export function requestFingerprint(method: string, route: string, body: unknown): string {
   return createHash('sha256').update(canonicalJson({ method, route, body })).digest('hex');

@@ -78,15 +78,8 @@ export class RiskCounters {
 
   /** The running command ended: its queued points join the batch's, or are dropped with its rows. */
   endCommand(committed: boolean): void {
-    if (committed) {
-      for (const [key, p] of this.pendingOfCommand) {
-        const batch = this.pendingOfBatch.get(key);
-        this.pendingOfBatch.set(key, {
-          ...p,
-          oldestAtMs: Math.min(p.oldestAtMs, batch?.oldestAtMs ?? p.oldestAtMs),
-        });
-      }
-    }
+    // A command's point already carries the oldest queued time of its key (see addMany).
+    if (committed) for (const [key, p] of this.pendingOfCommand) this.pendingOfBatch.set(key, p);
     this.pendingOfCommand.clear();
   }
 
@@ -143,7 +136,7 @@ export class RiskCounters {
         const base = found.get(`${i}:${j}`) ?? ZERO;
         return { count: latest.count - base.count, sumCents: clampToSafe(latest.sumCents - base.sumCents) };
       });
-      return { latest: { atMs: latest.atMs, count: latest.count, sumCents: latest.sumCents }, totals };
+      return { latest, totals };
     });
   }
 
@@ -153,29 +146,24 @@ export class RiskCounters {
     nowMs: number,
   ): Promise<void> {
     if (events.length === 0) return;
-    const rows = events.map(({ key, amountCents, latest }) => {
+    const points = events.map(({ key, amountCents, latest }) => {
       assert(
         Number.isSafeInteger(amountCents) && amountCents > 0,
         'counted amounts are positive safe integers',
       );
-      return [
-        this.hashOf(key),
-        Math.max(nowMs, latest.atMs),
-        latest.count + 1,
-        (latest.sumCents + BigInt(amountCents)).toString(),
-      ];
+      return {
+        keyHash: this.hashOf(key),
+        atMs: Math.max(nowMs, latest.atMs),
+        count: latest.count + 1,
+        sumCents: latest.sumCents + BigInt(amountCents),
+      };
     });
+    const rows = points.map((p) => [p.keyHash, p.atMs, p.count, p.sumCents.toString()]);
     if (this.queue !== undefined) {
-      rows.forEach((row, i) => {
-        const keyHash = row[0] as string;
-        const point = {
-          atMs: row[1] as number,
-          count: row[2] as number,
-          sumCents: events[i]!.latest.sumCents + BigInt(events[i]!.amountCents),
-        };
-        const before = this.pending(keyHash);
-        this.pendingOfCommand.set(keyHash, { ...point, oldestAtMs: before?.oldestAtMs ?? point.atMs });
-        this.queue!.insert(row);
+      points.forEach((p, i) => {
+        const before = this.pending(p.keyHash);
+        this.pendingOfCommand.set(p.keyHash, { ...p, oldestAtMs: before?.oldestAtMs ?? p.atMs });
+        this.queue!.insert(rows[i]!);
       });
       return;
     }

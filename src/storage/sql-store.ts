@@ -2,7 +2,12 @@ import { assert } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntry } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
-import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
+import {
+  type IdempotencyRecord,
+  idempotencyScope,
+  type StoredResponse,
+  splitIdempotencyScope,
+} from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
 import { leftSiblingsOf, type MerkleNode, type NodeId, nodeKey, nodesCompletedBy } from '../domain/merkle.ts';
@@ -534,11 +539,11 @@ export class SqlTx implements Tx {
       for (const key of chunk) this.idempotency.set(key, null);
       const rows = await this.raw.all(
         `SELECT * FROM idempotency_records WHERE (api_key_id, idempotency_key) IN (${chunk.map(() => '(?, ?)').join(', ')})`,
-        chunk.flatMap(splitIdempotencyKey),
+        chunk.flatMap(splitIdempotencyScope),
       );
       for (const row of rows) {
         const record = idempotencyFromRow(row);
-        this.idempotency.set(`${record.apiKeyId}:${record.key}`, record);
+        this.idempotency.set(idempotencyScope(record.apiKeyId, record.key), record);
       }
     }
   }
@@ -625,9 +630,7 @@ export class SqlTx implements Tx {
       );
       for (const row of rows) this.accounts.loaded(accountFromRow(row));
     }
-    return new Map(
-      unique.flatMap((id) => ((a) => (a === undefined ? [] : [[id, a] as const]))(this.accounts.get(id))),
-    );
+    return presentIn(unique, (id) => this.accounts.get(id));
   }
 
   async getSystemAccount(currency: string): Promise<Account | undefined> {
@@ -646,9 +649,7 @@ export class SqlTx implements Tx {
   async getCustomers(ids: string[]): Promise<Map<string, CustomerRow>> {
     const unique = [...new Set(ids)];
     await this.loadCustomers(unique.filter((id) => !this.customers.has(id)));
-    return new Map(
-      unique.flatMap((id) => ((c) => (c === undefined ? [] : [[id, c] as const]))(this.customers.get(id))),
-    );
+    return presentIn(unique, (id) => this.customers.get(id));
   }
 
   async customerExistsWithDocument(documentIndex: string): Promise<boolean> {
@@ -979,10 +980,10 @@ export class SqlTx implements Tx {
    * batches hold it only for these few statements and the commit; the chain never forks. Entries carry the
    * time they join the log (`nowMs`, set by the adapter), so timestamps follow the chain order.
    */
-  private async flushAudit(): Promise<number> {
+  private async flushAudit(): Promise<void> {
     const drafts = this.auditQueuedForBatch;
     this.auditQueuedForBatch = [];
-    if (drafts.length === 0) return 0;
+    if (drafts.length === 0) return;
     const head = await this.raw.get(
       `SELECT size, last_hash, merkle_size FROM audit_head WHERE id = 1${this.dialect.forUpdate}`,
     );
@@ -1009,7 +1010,6 @@ export class SqlTx implements Tx {
       [size + entries.length, prevHash, size + entries.length, size],
     );
     assert(changed === 1, 'audit head moved under the transaction');
-    return entries.length;
   }
 
   async claimIdempotencyKey(
@@ -1018,7 +1018,7 @@ export class SqlTx implements Tx {
     fingerprint: string,
     expiresAtMs: number,
   ): Promise<IdempotencyRecord | 'claimed'> {
-    const id = `${apiKeyId}:${key}`;
+    const id = idempotencyScope(apiKeyId, key);
     const seen = this.idempotencyOfCommand.get(id) ?? this.idempotency.get(id);
     // Read in `prefetch`, under the key's lock: a key must be declared in the command's LockHints.
     assert(seen !== undefined, 'an idempotency key is declared before it is claimed');
@@ -1026,7 +1026,8 @@ export class SqlTx implements Tx {
     if (seen !== null && seen.expiresAtMs > this.nowMs) return seen;
     if (seen !== null) {
       // An expired record no longer protects anything: make room for the new request under the same key.
-      await this.raw.run('DELETE FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?', [
+      // Through `db`: a direct write, undone with the command if it fails.
+      await this.db.run('DELETE FROM idempotency_records WHERE api_key_id = ? AND idempotency_key = ?', [
         apiKeyId,
         key,
       ]);
@@ -1041,7 +1042,7 @@ export class SqlTx implements Tx {
     response: StoredResponse,
     resourceId: string | null,
   ): Promise<void> {
-    const id = `${apiKeyId}:${key}`;
+    const id = idempotencyScope(apiKeyId, key);
     const claim = this.idempotencyOfCommand.get(id);
     assert(claim !== undefined && isClaim(claim), 'completing an idempotency key this command claimed');
     const record: IdempotencyRecord = {
@@ -1166,6 +1167,16 @@ export class SqlTx implements Tx {
   }
 }
 
+/** The ids among `ids` that `get` finds, with what it found. */
+function presentIn<T>(ids: string[], get: (id: string) => T | undefined): Map<string, T> {
+  const found = new Map<string, T>();
+  for (const id of ids) {
+    const value = get(id);
+    if (value !== undefined) found.set(id, value);
+  }
+  return found;
+}
+
 /** The last leaf a perfect subtree covers: a left sibling ending before a new run of leaves is stored. */
 function lastLeafOf(id: NodeId): number {
   return (id.index + 1) * 2 ** id.level - 1;
@@ -1283,13 +1294,6 @@ interface Claim {
 
 function isClaim(value: IdempotencyRecord | Claim | null): value is Claim {
   return value !== null && 'claim' in value;
-}
-
-/** `apiKeyId:key` (the LockHints form) as its two columns; api key ids never contain a colon. */
-function splitIdempotencyKey(id: string): [string, string] {
-  const at = id.indexOf(':');
-  assert(at > 0, 'an idempotency lock key is apiKeyId:key');
-  return [id.slice(0, at), id.slice(at + 1)];
 }
 
 /** One round trip for all the nodes a proof needs (each lookup is a primary-key probe). */

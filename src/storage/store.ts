@@ -34,6 +34,7 @@ export type CommandRun<R> = (tx: Tx) => Promise<R>;
  * what makes batches from many processes deadlock-free. SQLite's single writer needs none of it.
  */
 export interface LockHints {
+  /** Keys as `idempotencyScope(apiKeyId, key)` (src/domain/idempotency.ts): locked, and their records read up front. */
   idempotencyKeys?: string[];
   accountIds?: string[];
   /**

@@ -95,10 +95,7 @@ export class WriteBehind {
   async ensureSavepoint(): Promise<void> {
     if (this.savepointTaken || !this.savepoint.savepoints) return;
     // The batch's rows go first, outside the savepoint: a rollback to it must undo this command only.
-    for (const entry of this.order) {
-      if (entry.kind === 'rows') await this.writeRows(entry.spec, this.batchRows);
-      else if (entry.source.hasPending('batch')) await entry.source.flush(this.raw, 'batch');
-    }
+    await this.writeLayer(this.order, 'batch');
     await this.savepoint.control('SAVEPOINT command');
     this.savepointTaken = true;
   }
@@ -158,10 +155,7 @@ export class WriteBehind {
    */
   private async flushThrough(last: number): Promise<void> {
     const entries = this.order.slice(0, last + 1);
-    for (const entry of entries) {
-      if (entry.kind === 'rows') await this.writeRows(entry.spec, this.batchRows);
-      else if (entry.source.hasPending('batch')) await entry.source.flush(this.raw, 'batch');
-    }
+    await this.writeLayer(entries, 'batch');
     const commandPending = entries.some((e) =>
       e.kind === 'rows'
         ? (this.commandRows.get(e.spec.table)?.length ?? 0) > 0
@@ -169,19 +163,24 @@ export class WriteBehind {
     );
     if (!commandPending) return;
     await this.ensureSavepoint();
-    for (const entry of entries) {
-      if (entry.kind === 'rows') await this.writeRows(entry.spec, this.commandRows);
-      else if (entry.source.hasPending('command')) await entry.source.flush(this.raw, 'command');
-    }
+    await this.writeLayer(entries, 'command');
   }
 
-  private async writeRows(spec: BufferedTable, from: Map<string, unknown[][]>): Promise<void> {
-    const rows = from.get(spec.table);
-    if (rows === undefined || rows.length === 0) return;
-    from.delete(spec.table);
-    this.rowsQueued -= rows.length;
-    assert(this.rowsQueued >= 0, 'queued rows never go negative');
-    await insertRows(this.raw, spec.table, spec.columns, rows);
+  /** Writes one layer (the batch's committed commands, or the running command) of the given tables, in order. */
+  private async writeLayer(entries: Entry[], scope: FlushScope): Promise<void> {
+    const layer = scope === 'batch' ? this.batchRows : this.commandRows;
+    for (const entry of entries) {
+      if (entry.kind === 'source') {
+        if (entry.source.hasPending(scope)) await entry.source.flush(this.raw, scope);
+        continue;
+      }
+      const rows = layer.get(entry.spec.table);
+      if (rows === undefined || rows.length === 0) continue;
+      layer.delete(entry.spec.table);
+      this.rowsQueued -= rows.length;
+      assert(this.rowsQueued >= 0, 'queued rows never go negative');
+      await insertRows(this.raw, entry.spec.table, entry.spec.columns, rows);
+    }
   }
 }
 
