@@ -21,6 +21,7 @@ import {
   runVerifier,
   truncateLog,
 } from './support/audit-log.ts';
+import type { Json } from './support/fixtures.ts';
 import { startTestApp, type TestApp } from './support/harness.ts';
 
 /**
@@ -162,7 +163,7 @@ describe('the offline verifier accepts an honest log', () => {
       const edited = readFileSync(newer, 'utf8').replace(`\n${newSize}\n`, `\n${Number(newSize) + 1}\n`);
       assertFails(
         await runVerifier([...key, '--checkpoint', file(saved.dir, 'edited.txt', edited)]),
-        /no valid signature/,
+        /a signature by .* does not verify/,
       );
       const receipt = JSON.parse(readFileSync(saved.receipt, 'utf8'));
       receipt.receipt.entry.metadata.amountCents = 1;
@@ -187,6 +188,170 @@ describe('the offline verifier accepts an honest log', () => {
       await t.destroy();
     }
   });
+});
+
+/** The saved receipt response, changed by `edit`, as a new file. */
+function editedReceipt(saved: Saved, name: string, edit: (response: Json) => void): string {
+  const response = JSON.parse(readFileSync(saved.receipt, 'utf8'));
+  edit(response);
+  return file(saved.dir, name, JSON.stringify(response));
+}
+
+/** A signature line by the pinned key (its name and key hash) whose signature bytes are `signature`. */
+function lineByPinnedKey(saved: Saved, signature: Buffer): string {
+  const [name, keyHash] = readFileSync(saved.key, 'utf8').trim().split('+');
+  return `\u2014 ${name} ${Buffer.concat([Buffer.from(keyHash!, 'hex'), signature]).toString('base64')}\n`;
+}
+
+describe('a receipt vouches for the payment in its response, as its entry logged it', () => {
+  // The entry is genuine in every case below: only the response around it was edited, which no hash covers.
+  // Before, the verifier compared the payment id alone, and an edited amount or payee still "verified".
+  const edits: Array<[field: string, value: unknown]> = [
+    ['amountCents', 778],
+    ['destinationAccountId', 'acc_demo_mallory_usd'],
+    ['status', 'declined'],
+    ['currency', 'EUR'],
+    ['sourceAccountId', 'acc_demo_carol_usd'],
+    ['id', 'pay_someone_else'],
+  ];
+
+  test('each edited payment field fails, naming the field; the honest response and a bare receipt pass', async () => {
+    const t = await startTestApp({ env: ENV });
+    try {
+      const saved = await saveState(t);
+      const key = ['--key', saved.key];
+      const honest = await runVerifier([...key, '--receipt', saved.receipt]);
+      assertPasses(honest);
+      assert.match(honest.stdout, /the response's payment .* is what entry \d+ logs/);
+      for (const [field, value] of edits) {
+        const receipt = editedReceipt(saved, `edited-${field}.json`, (response) => {
+          assert.notEqual(response.payment[field], value, `the edit changes ${field}`);
+          response.payment[field] = value;
+        });
+        assertFails(
+          await runVerifier([...key, '--receipt', receipt]),
+          new RegExp(`payment\\.${field} in the response is ${JSON.stringify(value)} but entry`),
+        );
+      }
+      const claimsPosted = editedReceipt(saved, 'ledger-posted.json', (response) => {
+        response.ledgerPosted = !response.ledgerPosted;
+      });
+      assertFails(await runVerifier([...key, '--receipt', claimsPosted]), /ledgerPosted/);
+      const noPayment = editedReceipt(saved, 'no-payment.json', (response) => {
+        delete response.payment;
+      });
+      assertFails(await runVerifier([...key, '--receipt', noPayment]), /holds no payment/);
+
+      // Only the receipt object: its entry is still checked, and the verifier says what it could not compare.
+      const bare = file(
+        saved.dir,
+        'bare.json',
+        JSON.stringify(JSON.parse(readFileSync(saved.receipt, 'utf8')).receipt),
+      );
+      const bareResult = await runVerifier([...key, '--receipt', bare]);
+      assertPasses(bareResult);
+      assert.match(bareResult.stdout, /note a bare receipt/);
+    } finally {
+      await t.destroy();
+    }
+  });
+
+  test('a genuine, included entry about the same payment that is not its creation fails', async () => {
+    const t = await startTestApp({ env: ENV });
+    try {
+      const saved = await saveState(t);
+      const response = JSON.parse(readFileSync(saved.receipt, 'utf8'));
+      assert.equal(response.payment.status, 'posted', 'a posted payment can be refunded');
+      const refund = await t.request('POST', `/v1/payments/${response.payment.id}/refunds`, {
+        idempotencyKey: `refund-${saved.dir}`,
+        body: { amountCents: response.payment.amountCents },
+      });
+      assert.equal(refund.status, 201, refund.body);
+      // A receipt rebuilt around the refund's entry: same resource, same amount, hash and proof all genuine.
+      const checkpoint = await getText(t, '/v1/audit-logs/checkpoint');
+      const size = Number(checkpoint.split('\n')[1]);
+      const entries = JSON.parse((await dumpAuditPages(t, 500)).at(-1)!).logs;
+      const entry = entries.findLast((e: { eventType: string }) => e.eventType === 'payment.refunded');
+      assert.equal(entry.resourceId, response.payment.id);
+      const proof = await t.request(
+        'GET',
+        `/v1/audit-logs/proofs/inclusion?index=${entry.index}&treeSize=${size}`,
+      );
+      response.receipt = {
+        index: entry.index,
+        entry,
+        inclusionProof: proof.json.inclusionProof.hashes,
+        checkpoint,
+      };
+      const forged = file(saved.dir, 'refund-as-receipt.json', JSON.stringify(response));
+      const result = await runVerifier(['--key', saved.key, '--receipt', forged]);
+      assertFails(result, /entry \d+ \(payment\.refunded\) does not log a payment's creation/);
+      assert.match(result.stdout, /is included in it/, 'the inclusion itself verified');
+    } finally {
+      await t.destroy();
+    }
+  });
+});
+
+describe('signed notes: every signature line by the pinned key must verify', () => {
+  test('an extra bad line by the pinned key rejects the note; lines by other keys are ignored', async () => {
+    const t = await startTestApp({ env: ENV });
+    try {
+      const saved = await saveState(t);
+      const key = ['--key', saved.key];
+      const note = readFileSync(saved.checkpoint, 'utf8');
+      const bad = lineByPinnedKey(saved, randomBytes(64));
+      const withCheckpoint = (name: string, text: string) => [
+        ...key,
+        '--checkpoint',
+        file(saved.dir, name, text),
+      ];
+      // After the valid line and before it: one good signature does not excuse a forged one beside it.
+      assertFails(await runVerifier(withCheckpoint('bad-after.txt', `${note}${bad}`)), /does not verify/);
+      const [text, signatures] = [
+        note.slice(0, note.lastIndexOf('\n\n') + 2),
+        note.slice(note.lastIndexOf('\n\n') + 2),
+      ];
+      assertFails(
+        await runVerifier(withCheckpoint('bad-before.txt', `${text}${bad}${signatures}`)),
+        /does not verify/,
+      );
+      const short = lineByPinnedKey(saved, randomBytes(10));
+      assertFails(await runVerifier(withCheckpoint('bad-short.txt', `${note}${short}`)), /does not verify/);
+
+      // The same checks hold for the checkpoint inside a receipt.
+      const receipt = editedReceipt(saved, 'bad-receipt-note.json', (response) => {
+        response.receipt.checkpoint += bad;
+      });
+      assertFails(
+        await runVerifier([...key, '--receipt', receipt]),
+        /the receipt checkpoint: .*does not verify/,
+      );
+
+      // Unknown keys, even under the log's own name (another key hash), are ignored, as the spec says.
+      const [name] = readFileSync(saved.key, 'utf8').split('+');
+      const witness = `\u2014 witness.example ${randomBytes(68).toString('base64')}\n`;
+      const rotated = `\u2014 ${name} ${randomBytes(68).toString('base64')}\n`;
+      assertPasses(await runVerifier(withCheckpoint('cosigned.txt', `${note}${witness}${rotated}`)));
+    } finally {
+      await t.destroy();
+    }
+  });
+});
+
+test('--help prints the usage and exits 0; bad usage exits 2 and points to it', async () => {
+  for (const flag of ['--help', '-h']) {
+    const help = await runVerifier([flag]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: npm run audit:verify -- --key/);
+    assert.match(help.stdout, /--receipt <file>/);
+    assert.equal(help.stderr, '');
+  }
+  for (const args of [[], ['--key'], ['--bogus'], ['--checkpoint', 'x.txt']]) {
+    const usage = await runVerifier(args);
+    assert.equal(usage.code, 2, `${args.join(' ')}: ${usage.stdout}${usage.stderr}`);
+    assert.match(usage.stderr, /^audit-verify: .*\(--help for usage\)\n$/);
+  }
 });
 
 describe('the offline verifier catches tampering, holding a checkpoint saved before it', () => {

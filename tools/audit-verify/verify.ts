@@ -9,17 +9,24 @@ import { parseArgs } from 'node:util';
  *   RFC 8785 (JSON canonicalization)     RFC 6962 / RFC 9162 section 2.1 (Merkle tree hashes and proofs)
  *   C2SP signed-note and tlog-checkpoint (Ed25519 signed checkpoints and verifier keys)
  *
- * Usage (npm run audit:verify -- ...):
- *   --key <verifier key, or a file holding it>      required: "<name>+<key hash>+<base64(0x01 || key)>"
- *   --checkpoint <file>        a saved checkpoint (signed note, as served by GET /v1/audit-logs/checkpoint)
- *   --old-checkpoint <file>    an older saved checkpoint: the log must have only grown since
- *   --receipt <file>           a payment receipt (the Prefer: receipt response of POST /v1/payments, or its `receipt`)
- *   --entries <file>           audit entries (GET /v1/audit-logs pages, or a JSON array); repeatable
- *   --proof <file>             a consistency proof (GET /v1/audit-logs/proofs/consistency) between the checkpoints
- *   --url <base URL> --token <auditor token>   fetch the consistency proof instead (token also AUDIT_VERIFY_TOKEN)
- *
- * Every check prints one "ok" line; the first failure prints one line to stderr and exits 1 (2: bad usage).
+ * Usage: USAGE below (also printed by --help). The file formats are described in docs/audit-log.md.
  */
+
+const USAGE = `Usage: npm run audit:verify -- --key <key> [--checkpoint <file>] [--receipt <file>] [options]
+       (at least one of --checkpoint and --receipt)
+
+  --key <verifier key, or a file holding it>      required: "<name>+<key hash>+<base64(0x01 || key)>"
+  --checkpoint <file>        a saved checkpoint (signed note, as served by GET /v1/audit-logs/checkpoint)
+  --old-checkpoint <file>    an older saved checkpoint: the log must have only grown since; repeatable
+  --receipt <file>           a payment receipt: the Prefer: receipt response of POST /v1/payments (or only its
+                             receipt object); its entry must be in the signed tree and record that payment
+  --entries <file>           audit entries (GET /v1/audit-logs pages, a JSON array, or {entry}); repeatable
+  --proof <file>             a consistency proof (GET /v1/audit-logs/proofs/consistency) between the checkpoints
+  --url <base URL> --token <auditor token>   fetch the consistency proof instead (token also AUDIT_VERIFY_TOKEN)
+  --help                     this text
+
+Every check prints one "ok" line; the first failure prints one line to stderr and exits 1 (2: bad usage).
+`;
 
 class VerificationFailure extends Error {}
 class UsageError extends Error {}
@@ -177,21 +184,42 @@ function parseVerifierKey(text: string): VerifierKey {
   return { name, keyHash, publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }) };
 }
 
-/** Verifies the note's signature by `key` and returns the checkpoint it signs. */
+/**
+ * Whether one signature line is by `key`, and if so whether it verifies. C2SP signed-note: a line is by a
+ * known key only when both the key name and the key hash match; lines by other keys are ignored (a note may
+ * carry witnesses' cosignatures), but a line by the known key that fails to verify rejects the whole note.
+ */
+function signatureLine(
+  line: string,
+  text: string,
+  key: VerifierKey,
+  label: string,
+): 'other' | 'valid' | 'bad' {
+  const match = /^\u2014 (\S+) ([A-Za-z0-9+/=]+)$/.exec(line);
+  if (match === null) fail(`${label}: malformed signature line`);
+  if (match![1] !== key.name) return 'other';
+  const blob = strictBase64(match![2]!, `${label}: a signature`);
+  // 4 bytes of key hash and at least one of signature (Go's note.Open rejects shorter ones too).
+  if (blob.length < 5) fail(`${label}: malformed signature line`);
+  if (!blob.subarray(0, 4).equals(key.keyHash)) return 'other';
+  const valid =
+    blob.length === 68 && verifySignature(null, Buffer.from(text, 'utf8'), key.publicKey, blob.subarray(4));
+  return valid ? 'valid' : 'bad';
+}
+
+/** Verifies the note's signatures by `key` and returns the checkpoint it signs. */
 function openCheckpoint(note: string, key: VerifierKey, label: string): Checkpoint {
   const split = note.lastIndexOf('\n\n');
   if (split < 0 || !note.endsWith('\n')) fail(`${label}: not a signed note (no signature block)`);
   const text = note.slice(0, split + 1);
-  const signatureLines = note.slice(split + 2, -1).split('\n');
-  const signed = signatureLines.some((line) => {
-    const match = /^\u2014 (\S+) ([A-Za-z0-9+/=]+)$/.exec(line);
-    if (match === null) fail(`${label}: malformed signature line`);
-    if (match![1] !== key.name) return false;
-    const blob = strictBase64(match![2]!, `${label}: a signature`);
-    if (blob.length !== 68 || !blob.subarray(0, 4).equals(key.keyHash)) return false;
-    return verifySignature(null, Buffer.from(text, 'utf8'), key.publicKey, blob.subarray(4));
-  });
-  if (!signed) fail(`${label}: no valid signature by ${key.name}+${key.keyHash.toString('hex')}`);
+  const verdicts = note
+    .slice(split + 2, -1)
+    .split('\n')
+    .map((line) => signatureLine(line, text, key, label));
+  const keyId = `${key.name}+${key.keyHash.toString('hex')}`;
+  // Every line by the pinned key must verify: one good line does not excuse a forged one beside it.
+  if (verdicts.includes('bad')) fail(`${label}: a signature by ${keyId} does not verify`);
+  if (!verdicts.includes('valid')) fail(`${label}: no valid signature by ${keyId}`);
 
   const [origin, sizeText, rootText] = text.slice(0, -1).split('\n');
   if (origin !== key.name)
@@ -289,15 +317,25 @@ interface Options {
 
 const say = (line: string) => process.stdout.write(`ok   ${line}\n`);
 
-function checkReceipt(path: string, options: Options): Checkpoint {
-  const json = readJson(path) as { receipt?: unknown; payment?: { id?: unknown } };
-  const receipt = (json.receipt ?? json) as {
-    index?: unknown;
-    entry?: unknown;
-    inclusionProof?: unknown;
-    checkpoint?: unknown;
-  };
+interface Receipt {
+  index: number;
+  entry: Entry;
+  inclusionProof: unknown[];
+  checkpoint: string;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const show = (value: unknown): string => JSON.stringify(value) ?? 'missing';
+
+/** The file is the whole POST /v1/payments response ({payment, ..., receipt}) or the bare receipt. */
+function readReceipt(path: string): { receipt: Receipt; response: Json | null } {
+  const json = readJson(path);
+  const response = isObject(json) && 'receipt' in json ? json : null;
+  const receipt = (response === null ? json : response['receipt']) as Partial<Receipt> | null;
   if (
+    !isObject(receipt) ||
     !Number.isSafeInteger(receipt.index) ||
     !isEntry(receipt.entry) ||
     !Array.isArray(receipt.inclusionProof)
@@ -305,19 +343,75 @@ function checkReceipt(path: string, options: Options): Checkpoint {
     throw new UsageError(`${path} is not a receipt ({index, entry, inclusionProof, checkpoint})`);
   }
   if (typeof receipt.checkpoint !== 'string') throw new UsageError(`${path}: the receipt has no checkpoint`);
+  return { receipt: receipt as Receipt, response };
+}
+
+// What the server logs when a payment is created, by its creation-time status (the status a receipt's
+// response shows). Later entries about the same payment (review, refund) record other facts: a receipt built
+// on one of them, with a genuine proof, would vouch for a payment that entry does not describe.
+const CREATION_EVENTS = new Map([
+  ['posted', 'payment.posted'],
+  ['manual_review', 'payment.held_for_review'],
+  ['declined', 'payment.declined'],
+]);
+
+// The response's payment fields a payer relies on, and the metadata fields the entry logs them under.
+const PAYMENT_FIELDS = [
+  ['id', 'paymentId'],
+  ['status', 'status'],
+  ['amountCents', 'amountCents'],
+  ['currency', 'currency'],
+  ['sourceAccountId', 'sourceAccountId'],
+  ['destinationAccountId', 'destinationAccountId'],
+] as const;
+
+/** The entry must log a payment's creation; returns its metadata. */
+function creationMetadata(entry: Entry): Json {
+  const metadata = isObject(entry['metadata']) ? entry['metadata'] : {};
+  const status = metadata['status'];
+  const expected = typeof status === 'string' ? CREATION_EVENTS.get(status) : undefined;
+  if (entry['resourceType'] !== 'payment' || expected === undefined || entry['eventType'] !== expected) {
+    fail(
+      `the receipt's entry ${entry.index} (${String(entry['eventType'])}) does not log a payment's creation`,
+    );
+  }
+  if (entry['resourceId'] !== metadata['paymentId']) {
+    fail(
+      `the receipt's entry ${entry.index} is about ${show(entry['resourceId'])} but logs payment ${show(metadata['paymentId'])}`,
+    );
+  }
+  return metadata;
+}
+
+/** Every field of the response's payment that the entry logs must be what it logs. */
+function checkPayment(response: Json, entry: Entry, metadata: Json): void {
+  const payment = isObject(response['payment'])
+    ? response['payment']
+    : fail('the response holds no payment to compare with its receipt');
+  for (const [field, logged] of PAYMENT_FIELDS) {
+    if (payment[field] !== metadata[logged]) {
+      fail(
+        `payment.${field} in the response is ${show(payment[field])} but entry ${entry.index} logs ${logged} ${show(metadata[logged])}`,
+      );
+    }
+  }
+  if ('ledgerPosted' in response && response['ledgerPosted'] !== (metadata['status'] === 'posted')) {
+    fail(
+      `the response says ledgerPosted ${show(response['ledgerPosted'])} but entry ${entry.index} logs status ${show(metadata['status'])}`,
+    );
+  }
+}
+
+function checkReceipt(path: string, options: Options): Checkpoint {
+  const { receipt, response } = readReceipt(path);
   const checkpoint = openCheckpoint(receipt.checkpoint, options.key, 'the receipt checkpoint');
   say(`the receipt's checkpoint (size ${checkpoint.size}) is signed by ${options.key.name}`);
   const entry = receipt.entry;
   if (entry.index !== receipt.index)
     fail(`the receipt names index ${receipt.index} but holds entry ${entry.index}`);
-  if (json.payment?.id !== undefined && entry['resourceId'] !== json.payment.id) {
-    fail(
-      `the receipt's entry is about ${String(entry['resourceId'])}, not payment ${String(json.payment.id)}`,
-    );
-  }
   if (entryChainHash(entry) !== entry.hash)
     fail(`the receipt's entry ${entry.index}: hash does not match its contents`);
-  const path_ = (receipt.inclusionProof as unknown[]).map((h) =>
+  const path_ = receipt.inclusionProof.map((h) =>
     strictBase64(typeof h === 'string' ? h : '', 'an inclusion proof hash'),
   );
   if (!inclusionHolds(entry.index, checkpoint.size, entryLeaf(entry), path_, checkpoint.root)) {
@@ -326,6 +420,14 @@ function checkReceipt(path: string, options: Options): Checkpoint {
   say(
     `entry ${entry.index} (${String(entry['eventType'])} ${String(entry['resourceId'])}) is included in it`,
   );
+  // Only now is the entry known to be logged: compare the payment the payer was shown with it.
+  const metadata = creationMetadata(entry);
+  if (response === null) {
+    process.stdout.write(`note a bare receipt: no payment response to compare with entry ${entry.index}\n`);
+  } else {
+    checkPayment(response, entry, metadata);
+    say(`the response's payment (id, status, amount, currency, accounts) is what entry ${entry.index} logs`);
+  }
   if (options.entries !== null && options.entries.length > entry.index) {
     if (canonicalize(options.entries[entry.index]) !== canonicalize(entry)) {
       fail(`entry ${entry.index} in the entries differs from the one in the receipt`);
@@ -443,7 +545,8 @@ async function run(options: Options): Promise<void> {
   }
 }
 
-function parseOptions(argv: string[]): Options {
+/** The options, or 'help' when --help asks for the usage text instead. */
+function parseOptions(argv: string[]): Options | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -455,8 +558,10 @@ function parseOptions(argv: string[]): Options {
       proof: { type: 'string' },
       url: { type: 'string' },
       token: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) return 'help';
   if (values.key === undefined)
     throw new UsageError('--key is required (the log verifier key, or a file holding it)');
   let keyText = values.key;
@@ -500,15 +605,24 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-try {
-  await run(parseOptions(process.argv.slice(2)));
+async function main(argv: string[]): Promise<void> {
+  const options = parseOptions(argv);
+  if (options === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  await run(options);
   process.stdout.write('audit log verified\n');
+}
+
+try {
+  await main(process.argv.slice(2));
 } catch (error) {
   if (error instanceof VerificationFailure) {
     process.stderr.write(`audit-verify: FAILED: ${error.message}\n`);
     process.exitCode = 1;
   } else if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`audit-verify: ${(error as Error).message}\n`);
+    process.stderr.write(`audit-verify: ${(error as Error).message} (--help for usage)\n`);
     process.exitCode = 2;
   } else {
     process.stderr.write(`audit-verify: FAILED: ${(error as Error).message}\n`);
