@@ -7,6 +7,7 @@ import {
   apiKey,
   assertBooksValid,
   auditLogs,
+  type Client,
   type Json,
   ledgerVerify,
   listAll,
@@ -260,7 +261,7 @@ async function runScenario(balances: number[], commands: Command[]): Promise<voi
       }
     }
 
-    await checkBooks(t, accounts, payments);
+    await checkBooks(t, accounts, payments, tokens[0]!);
   } finally {
     await t.destroy();
   }
@@ -270,6 +271,7 @@ async function checkBooks(
   t: TestApp,
   accounts: { id: string; currency: string; initial: number }[],
   payments: Map<string, Json>,
+  paymentsToken: string,
 ): Promise<void> {
   // Model: posted payments moved money; reviewed ones hold it on the source; declines did nothing.
   const expected = new Map(accounts.map((a) => [a.id, { posted: a.initial, held: 0, incoming: 0 }]));
@@ -310,15 +312,24 @@ async function checkBooks(
     );
   }
 
-  // Every stored payment is one POST answered, and GET says what POST said.
-  const all = await allPayments(t);
+  // Every stored payment is one POST answered, and GET says what POST said: to a payments key (either one:
+  // they see the same view), the same summary decision; to an admin, the same payment with the full decision
+  // that summary was cut from.
+  const asPayments: Client = {
+    request: (method, url, options = {}) => t.request(method, url, { ...options, token: paymentsToken }),
+  };
+  const all = await allPayments(asPayments);
   assert.equal(all.length, payments.size, 'no payment beyond the fresh executions');
   for (const p of all) assert.deepEqual(p, payments.get(p.id));
   for (const p of payments.values()) {
-    const got = await t.request('GET', `/v1/payments/${p.id}`);
+    const got = await asPayments.request('GET', `/v1/payments/${p.id}`);
     assert.equal(got.status, 200);
     assert.deepEqual(got.json.payment, p);
     assert.equal(got.json.ledgerEntries.length, p.status === 'posted' ? 2 : 0);
+    const full = (await t.request('GET', `/v1/payments/${p.id}`)).json.payment;
+    const { outcome, policyVersion, reasons } = full.decision;
+    assert.deepEqual({ ...full, decision: { outcome, policyVersion, reasons } }, p);
+    assert.ok(Array.isArray(full.decision.rules) && typeof full.decision.score === 'number');
   }
   const audited = (await auditLogs(t)).filter((e) => e.resourceType === 'payment');
   assert.equal(audited.length, payments.size, 'one audit entry per payment');

@@ -14,7 +14,7 @@ import type { Tx } from '../storage/store.ts';
 import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
 import { assessRisk, recordAttempt } from './risk-assessment.ts';
 import type { Services } from './services.ts';
-import { paymentView } from './views.ts';
+import { decisionDetailFor, paymentView } from './views.ts';
 
 /**
  * POST /v1/payments, following the workshop's request flow:
@@ -143,12 +143,15 @@ async function executePayment(
     await tx.placeHold(payment.id, source, payment.amountCents);
   }
 
-  // Step 8: audit entry, outbox event, idempotency record, and the response bytes every replay will repeat.
+  // Step 8: audit entry (the whole decision), outbox event (the summary), idempotency record, and the
+  // response bytes every replay will repeat: the view of the decision this caller's role may see, as the
+  // key is the caller's own (src/app/views.ts).
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment);
+  const view = paymentView(payment, decisionDetailFor(actor));
   const response: StoredResponse = {
     statusCode: STATUS_BY_OUTCOME[payment.status],
-    body: JSON.stringify({ payment: paymentView(payment), ledgerPosted: payment.status === 'posted' }),
+    body: JSON.stringify({ payment: view, ledgerPosted: payment.status === 'posted' }),
   };
   await tx.completeIdempotencyKey(actor.apiKeyId, idempotencyKey, response, payment.id);
   return { ...response, replayed: false };

@@ -26,7 +26,12 @@ export const CREATED_EVENT_TYPE = {
   declined: 'payment.declined',
 } as const satisfies Record<Payment['status'], EventType>;
 
-/** `data` is `{payment}` (the client's view) plus anything the event adds, e.g. `{refund}`. */
+/**
+ * `data` is `{payment}` plus anything the event adds, e.g. `{refund}`. An event is stored once and sent as is
+ * to every subscribed receiver (and listed by GET /v1/events), whoever caused it, so the payment carries the
+ * `summary` decision (`{outcome, policyVersion, reasons}`); the full explanation stays in the audit entry and
+ * behind the API for the roles that may see it (src/app/views.ts, decisionDetailFor).
+ */
 export async function appendPaymentEvent(
   tx: Tx,
   type: EventType,
@@ -37,6 +42,6 @@ export async function appendPaymentEvent(
     type,
     resourceType: 'payment',
     resourceId: payment.id,
-    data: JSON.stringify({ payment: paymentView(payment), ...extra }),
+    data: JSON.stringify({ payment: paymentView(payment, 'summary'), ...extra }),
   });
 }

@@ -13,6 +13,11 @@ import { auditEntryView } from './views.ts';
  * The receipt is computed on the way out and appended AFTER the stored response bytes: the idempotency
  * record is untouched, a replay without the preference is byte-identical to the first response, and a
  * replay with it is the same bytes plus a receipt (possibly against a newer checkpoint).
+ *
+ * The stored body carries the decision as the caller's role may see it (src/app/views.ts); the receipt's
+ * `entry` is the audit entry itself, whole decision included, because the leaf hash is computed over all of it
+ * and a payer must be able to recompute it. So a `payments` key that asks for a receipt does see the full
+ * decision there: reducing it would break the proof; keeping it out needs a change to what the leaf commits to.
  */
 export interface Receipt {
   index: number;

@@ -1,11 +1,14 @@
 import type { AuditEntry } from '../domain/audit.ts';
 import {
   type Account,
+  type Actor,
   availableCents,
+  type Decision,
   type LedgerEntry,
   type OutboxEvent,
   type Payment,
   type Refund,
+  type Role,
 } from '../domain/types.ts';
 import { maskAccountNumber, type PiiCipher } from '../security/pii-cipher.ts';
 import type { CustomerRow, WebhookDelivery, WebhookEndpointRow } from '../storage/store.ts';
@@ -50,7 +53,43 @@ export function balanceView(a: Account) {
   };
 }
 
-export function paymentView(p: Payment) {
+/**
+ * How much of a payment's risk decision a caller sees. `full` is the whole explanation: every rule that fired
+ * with the feature values it saw, all features, the score, and the sanctions screening (list hash, matched
+ * entry ids and scores). `summary` is `{outcome, policyVersion, reasons}`, whose `reasons` equal the payment's
+ * top-level `reasons` (both are the decision's reason codes). The full decision shows a client exactly which
+ * thresholds and features to stay under, and which list entry a party resembles, so it is for the roles that
+ * review and audit decisions.
+ */
+export type DecisionDetail = 'full' | 'summary';
+
+/**
+ * THE place that decides who sees what of a decision: routes (through `req.actor`) and the payment pipeline
+ * (for the stored idempotent response) both ask here. A `Record` over every role, so a new role cannot be added
+ * without choosing. Events (webhooks and GET /v1/events) are stored once for every receiver: always `summary`.
+ * The audit entry is not a view: it keeps the whole decision.
+ */
+const DECISION_DETAIL_BY_ROLE: Record<Role, DecisionDetail> = {
+  admin: 'full',
+  compliance: 'full',
+  auditor: 'full',
+  payments: 'summary',
+};
+
+export function decisionDetailFor(actor: Pick<Actor, 'role'>): DecisionDetail {
+  return DECISION_DETAIL_BY_ROLE[actor.role];
+}
+
+/**
+ * The summary is built field by field (never by deleting fields from the full decision), so whatever the
+ * decision gains later (e.g. more sanctions screening detail) stays out of it until chosen here.
+ */
+export function decisionView(d: Decision, detail: DecisionDetail) {
+  if (detail === 'full') return d;
+  return { outcome: d.outcome, policyVersion: d.policyVersion, reasons: d.reasons };
+}
+
+export function paymentView(p: Payment, detail: DecisionDetail) {
   return {
     id: p.id,
     status: p.status,
@@ -61,7 +100,7 @@ export function paymentView(p: Payment) {
     note: p.note,
     metadata: p.metadata,
     reasons: p.reasons,
-    decision: p.decision,
+    decision: decisionView(p.decision, detail),
     refundedCents: p.refundedCents,
     // How a review ended; the reviewer's note stays encrypted at rest and is not echoed (it may name people).
     resolution:
@@ -89,7 +128,10 @@ export function refundView(r: Refund, cipher: PiiCipher) {
   };
 }
 
-/** The event as listed and as a webhook receiver gets it: `{id, type, createdAt, data}`. */
+/**
+ * The event as listed and as a webhook receiver gets it: `{id, type, createdAt, data}`. `data` was written
+ * with the summary decision (src/app/events.ts), so this listing and every receiver see the same reduced view.
+ */
 export function eventView(e: OutboxEvent) {
   return { id: e.id, type: e.type, createdAt: iso(e.createdAtMs), data: JSON.parse(e.data) as unknown };
 }

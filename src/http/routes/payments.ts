@@ -4,7 +4,7 @@ import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import { createRefund } from '../../app/refunds.ts';
 import { type ReviewAction, resolveReview } from '../../app/review.ts';
 import type { Services } from '../../app/services.ts';
-import { ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
+import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../../domain/idempotency.ts';
 import { CREATE_PAYMENTS, READ_PAYMENTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
@@ -22,6 +22,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
     { config: { roles: CREATE_PAYMENTS }, schema: { body: CreatePaymentBody } },
     async (req, reply) => {
       const key = idempotencyKeyOf(req);
+      // The stored (and replayed) body shows the decision as the caller's role may see it (req.actor).
       const result = await createPayment(services, req.actor, key, req.body);
       // `Prefer: receipt` appends a computed receipt after the stored bytes (src/app/receipts.ts).
       const withProof = prefersReceipt(req.headers.prefer) ? await withReceipt(services, result.body) : null;
@@ -43,8 +44,9 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
         req.query.status,
       );
+      const detail = decisionDetailFor(req.actor);
       return {
-        payments: page.items.map(paymentView),
+        payments: page.items.map((p) => paymentView(p, detail)),
         hasMore: page.nextAfter !== null,
         nextCursor: encodeCursor(page.nextAfter),
       };
@@ -63,7 +65,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       );
       const refunds = await reads.listRefunds(payment.id);
       return {
-        payment: paymentView(payment),
+        payment: paymentView(payment, decisionDetailFor(req.actor)),
         ledgerEntries: entries.items.map(ledgerEntryView),
         refunds: refunds.map((r) => refundView(r, services.cipher)),
       };
@@ -81,9 +83,10 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       },
       async (req, reply) => {
         const result = await resolveReview(services, req.actor, req.params.id, action, req.body?.note);
+        const payment = paymentView(result.payment, decisionDetailFor(req.actor));
         return reply
           .code(action === 'approve' ? 201 : 200)
-          .send({ payment: paymentView(result.payment), ledgerPosted: result.ledgerPosted });
+          .send({ payment, ledgerPosted: result.ledgerPosted });
       },
     );
   }
