@@ -1,17 +1,24 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config.ts';
 import { DEFAULT_POLICY } from '../domain/default-policy.ts';
+import { unknownFeatures } from '../domain/features.ts';
 import { parsePolicy, type RiskPolicy } from '../domain/policy.ts';
-import { parseSdnCsv, type SanctionsList, type ScreeningResult, screenName } from '../domain/sanctions.ts';
+import {
+  parseSanctionsList,
+  type SanctionsList,
+  type ScreeningResult,
+  screenName,
+} from '../domain/sanctions.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { CustomerRow } from '../storage/store.ts';
 import type { Screening } from './risk-assessment.ts';
 
 /**
  * Loads the risk policy (RISK_POLICY_PATH, else the built-in seed policy) and the sanctions list
- * (SANCTIONS_LIST_PATH, else the synthetic sample shipped in config/sanctions). A bad file stops start-up with
- * one line naming the variable.
+ * (SANCTIONS_LIST_PATH, else the synthetic sample shipped in config/sanctions), with its aliases file when one
+ * lies beside it. A bad file stops start-up with one line naming the variable.
  */
 export const SAMPLE_SANCTIONS_LIST = fileURLToPath(
   new URL('../../config/sanctions/sdn-sample.csv', import.meta.url),
@@ -19,9 +26,12 @@ export const SAMPLE_SANCTIONS_LIST = fileURLToPath(
 const SCREENING_CACHE_MAX = 100_000;
 
 export function loadRiskPolicy(path: string | null): RiskPolicy {
-  if (path === null) return DEFAULT_POLICY;
   try {
-    return parsePolicy(JSON.parse(readFileSync(path, 'utf8')), path);
+    const policy = path === null ? DEFAULT_POLICY : parsePolicy(JSON.parse(readFileSync(path, 'utf8')), path);
+    const unknown = unknownFeatures(policy);
+    if (unknown.length > 0)
+      throw new Error(`risk policy ${path ?? '(built-in)'} names unknown features: ${unknown.join(', ')}`);
+    return policy;
   } catch (error) {
     throw new ConfigError('RISK_POLICY_PATH', (error as Error).message);
   }
@@ -29,11 +39,19 @@ export function loadRiskPolicy(path: string | null): RiskPolicy {
 
 export function loadSanctionsList(path: string | null): SanctionsList {
   const file = path ?? SAMPLE_SANCTIONS_LIST;
+  const aliases = aliasesFileOf(file);
   try {
-    return parseSdnCsv(readFileSync(file, 'utf8'));
+    const altCsv = existsSync(aliases) ? readFileSync(aliases, 'utf8') : null;
+    return parseSanctionsList(readFileSync(file, 'utf8'), altCsv);
   } catch (error) {
     throw new ConfigError('SANCTIONS_LIST_PATH', `${file}: ${(error as Error).message}`);
   }
+}
+
+/** OFAC publishes aliases as alt.csv beside sdn.csv: "sdn.csv" → "alt.csv", "sdn-sample.csv" → "alt-sample.csv". */
+export function aliasesFileOf(sdnFile: string): string {
+  const name = basename(sdnFile);
+  return join(dirname(sdnFile), /sdn/i.test(name) ? name.replace(/sdn/i, 'alt') : 'alt.csv');
 }
 
 /**
@@ -47,7 +65,8 @@ export function createScreening(list: SanctionsList, cipher: PiiCipher): Screeni
     list,
     screen(customer: CustomerRow): ScreeningResult {
       if (customer.sanctionsListSha256 === list.sha256) {
-        return { scoreBp: customer.sanctionsScoreBp, entryId: customer.sanctionsEntryId };
+        const { sanctionsScoreBp: scoreBp, sanctionsEntryId: entryId, sanctionsAliasId: aliasId } = customer;
+        return { scoreBp, entryId, aliasId };
       }
       const key = `${customer.id}:${list.sha256}`;
       let result = cache.get(key);

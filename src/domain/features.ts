@@ -1,3 +1,5 @@
+import { assert } from './assert.ts';
+import { compactSkeleton } from './canonical-text.ts';
 import type { Features, RiskPolicy } from './policy.ts';
 import type { KycStatus } from './types.ts';
 
@@ -47,17 +49,43 @@ export function inStructuringBand(amountCents: number, policy: RiskPolicy): bool
   return amountCents * 100 >= thresholdCents * bandStartPercent && amountCents < thresholdCents;
 }
 
+/** The policy's suspicious-note terms as skeletons, computed once per policy. */
+const termSkeletons = new WeakMap<RiskPolicy, string[]>();
+
+/**
+ * Keyword rules compare skeletons with separators removed (src/domain/canonical-text.ts): "crypto-mixer",
+ * "cryptomixer", "crypto  mixer", a no-break or zero-width space and a Cyrillic "с" all contain the term
+ * "crypto mixer".
+ */
+export function noteHasSuspiciousTerm(note: string | null, policy: RiskPolicy): boolean {
+  if (note === null || note === '') return false;
+  let terms = termSkeletons.get(policy);
+  if (terms === undefined) {
+    terms = policy.suspiciousNoteTerms.map(compactSkeleton);
+    termSkeletons.set(policy, terms);
+  }
+  const text = compactSkeleton(note);
+  return terms.some((term) => text.includes(term));
+}
+
+/** The sender's tier limits: an own property only (a tier named "constructor" is no tier), else the default. */
+export function tierLimits(policy: RiskPolicy, tier: string): RiskPolicy['kycTiers'][string] {
+  const name = Object.hasOwn(policy.kycTiers, tier) ? tier : policy.defaultKycTier;
+  const limits = policy.kycTiers[name];
+  assert(limits !== undefined, 'the default KYC tier is a tier of the policy (checked when it is loaded)');
+  return limits;
+}
+
 export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Features {
   const { amountCents, counters: c } = input;
-  const note = (input.note ?? '').toLowerCase();
-  const tier = policy.kycTiers[input.sender.kycTier] ?? policy.kycTiers[policy.defaultKycTier]!;
+  const tier = tierLimits(policy, input.sender.kycTier);
   const average7d =
     c.sourceAttempts.d7.count === 0 ? 0 : c.sourceAttempts.d7.sumCents / c.sourceAttempts.d7.count;
   const inBand = inStructuringBand(amountCents, policy);
   return {
     amountCents,
     roundAmount: amountCents % 100_00 === 0,
-    suspiciousNote: policy.suspiciousNoteTerms.some((term) => note.includes(term)),
+    suspiciousNote: noteHasSuspiciousTerm(input.note, policy),
     senderKycStatus: input.sender.kycStatus,
     receiverKycStatus: input.receiver.kycStatus,
     senderKycTier: input.sender.kycTier,
@@ -83,4 +111,29 @@ export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Featur
     kycDailyLimitExceeded: c.senderOutgoing.h24.sumCents + amountCents > tier.dailyCents,
     kycMonthlyLimitExceeded: c.senderOutgoing.d30.sumCents + amountCents > tier.monthlyCents,
   };
+}
+
+const NO_TOTALS: WindowTotals = { count: 0, sumCents: 0 };
+const SAMPLE_INPUT: FeatureInput = {
+  amountCents: 1,
+  note: null,
+  sender: { kycStatus: 'verified', country: 'US', kycTier: '', sanctionsScoreBp: 0 },
+  receiver: { kycStatus: 'verified', country: 'US', sanctionsScoreBp: 0 },
+  counters: {
+    sourceAttempts: { m1: NO_TOTALS, h1: NO_TOTALS, h24: NO_TOTALS, d7: NO_TOTALS },
+    samePattern1m: 0,
+    pairAttempts: 0,
+    beneficiaryIncoming24h: NO_TOTALS,
+    senderOutgoing: { h24: NO_TOTALS, d30: NO_TOTALS },
+    nearThreshold24h: 0,
+  },
+};
+
+/** The features a policy's rules may name: checked when a policy is loaded, not when a payment runs. */
+export function unknownFeatures(policy: RiskPolicy): string[] {
+  const known = computeFeatures(SAMPLE_INPUT, policy);
+  const named = policy.rules.flatMap((rule) =>
+    [...(rule.all ?? []), ...(rule.any ?? [])].map((c) => c.feature),
+  );
+  return [...new Set(named.filter((name) => !Object.hasOwn(known, name)))];
 }

@@ -1,5 +1,7 @@
 import { Ajv } from 'ajv';
 import { type Static, Type } from 'typebox';
+import { compactSkeleton } from './canonical-text.ts';
+import { isCountryCode } from './iso-codes.ts';
 import type { RuleHit } from './types.ts';
 
 /**
@@ -85,8 +87,16 @@ export function parsePolicy(value: unknown, source: string): RiskPolicy {
   }
   const policy = value as RiskPolicy;
   const problems: string[] = [];
-  if (!(policy.defaultKycTier in policy.kycTiers))
+  if (!Object.hasOwn(policy.kycTiers, policy.defaultKycTier))
     problems.push(`defaultKycTier "${policy.defaultKycTier}" is not a tier`);
+  for (const country of policy.highRiskCountries) {
+    if (!isCountryCode(country))
+      problems.push(`highRiskCountries: "${country}" is not an ISO 3166-1 country`);
+  }
+  // Terms are compared as skeletons (src/domain/features.ts): one with no letters or digits would match any note.
+  for (const term of policy.suspiciousNoteTerms) {
+    if (compactSkeleton(term) === '') problems.push(`suspiciousNoteTerms "${term}" has no letters or digits`);
+  }
   if (policy.sanctions.reviewScore > policy.sanctions.declineScore)
     problems.push('sanctions.reviewScore > declineScore');
   const ids = new Set<string>();
@@ -101,7 +111,8 @@ export function parsePolicy(value: unknown, source: string): RiskPolicy {
 }
 
 function holds(condition: Condition, features: Features): boolean {
-  const actual = features[condition.feature];
+  // Own properties only: a rule naming "constructor" must not read Object.prototype.constructor.
+  const actual = Object.hasOwn(features, condition.feature) ? features[condition.feature] : undefined;
   if (actual === undefined) throw new Error(`policy names an unknown feature "${condition.feature}"`);
   const expected = condition.value;
   switch (condition.op) {
@@ -132,7 +143,9 @@ function fires(rule: PolicyRule, features: Features): boolean {
 /** The features a rule looked at, as it saw them: the explanation recorded with the decision. */
 function observed(rule: PolicyRule, features: Features): RuleHit['observed'] {
   const seen: RuleHit['observed'] = {};
-  for (const c of [...(rule.all ?? []), ...(rule.any ?? [])]) seen[c.feature] = features[c.feature] ?? null;
+  for (const c of [...(rule.all ?? []), ...(rule.any ?? [])]) {
+    seen[c.feature] = Object.hasOwn(features, c.feature) ? features[c.feature]! : null;
+  }
   return seen;
 }
 

@@ -1,19 +1,28 @@
 import { createHash } from 'node:crypto';
+import { parse } from 'csv-parse/sync';
+import { CANONICALISATION_VERSION, skeleton } from './canonical-text.ts';
 
 /**
- * Sanctions screening: a list in OFAC's legacy `sdn.csv` format, names normalised (Unicode, case,
- * punctuation, "LAST, First" order) and scored with token-wise Jaro-Winkler. Pure: the list is parsed once at
- * start-up, and screening a name needs no I/O.
+ * Sanctions screening: a list in OFAC's legacy CSV format — `sdn.csv` (primary names) and, when given,
+ * `alt.csv` (aliases: "a.k.a.", "f.k.a." names of the same entries) — with every name reduced to its
+ * skeleton (src/domain/canonical-text.ts: invisible characters removed, look-alike letters mapped to Latin,
+ * case and width folded) and scored with token-wise Jaro-Winkler. Pure: the list is parsed once at start-up,
+ * and screening a name needs no I/O.
  */
 export interface SanctionsEntry {
   entryId: string;
+  /** The alias's `alt_num` when this name comes from alt.csv; null for the primary name. */
+  aliasId: string | null;
   kind: string;
   program: string;
   tokens: string[];
 }
 
 export interface SanctionsList {
-  /** SHA-256 of the file's bytes: decisions record which list they were screened against. */
+  /**
+   * The screening version: SHA-256 over the canonicalisation version and the list files' bytes. A result
+   * screened under another version (another list, or another canonicalisation) is screened again.
+   */
   sha256: string;
   entries: SanctionsEntry[];
 }
@@ -22,68 +31,79 @@ export interface SanctionsList {
 export interface ScreeningResult {
   scoreBp: number;
   entryId: string | null;
+  /** Set when the best match was one of the entry's aliases (alt.csv), not its primary name. */
+  aliasId: string | null;
 }
 
 const NULL_MARKER = '-0-';
 const SDN_COLUMNS_MIN = 4;
+const ALT_COLUMNS_MIN = 4;
+const END_OF_FILE = '\u001a'; // OFAC's files end with a DOS end-of-file character
 
-/** Splits one CSV line with double-quoted fields ("" is an escaped quote). */
-export function parseCsvLine(line: string): string[] {
-  const fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      fields.push(field);
-      field = '';
-    } else field += ch;
-  }
-  fields.push(field);
-  return fields.map((f) => f.trim());
-}
-
-/** Parses sdn.csv: ent_num, SDN_Name, SDN_Type, Program, Title, ... (no header; "-0-" marks an empty field). */
-export function parseSdnCsv(text: string): SanctionsList {
-  const entries: SanctionsEntry[] = [];
-  const lines = text.split(/\r?\n/);
-  lines.forEach((line, lineIndex) => {
-    if (line.trim() === '' || line.startsWith('\u001a')) return;
-    const fields = parseCsvLine(line);
-    if (fields.length < SDN_COLUMNS_MIN || !/^\d+$/.test(fields[0]!)) {
+/** RFC 4180 records (quoted fields may hold commas, quotes and newlines), trimmed, "-0-" read as empty. */
+function parseRecords(text: string, file: string, columnsMin: number): string[][] {
+  const body = text.endsWith(END_OF_FILE) ? text.slice(0, -1) : text;
+  const records = parse(body, {
+    relax_column_count: true,
+    skip_empty_lines: true,
+    trim: true,
+    info: true,
+  }) as unknown as { record: string[]; info: { lines: number } }[];
+  return records.map(({ record, info }) => {
+    if (record.length < columnsMin || !/^\d+$/.test(record[0]!)) {
       throw new Error(
-        `sanctions list line ${lineIndex + 1}: expected "ent_num","SDN_Name","SDN_Type","Program",...`,
+        `${file} record ending on line ${info.lines}: expected ${columnsMin}+ fields, the first an id`,
       );
     }
-    const clean = (v: string | undefined) => (v === undefined || v === NULL_MARKER ? '' : v);
-    const tokens = nameTokens(fields[1]!);
-    if (tokens.length === 0) return;
-    entries.push({ entryId: fields[0]!, kind: clean(fields[2]), program: clean(fields[3]), tokens });
+    return record.map((field) => (field === NULL_MARKER ? '' : field));
   });
-  return { sha256: createHash('sha256').update(text).digest('hex'), entries };
 }
 
 /**
- * Normalises a name to comparable tokens: "SIDORENKO, Ivan" and "Ivan Sidorenko" both become
- * ["ivan", "sidorenko"]. Diacritics are dropped (NFKD), case folded, punctuation removed.
+ * Parses sdn.csv (ent_num, SDN_Name, SDN_Type, Program, ...; no header) and, when given, alt.csv (ent_num,
+ * alt_num, alt_type, alt_name, alt_remarks). An alias of an entry the sdn file does not have is an error: the
+ * two files are one list.
+ */
+export function parseSanctionsList(sdnCsv: string, altCsv: string | null = null): SanctionsList {
+  const entries: SanctionsEntry[] = [];
+  const primaries = new Map<string, SanctionsEntry>();
+  for (const [entryId, name, kind, program] of parseRecords(sdnCsv, 'sdn.csv', SDN_COLUMNS_MIN)) {
+    const entry = {
+      entryId: entryId!,
+      aliasId: null,
+      kind: kind!,
+      program: program!,
+      tokens: nameTokens(name!),
+    };
+    primaries.set(entry.entryId, entry);
+    if (entry.tokens.length > 0) entries.push(entry);
+  }
+  for (const [entryId, aliasId, , name] of altCsv === null
+    ? []
+    : parseRecords(altCsv, 'alt.csv', ALT_COLUMNS_MIN)) {
+    const primary = primaries.get(entryId!);
+    if (primary === undefined)
+      throw new Error(`alt.csv alias ${aliasId} names entry ${entryId}, which sdn.csv does not list`);
+    const tokens = nameTokens(name!);
+    if (tokens.length > 0) entries.push({ ...primary, aliasId: aliasId!, tokens });
+  }
+  const sha256 = createHash('sha256')
+    .update(`${CANONICALISATION_VERSION}\n`)
+    .update(sdnCsv)
+    .update(altCsv === null ? '' : `\n${altCsv}`)
+    .digest('hex');
+  return { sha256, entries };
+}
+
+/**
+ * A name as comparable tokens: its skeleton split on separators. "SIDORENKO, Ivan", "Ivan Sidorenko" and
+ * "Іvаn Ѕіdоrеnkо" (Cyrillic look-alikes) give the same tokens; order does not matter to the score. A name
+ * is not a document number, so 0 and 1 are also read as the letters they resemble.
  */
 export function nameTokens(name: string): string[] {
-  let text = name.normalize('NFKD').replace(/\p{M}+/gu, '');
-  const comma = text.split(',');
-  // OFAC writes individuals as "LAST, First Middle": bring the given names first.
-  if (comma.length === 2) text = `${comma[1]} ${comma[0]}`;
-  return text
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s]+/gu, ' ')
-    .split(/\s+/)
-    .filter((t) => t !== '');
+  // Digits that pass for letters in a name ("V0LKOVA", "1VAN") are read as those letters, on both sides.
+  const text = skeleton(name).replaceAll('0', 'o').replaceAll('1', 'l');
+  return text === '' ? [] : text.split(' ');
 }
 
 /** Jaro-Winkler similarity of two strings, 0..1 (prefix scale 0.1, prefix length at most 4). */
@@ -132,17 +152,39 @@ export function tokenScore(query: string[], listed: string[]): number {
   return Math.min(directional(query, listed), directional(listed, query));
 }
 
+/** Longer names are screened as written: a name has a handful of words, and each variant costs a list scan. */
+const MERGE_TOKENS_MAX = 8;
+
+/**
+ * The name's tokens, and the same with each pair of neighbours joined: "Sido-renko" or "Sido renko" is read
+ * as "sidorenko" too, so a separator typed inside a listed word does not split it out of a match.
+ */
+function tokenVariants(tokens: string[]): string[][] {
+  if (tokens.length < 2 || tokens.length > MERGE_TOKENS_MAX) return [tokens];
+  const variants = [tokens];
+  for (let i = 0; i + 1 < tokens.length; i++) {
+    variants.push([...tokens.slice(0, i), tokens[i]! + tokens[i + 1]!, ...tokens.slice(i + 2)]);
+  }
+  return variants;
+}
+
 /** The best match of a name on the list. */
 export function screenName(list: SanctionsList, name: string): ScreeningResult {
-  const tokens = nameTokens(name);
+  const variants = tokenVariants(nameTokens(name));
   let bestScore = 0;
-  let entryId: string | null = null;
+  let best: SanctionsEntry | null = null;
   for (const entry of list.entries) {
-    const score = tokenScore(tokens, entry.tokens);
-    if (score > bestScore) {
-      bestScore = score;
-      entryId = entry.entryId;
+    for (const tokens of variants) {
+      const score = tokenScore(tokens, entry.tokens);
+      if (score > bestScore) {
+        bestScore = score;
+        best = entry;
+      }
     }
   }
-  return { scoreBp: Math.round(bestScore * 10_000), entryId };
+  return {
+    scoreBp: Math.round(bestScore * 10_000),
+    entryId: best?.entryId ?? null,
+    aliasId: best?.aliasId ?? null,
+  };
 }

@@ -58,10 +58,14 @@ export interface RuleHit {
 }
 
 export interface SanctionsScreening {
-  /** SHA-256 of the sanctions list file the parties were screened against. */
+  /**
+   * The screening version the parties were screened under: SHA-256 over the canonicalisation version and
+   * the sanctions list files (src/domain/sanctions.ts).
+   */
   listSha256: string;
-  sender: { scoreBp: number; entryId: string | null };
-  receiver: { scoreBp: number; entryId: string | null };
+  /** The best match of each party: its score, the list entry, and the alias (alt.csv) it matched, if any. */
+  sender: { scoreBp: number; entryId: string | null; aliasId: string | null };
+  receiver: { scoreBp: number; entryId: string | null; aliasId: string | null };
 }
 
 /**
@@ -98,13 +102,14 @@ export interface Payment {
   updatedAtMs: number;
 }
 
-export const RESOLUTION_OUTCOMES = ['approved', 'rejected', 'hold_expired'] as const;
+/** `kyc_rejected`: declined because the sender's KYC was set to rejected while the payment was held. */
+export const RESOLUTION_OUTCOMES = ['approved', 'rejected', 'hold_expired', 'kyc_rejected'] as const;
 export type ResolutionOutcome = (typeof RESOLUTION_OUTCOMES)[number];
 
 export interface PaymentResolution {
   outcome: ResolutionOutcome;
   atMs: number;
-  /** The API key that decided, or `system` for an expiry. */
+  /** The API key that decided (for `kyc_rejected`, the one that rejected the KYC), or `system` for an expiry. */
   actorId: string;
   /** The reviewer's note, encrypted (it may name people); never in the audit metadata. */
   noteEnc: string | null;
