@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { DOCUMENT_INDEX_VERSION, documentIndexOf } from '../src/app/identity-index.ts';
 import { PiiCipher } from '../src/security/pii-cipher.ts';
 import { openSqliteStore } from '../src/storage/sqlite.ts';
 
@@ -33,8 +34,9 @@ export function preloadSqlite(options: PreloadOptions): string[] {
   const balances = new Float64Array(options.accounts);
 
   const insertCustomer = db.prepare(
-    `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, created_at_ms, updated_at_ms)
-     VALUES (?, ?, 'US', 'verified', ?, ?, ?, ?)`,
+    `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_index_version, document_enc,
+                            created_at_ms, updated_at_ms)
+     VALUES (?, ?, 'US', 'verified', ?, ?, ?, ?, ?)`,
   );
   const insertAccount = db.prepare(
     `INSERT INTO accounts (id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
@@ -81,7 +83,9 @@ export function preloadSqlite(options: PreloadOptions): string[] {
         insertCustomer.run(
           customerId,
           cipher.encrypt(`Bench Customer ${i}`, 'customer.name'),
-          cipher.blindIndex(doc, 'customer.documentReference'),
+          // Keyed as the server keys them, so its start-up has nothing to re-index (src/app/identity-index.ts).
+          documentIndexOf(cipher, doc),
+          DOCUMENT_INDEX_VERSION,
           cipher.encrypt(doc, 'customer.documentReference'),
           nowMs,
           nowMs,

@@ -2,6 +2,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { ensureDemoApiKey } from './app/api-keys.ts';
 import { AuditLog, backfillAuditMerkle, startCheckpointer } from './app/audit-log.ts';
 import { seedDemoData } from './app/demo-data.ts';
+import { reindexCustomerDocuments } from './app/identity-index.ts';
 import { startSweeper } from './app/maintenance.ts';
 import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
 import { type Services, SYSTEM_ACTOR } from './app/services.ts';
@@ -103,6 +104,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const backfilled = await backfillAuditMerkle(store, committer);
   if (backfilled > 0)
     logger.info({ entries: backfilled }, 'built the audit log Merkle tree for existing entries');
+  // Customers written before the canonical document index (migration 7) are re-keyed before anyone onboards.
+  const reindexed = await reindexCustomerDocuments(services);
+  if (reindexed.rekeyed > 0 || reindexed.duplicates.length > 0) {
+    logger.info(
+      { rekeyed: reindexed.rekeyed, duplicates: reindexed.duplicates.length },
+      're-keyed customer document indexes on the canonical document reference',
+    );
+  }
+  for (const duplicate of reindexed.duplicates) {
+    logger.warn(duplicate, 'two customers share one canonical document reference: review them (audited)');
+  }
   if (config.demoApiToken !== null) await ensureDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
   if (config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
     logger.info('seeded the demo data');

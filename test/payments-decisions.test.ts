@@ -324,11 +324,14 @@ describe('manual review (202): the amount is held on the source', () => {
     await expectDecision(a, b, usd(a, b, 174_999), 'posted', []);
   });
 
-  test('a near-miss note ("crypto-mixer", "cash pick up") is not suspicious', async () => {
+  test('a term written around the rule ("crypto-mixer", "cash pick up") is suspicious; a near miss is not', async () => {
     const a = await funded();
     const b = await funded();
-    await expectDecision(a, b, usd(a, b, 100, { note: 'crypto-mixer' }), 'posted', []);
-    await expectDecision(a, b, usd(a, b, 101, { note: 'cash pick up' }), 'posted', []);
+    const held = ['suspicious_payment_note'];
+    await expectDecision(a, b, usd(a, b, 100, { note: 'crypto-mixer' }), 'manual_review', held);
+    await expectDecision(a, b, usd(a, b, 101, { note: 'cash pick up' }), 'manual_review', held);
+    const c = await funded();
+    await expectDecision(c, b, usd(c, b, 102, { note: 'crypto mixing desk' }), 'posted', []);
   });
 
   test('velocity: the 4th attempt from one source within 60 s is reviewed; the window then slides', async () => {

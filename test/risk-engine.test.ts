@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { loadSanctionsList } from '../src/app/risk-config.ts';
 import { DEFAULT_POLICY } from '../src/domain/default-policy.ts';
 import { evaluatePolicy } from '../src/domain/policy.ts';
 import { apiKey, type Json, type Party, party, pay } from './support/fixtures.ts';
@@ -15,9 +15,8 @@ import { manualClock, startTestApp, type TestApp, testEnv } from './support/harn
  * and between the thresholds, below them), onboarding screening, KYC decisions and tier limits, structuring,
  * explainable decisions that replay from their recorded features, and the policy file.
  */
-const SAMPLE_LIST_SHA256 = createHash('sha256')
-  .update(readFileSync('config/sanctions/sdn-sample.csv'))
-  .digest('hex');
+// The screening version: the canonicalisation version and the sample list with its aliases (sanctions.ts).
+const SAMPLE_LIST_SHA256 = loadSanctionsList(null).sha256;
 const MINUTE_MS = 61_000;
 
 let t: TestApp;

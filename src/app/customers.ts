@@ -1,10 +1,18 @@
-import { AppError } from '../domain/errors.ts';
+import { nameProblem } from '../domain/canonical-text.ts';
+import { AppError, type ErrorDetail } from '../domain/errors.ts';
 import { sanctionsLevel } from '../domain/features.ts';
 import { newId } from '../domain/ids.ts';
+import { hasOwn } from '../domain/own.ts';
 import { screenName } from '../domain/sanctions.ts';
 import type { Actor, KycStatus } from '../domain/types.ts';
 import { isUniqueViolation } from '../storage/errors.ts';
 import type { CustomerRow, Tx } from '../storage/store.ts';
+import { DOCUMENT_INDEX_VERSION, documentIndexOf, documentReferenceProblem } from './identity-index.ts';
+import {
+  declineHeldPaymentsOfSender,
+  declineRemainingHeldPaymentsOfSender,
+  heldPaymentsOfSender,
+} from './review.ts';
 import type { Services } from './services.ts';
 
 export interface NewCustomer {
@@ -14,8 +22,12 @@ export interface NewCustomer {
 }
 
 /**
- * Onboarding. Personal data is encrypted before it reaches the database; duplicates are found by a keyed
- * hash (blind index) of the document reference. The name is screened against the sanctions list; a customer
+ * Onboarding. A name that cannot be a real one (bidi, control or invisible formatting characters, nothing
+ * left once canonicalised) or a document reference with no letter or digit is refused before anything is
+ * written; both are stored exactly as sent. Personal data is encrypted before it reaches the database;
+ * duplicates are found by a keyed hash (blind index) of the document reference's compact skeleton, so
+ * look-alike, fullwidth, invisible or re-cased variants of one reference are one document
+ * (src/app/identity-index.ts). The name is screened against the sanctions list; a customer
  * from a high-risk jurisdiction (the seed's rule) or whose name scores at least the policy's review score
  * starts in `manual_review`; others start `verified`, as in the seed, where a real deployment would call
  * its KYC provider. The screening result (score, list entry, list hash; no name) is kept with the customer.
@@ -25,6 +37,7 @@ export async function createCustomer(
   actor: Actor,
   input: NewCustomer,
 ): Promise<CustomerRow> {
+  refuseUnrealIdentity(input);
   const row = buildCustomerRow(services, input);
   try {
     return await services.committer.submit((tx) => insertCustomer(tx, actor, row));
@@ -33,6 +46,18 @@ export async function createCustomer(
     if (isUniqueViolation(error)) throw customerExists();
     throw error;
   }
+}
+
+/** 400 VALIDATION_ERROR naming each field that cannot identify a real person or company. */
+function refuseUnrealIdentity(input: NewCustomer): void {
+  const details: ErrorDetail[] = [];
+  const name = nameProblem(input.name);
+  if (name !== null) details.push({ field: '/name', message: name });
+  const document = documentReferenceProblem(input.documentReference);
+  if (document !== null) details.push({ field: '/documentReference', message: document });
+  if (details.length === 0) return;
+  const summary = name !== null ? `name ${name}` : `documentReference ${document}`;
+  throw new AppError('VALIDATION_ERROR', summary, details);
 }
 
 export async function insertCustomer(tx: Tx, actor: Actor, row: CustomerRow): Promise<CustomerRow> {
@@ -70,12 +95,14 @@ export function buildCustomerRow(services: Services, input: NewCustomer & { id?:
     nameEnc: cipher.encrypt(input.name, 'customer.name'),
     country: input.country,
     kycStatus,
-    documentIndex: cipher.blindIndex(input.documentReference, 'customer.documentReference'),
+    documentIndex: documentIndexOf(cipher, input.documentReference),
+    documentIndexVersion: DOCUMENT_INDEX_VERSION,
     documentEnc: cipher.encrypt(input.documentReference, 'customer.documentReference'),
     kycTier: policy.defaultKycTier,
     sanctionsListSha256: screening.list.sha256,
     sanctionsScoreBp: screened.scoreBp,
     sanctionsEntryId: screened.entryId,
+    sanctionsAliasId: screened.aliasId,
     createdAtMs: 0,
   };
 }
@@ -88,7 +115,9 @@ export interface KycDecision {
 
 /**
  * A compliance officer's KYC decision: status and/or tier. Audited with the actor; the note may name people,
- * so it is stored encrypted and never put in the audit metadata.
+ * so it is stored encrypted and never put in the audit metadata. A rejection also declines the customer's
+ * payments held for review as sender, releasing their holds, in the same transaction (up to
+ * KYC_CASCADE_CHUNK_MAX; the rest by bounded follow-up commands: src/app/review.ts).
  */
 export async function decideKyc(
   services: Services,
@@ -97,7 +126,7 @@ export async function decideKyc(
   decision: KycDecision,
 ): Promise<CustomerRow> {
   const tier = decision.kycTier;
-  if (tier !== undefined && !(tier in services.policy.kycTiers)) {
+  if (tier !== undefined && !hasOwn(services.policy.kycTiers, tier)) {
     throw new AppError(
       'VALIDATION_ERROR',
       `kycTier must be one of ${Object.keys(services.policy.kycTiers).join(', ')}`,
@@ -106,42 +135,54 @@ export async function decideKyc(
   }
   const noteEnc =
     decision.note === undefined ? null : services.cipher.encrypt(decision.note, 'customer.kycNote');
-  return services.committer.submit(async (tx) => {
-    const before = (await tx.getCustomers([customerId])).get(customerId);
-    if (before === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
-    const after = { ...before, kycStatus: decision.kycStatus, kycTier: tier ?? before.kycTier };
-    await tx.recordKycDecision(before, after, noteEnc, actor);
-    await tx.appendAudit({
-      eventType: 'customer.kyc_updated',
-      actorId: actor.apiKeyId,
-      requestId: actor.requestId,
-      resourceType: 'customer',
-      resourceId: customerId,
-      metadata: {
-        customerId,
-        kycStatusFrom: before.kycStatus,
-        kycStatusTo: after.kycStatus,
-        kycTierFrom: before.kycTier,
-        kycTierTo: after.kycTier,
-        noteProvided: noteEnc !== null,
-      },
-    });
-    // No name or note in the event: receivers learn the new status and fetch the customer if they may.
-    await tx.appendEvent({
-      type: 'customer.kyc_updated',
-      resourceType: 'customer',
-      resourceId: customerId,
-      data: JSON.stringify({
-        customer: {
-          id: customerId,
-          kycStatus: after.kycStatus,
-          kycTier: after.kycTier,
+  const rejecting = decision.kycStatus === 'rejected';
+  // The holds' accounts are declared so the transaction locks them first, as every review path does.
+  const cascade = rejecting ? await heldPaymentsOfSender(services, customerId) : { held: [], accountIds: [] };
+  const decided = await services.committer.submit(
+    async (tx) => {
+      const before = (await tx.getCustomers([customerId])).get(customerId);
+      if (before === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
+      const after = { ...before, kycStatus: decision.kycStatus, kycTier: tier ?? before.kycTier };
+      await tx.recordKycDecision(before, after, noteEnc, actor);
+      const heldPaymentsDeclined = rejecting
+        ? await declineHeldPaymentsOfSender(tx, actor, customerId, cascade.held)
+        : 0;
+      await tx.appendAudit({
+        eventType: 'customer.kyc_updated',
+        actorId: actor.apiKeyId,
+        requestId: actor.requestId,
+        resourceType: 'customer',
+        resourceId: customerId,
+        metadata: {
+          customerId,
           kycStatusFrom: before.kycStatus,
+          kycStatusTo: after.kycStatus,
+          kycTierFrom: before.kycTier,
+          kycTierTo: after.kycTier,
+          noteProvided: noteEnc !== null,
+          heldPaymentsDeclined,
         },
-      }),
-    });
-    return after;
-  });
+      });
+      // No name or note in the event: receivers learn the new status and fetch the customer if they may.
+      await tx.appendEvent({
+        type: 'customer.kyc_updated',
+        resourceType: 'customer',
+        resourceId: customerId,
+        data: JSON.stringify({
+          customer: {
+            id: customerId,
+            kycStatus: after.kycStatus,
+            kycTier: after.kycTier,
+            kycStatusFrom: before.kycStatus,
+          },
+        }),
+      });
+      return after;
+    },
+    { accountIds: cascade.accountIds },
+  );
+  if (rejecting) await declineRemainingHeldPaymentsOfSender(services, actor, customerId);
+  return decided;
 }
 
 function customerExists(): AppError {

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { InvariantViolation } from '../domain/assert.ts';
 import { AppError, type ErrorCode, type ErrorDetail } from '../domain/errors.ts';
+import { ownValue } from '../domain/own.ts';
 
 /**
  * The one place where an error becomes a response. Client mistakes keep their stable code; anything
@@ -49,7 +50,9 @@ function classify(
       details,
     };
   }
-  const mapped = fastifyError.code === undefined ? undefined : FASTIFY_CODES[fastifyError.code];
+  // Own keys only: an error's `code` is free text (a library's, or a plugin's), never a prototype member.
+  const mapped =
+    typeof fastifyError.code === 'string' ? ownValue(FASTIFY_CODES, fastifyError.code) : undefined;
   if (mapped !== undefined) return { code: mapped, message: publicMessage(mapped) };
   if (fastifyError.statusCode === 429) return { code: 'RATE_LIMITED', message: 'too many requests' };
   if (

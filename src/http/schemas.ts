@@ -1,5 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { EVENT_TYPES } from '../app/events.ts';
+import { COUNTRY_CODES, CURRENCY_CODES } from '../domain/iso-codes.ts';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
 import { PAYMENT_STATUSES } from '../domain/types.ts';
 
@@ -17,6 +18,23 @@ const TEXT_CHAR = '[^\\p{Cc}\\uD800-\\uDFFF]';
 const TEXT_EDGE = '[^\\s\\p{Cc}\\uD800-\\uDFFF]';
 const Text = (maxLength: number) =>
   Type.String({ minLength: 1, maxLength, pattern: `^${TEXT_EDGE}(?:${TEXT_CHAR}*${TEXT_EDGE})?$` });
+// A person's or company's name: the shape only (no edge spaces, no lone surrogates). What cannot be a real
+// name (control, format and bidi characters, nothing left once canonicalised) is refused by createCustomer
+// with nameProblem's reason (src/domain/canonical-text.ts), so every such name gets the same message.
+const NAME_CHAR = '[^\\uD800-\\uDFFF]';
+const NAME_EDGE = '[^\\s\\uD800-\\uDFFF]';
+const Name = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: `^${NAME_EDGE}(?:${NAME_CHAR}*${NAME_EDGE})?$`,
+});
+/**
+ * Codes a client names: upper case exactly (the pattern, no trimming or re-casing), then one of the known
+ * codes (src/domain/iso-codes.ts): "QQQ" and "ZZ" are well-formed but name nothing. Use these for every
+ * currency or country in a body or a query filter.
+ */
+export const CurrencyCode = Type.String({ pattern: CURRENCY_PATTERN, enum: [...CURRENCY_CODES] });
+export const CountryCode = Type.String({ pattern: COUNTRY_PATTERN, enum: [...COUNTRY_CODES] });
 
 export const IdParams = Type.Object({ id: ID }, { additionalProperties: false });
 
@@ -28,8 +46,8 @@ export const ListQuery = Type.Object(PageQuery, { additionalProperties: false })
 
 export const CreateCustomerBody = Type.Object(
   {
-    name: Text(200),
-    country: Type.String({ pattern: COUNTRY_PATTERN }),
+    name: Name,
+    country: CountryCode,
     documentReference: Text(100),
   },
   { additionalProperties: false },
@@ -52,7 +70,7 @@ export const KycDecisionBody = Type.Object(
 export const CreateAccountBody = Type.Object(
   {
     customerId: ID,
-    currency: Type.String({ pattern: CURRENCY_PATTERN }),
+    currency: CurrencyCode,
     initialBalanceCents: Type.Optional(Cents(0)),
   },
   { additionalProperties: false },
@@ -69,7 +87,7 @@ export const CreatePaymentBody = Type.Object(
     sourceAccountId: ID,
     destinationAccountId: ID,
     amountCents: Cents(1),
-    currency: Type.String({ pattern: CURRENCY_PATTERN }),
+    currency: CurrencyCode,
     // Well-formed Unicode only: a lone surrogate cannot be stored as UTF-8 and would come back altered.
     note: Type.Optional(Type.String({ maxLength: 500, pattern: WELL_FORMED_UNICODE })),
     metadata: Type.Optional(

@@ -19,7 +19,7 @@ const TOKENS: Record<Dialect, Record<string, string>> = {
 
 export function migrationSql(migration: Migration, dialect: Dialect): string {
   return migration.sql.replace(/\{\{(\w+)\}\}/g, (_, token: string) => {
-    const value = TOKENS[dialect][token];
+    const value = Object.hasOwn(TOKENS[dialect], token) ? TOKENS[dialect][token] : undefined;
     if (value === undefined) throw new Error(`unknown migration token ${token}`);
     return value;
   });
@@ -291,6 +291,28 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at_ms);
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
+`,
+  },
+  {
+    version: 6,
+    name: 'review holds by account: the held payments of a sender (KYC rejection declines them)',
+    // Partial: only active holds are looked up by account; resolved ones are history and stay out of it.
+    sql: `
+CREATE INDEX holds_active_account ON holds (account_id, created_at_ms, seq) WHERE status = 'active';
+`,
+  },
+  {
+    version: 7,
+    name: 'canonical identity: versioned document blind index, sanctions alias of a customer',
+    // document_index_version says what document_index is the keyed hash of: 0, the document reference as sent
+    // (every row before this migration); 1, its compact skeleton (canon-1). SQL cannot decrypt, so rows at an
+    // older version are re-keyed at start-up in bounded chunks, found through this index (src/app/
+    // identity-index.ts, docs/decisions/0011-canonical-identity.md). sanctions_alias_id: the sanctions
+    // list alias the customer's screening matched, written by screening (null until it does).
+    sql: `
+ALTER TABLE customers ADD COLUMN document_index_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN sanctions_alias_id TEXT;
+CREATE INDEX customers_document_index_version ON customers (document_index_version, seq);
 `,
   },
 ];

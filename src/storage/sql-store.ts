@@ -41,6 +41,7 @@ import type {
   Page,
   PageRequest,
   Reads,
+  StaleDocumentIndex,
   Tx,
   WebhookDelivery,
   WebhookEndpointRow,
@@ -104,11 +105,13 @@ function customerFromRow(r: Row): CustomerRow {
     country: str(r['country']),
     kycStatus: str(r['kyc_status']) as CustomerRow['kycStatus'],
     documentIndex: str(r['document_index']),
+    documentIndexVersion: num(r['document_index_version']),
     documentEnc: str(r['document_enc']),
     kycTier: str(r['kyc_tier']),
     sanctionsListSha256: nullableStr(r['sanctions_list_sha256']),
     sanctionsScoreBp: num(r['sanctions_score_bp']),
     sanctionsEntryId: nullableStr(r['sanctions_entry_id']),
+    sanctionsAliasId: nullableStr(r['sanctions_alias_id']),
     createdAtMs: num(r['created_at_ms']),
   };
 }
@@ -347,6 +350,18 @@ export class SqlReads implements Reads {
       `SELECT payment_id, account_id FROM holds WHERE status = 'active' AND created_at_ms <= ?
         ORDER BY created_at_ms, seq LIMIT ?`,
       [createdAtOrBeforeMs, limit],
+    );
+    return rows.map((r) => ({ paymentId: str(r['payment_id']), accountId: str(r['account_id']) }));
+  }
+
+  async listHeldPaymentsOfSender(customerId: string, limit: number): Promise<ExpiredHold[]> {
+    // accounts_owner, then holds_active_account (migration 6): never a scan of every active hold.
+    const rows = await this.db.all(
+      `SELECT h.payment_id, h.account_id FROM accounts a
+         JOIN holds h ON h.account_id = a.id AND h.status = 'active'
+        WHERE a.owner_customer_id = ?
+        ORDER BY h.created_at_ms, h.seq LIMIT ?`,
+      [customerId, limit],
     );
     return rows.map((r) => ({ paymentId: str(r['payment_id']), accountId: str(r['account_id']) }));
   }
@@ -659,6 +674,48 @@ export class SqlTx implements Tx {
     );
   }
 
+  async customerIdsWithDocuments(documentIndexes: string[]): Promise<Map<string, string>> {
+    const holders = new Map<string, string>();
+    for (const chunk of chunks([...new Set(documentIndexes)], IDS_PER_QUERY)) {
+      const rows = await this.db.all(
+        `SELECT id, document_index FROM customers WHERE document_index IN (${placeholders(chunk.length)})`,
+        chunk,
+      );
+      for (const r of rows) holders.set(str(r['document_index']), str(r['id']));
+    }
+    return holders;
+  }
+
+  async customersWithDocumentIndexBefore(version: number, limit: number): Promise<StaleDocumentIndex[]> {
+    // customers_document_index_version (migration 7): an index range, empty once every row is current.
+    const rows = await this.db.all(
+      `SELECT id, document_index, document_enc FROM customers WHERE document_index_version < ?
+        ORDER BY document_index_version, seq LIMIT ?${this.dialect.forUpdate}`,
+      [version, limit],
+    );
+    return rows.map((r) => ({
+      id: str(r['id']),
+      documentIndex: str(r['document_index']),
+      documentEnc: str(r['document_enc']),
+    }));
+  }
+
+  async setCustomerDocumentIndexes(
+    rows: { id: string; documentIndex: string }[],
+    version: number,
+  ): Promise<void> {
+    // Small statements: the CASE is evaluated by comparison per row, so its cost grows with the square.
+    for (const chunk of chunks(rows, CUSTOMER_UPDATES_PER_STATEMENT)) {
+      const changed = await this.db.run(
+        `UPDATE customers SET document_index = CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END,
+                              document_index_version = ?
+          WHERE id IN (${placeholders(chunk.length)}) AND document_index_version < ?`,
+        [...chunk.flatMap((r) => [r.id, r.documentIndex]), version, ...chunk.map((r) => r.id), version],
+      );
+      assert(changed === chunk.length, 'every re-keyed customer had an older document index');
+    }
+  }
+
   async insertApiKey(key: ApiKey): Promise<void> {
     await this.db.run(
       'INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
@@ -696,20 +753,23 @@ export class SqlTx implements Tx {
 
   async insertCustomer(c: CustomerRow): Promise<void> {
     await this.db.run(
-      `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, kyc_tier,
-                             sanctions_list_sha256, sanctions_score_bp, sanctions_entry_id, created_at_ms, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_index_version, document_enc,
+                             kyc_tier, sanctions_list_sha256, sanctions_score_bp, sanctions_entry_id, sanctions_alias_id,
+                             created_at_ms, updated_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
         c.id,
         c.nameEnc,
         c.country,
         c.kycStatus,
         c.documentIndex,
+        c.documentIndexVersion,
         c.documentEnc,
         c.kycTier,
         c.sanctionsListSha256,
         c.sanctionsScoreBp,
         c.sanctionsEntryId,
+        c.sanctionsAliasId,
         c.createdAtMs,
         c.createdAtMs,
       ],
@@ -1182,7 +1242,12 @@ function lastLeafOf(id: NodeId): number {
   return (id.index + 1) * 2 ** id.level - 1;
 }
 
-const AUDIT_DRAFTS_PER_COMMAND_MAX = 16;
+/**
+ * A sanity bound, not a tuning knob. The largest commands are the review paths' chunks, one entry per payment:
+ * a KYC rejection declining up to 1,000 held payments plus its own entry (src/app/review.ts,
+ * KYC_CASCADE_CHUNK_MAX) and the hold-expiry sweep's 100 (which 16 made fail on its 17th hold).
+ */
+const AUDIT_DRAFTS_PER_COMMAND_MAX = 1_024;
 const MERKLE_IDS_PER_QUERY = 100;
 const AUDIT_COLUMNS = [
   'idx',
@@ -1216,6 +1281,7 @@ function auditRow(entry: AuditEntry): unknown[] {
 
 const MERKLE_BACKFILL_PAGE = 500;
 const IDS_PER_QUERY = 500;
+const CUSTOMER_UPDATES_PER_STATEMENT = 100;
 
 /**
  * The tables a payment's rows are queued for (write-behind.ts), in foreign-key order around the accounts'

@@ -67,14 +67,27 @@ export interface CustomerRow {
   nameEnc: string;
   country: string;
   kycStatus: KycStatus;
+  /** Blind index (keyed hash) of the document reference's compact skeleton: duplicate detection. */
   documentIndex: string;
+  /** What documentIndex hashes: see DOCUMENT_INDEX_VERSION (src/app/identity-index.ts); 0 = as sent. */
+  documentIndexVersion: number;
+  /** The document reference exactly as sent, encrypted. */
   documentEnc: string;
   kycTier: string;
   /** The last sanctions screening (at onboarding): list hash, score in basis points, matched entry. No name. */
   sanctionsListSha256: string | null;
   sanctionsScoreBp: number;
   sanctionsEntryId: string | null;
+  /** The list alias the screening matched (set by screening; null when none, or not screened for it). */
+  sanctionsAliasId: string | null;
   createdAtMs: number;
+}
+
+/** A customer whose document blind index is older than the current version: re-keyed at start-up. */
+export interface StaleDocumentIndex {
+  id: string;
+  documentIndex: string;
+  documentEnc: string;
 }
 
 export interface AccountRow extends Account {
@@ -112,6 +125,7 @@ export interface AccountCheck {
   activeHoldsCents: bigint;
 }
 
+/** An active review hold: the held payment and the (source) account it is on. */
 export interface ExpiredHold {
   paymentId: string;
   accountId: string;
@@ -180,6 +194,11 @@ export interface Reads {
   listRefunds(paymentId: string): Promise<Refund[]>;
   /** Active holds created at or before `createdAtOrBeforeMs`, oldest first. */
   listExpiredHolds(createdAtOrBeforeMs: number, limit: number): Promise<ExpiredHold[]>;
+  /**
+   * Active holds on the accounts a customer owns (the payments held for review with that customer as sender),
+   * oldest first, at most `limit` (index-backed: accounts by owner, active holds by account).
+   */
+  listHeldPaymentsOfSender(customerId: string, limit: number): Promise<ExpiredHold[]>;
   listEvents(page: PageRequest): Promise<Page<OutboxEvent>>;
   getWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined>;
   listWebhookEndpoints(page: PageRequest): Promise<Page<WebhookEndpointRow>>;
@@ -230,6 +249,15 @@ export interface Tx {
   getSystemAccount(currency: string): Promise<Account | undefined>;
   getCustomers(ids: string[]): Promise<Map<string, CustomerRow>>;
   customerExistsWithDocument(documentIndex: string): Promise<boolean>;
+  /** The customers holding these document blind indexes: index -> customer id (absent when none). */
+  customerIdsWithDocuments(documentIndexes: string[]): Promise<Map<string, string>>;
+  /**
+   * Up to `limit` customers whose document index version is below `version`, oldest first (index-backed; on
+   * PostgreSQL locked).
+   */
+  customersWithDocumentIndexBefore(version: number, limit: number): Promise<StaleDocumentIndex[]>;
+  /** Re-keys customers' document blind indexes to `version` (each only while its version is below it). */
+  setCustomerDocumentIndexes(rows: { id: string; documentIndex: string }[], version: number): Promise<void>;
 
   insertApiKey(key: ApiKey): Promise<void>;
   upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'>;
