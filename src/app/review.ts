@@ -1,8 +1,9 @@
 import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import { transfer } from '../domain/ledger.ts';
-import type { Actor, Payment, PaymentResolution, ResolutionOutcome } from '../domain/types.ts';
-import type { Tx } from '../storage/store.ts';
+import { type Recheck, recheckHeldPayment } from '../domain/recheck.ts';
+import type { Account, Actor, Payment, PaymentResolution, ResolutionOutcome } from '../domain/types.ts';
+import type { CustomerRow, ExpiredHold, Tx } from '../storage/store.ts';
 import { appendPaymentEvent, type EventType } from './events.ts';
 import { type Services, SYSTEM_ACTOR } from './services.ts';
 
@@ -10,10 +11,16 @@ import { type Services, SYSTEM_ACTOR } from './services.ts';
  * The review queue's way out. A payment in `manual_review` holds its amount on the source account; it leaves
  * review exactly once:
  *
- *   approve → the hold is captured into a posting of exactly the held amount (one transaction; nothing is
- *             re-checked that could make money appear or vanish: the held funds are already reserved);
+ *   approve → first re-checked against what may have changed while it waited (both parties' KYC status and
+ *             tier, their sanctions screening against the list loaded now, jurisdictions, the accounts; the
+ *             current policy: src/domain/recheck.ts). If the policy would now decline it: 409
+ *             PAYMENT_NO_LONGER_APPROVABLE with the reason codes, nothing moves, it stays in review for the
+ *             reviewer to reject. Otherwise the hold is captured into a posting of exactly the held amount
+ *             (one transaction; funds are not re-checked: the held funds are already reserved);
  *   reject  → the hold is released, the payment is declined;
- *   expiry  → a hold older than REVIEW_HOLD_EXPIRY_HOURS is released by the sweep, the payment declined.
+ *   expiry  → a hold older than REVIEW_HOLD_EXPIRY_HOURS is released by the sweep, the payment declined;
+ *   KYC     → the sender's KYC set to `rejected` declines its held payments and releases their holds, in the
+ *             KYC decision's transaction (resolution `kyc_rejected`; see declineHeldPaymentsOfSender).
  *
  * Every path locks the payment's accounts (declared lock hints) and then the payment row, and re-checks the
  * status inside the transaction, so concurrent approve and reject end in exactly one outcome; the loser gets
@@ -48,7 +55,7 @@ export async function resolveReview(
       if (payment?.status !== 'manual_review') throw notInReview();
       const resolution = { outcome: OUTCOME[action], atMs: tx.nowMs, actorId: actor.apiKeyId, noteEnc };
       return action === 'approve'
-        ? approve(tx, actor, payment, resolution)
+        ? approve(tx, services, actor, payment, resolution)
         : reject(tx, actor, payment, resolution);
     },
     { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
@@ -57,11 +64,14 @@ export async function resolveReview(
 
 async function approve(
   tx: Tx,
+  services: Services,
   actor: Actor,
   payment: Payment,
   resolution: PaymentResolution,
 ): Promise<ReviewResult> {
   const accounts = await tx.lockAccounts([payment.sourceAccountId, payment.destinationAccountId]);
+  // Throws (the command is undone: the hold stays, the payment stays in review) if it would now be declined.
+  const recheck = await recheckApproval(tx, services, payment, accounts);
   const source = accounts.get(payment.sourceAccountId);
   assert(source !== undefined, 'the source account of a payment exists');
   // Capture: the hold ends first, so the posting's overdraft floor sees the funds it reserved.
@@ -79,8 +89,63 @@ async function approve(
   const ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
   const resolved = await finishResolution(tx, actor, payment, 'posted', resolution, 'payment.approved', {
     ledgerTransactionId,
+    // What the approval was re-checked against (the re-check's features are the recorded ones, updated).
+    recheckPolicyVersion: services.policy.version,
+    recheckSanctionsListSha256: services.screening.list.sha256,
+    recheckScore: recheck.evaluation.score,
   });
   return { payment: resolved, ledgerPosted: true };
+}
+
+/**
+ * The approval's re-check, under the accounts' locks: the accounts still exist and are customer accounts,
+ * and the current policy, replayed on the recorded features with the parties as they are now (KYC status and
+ * tier, jurisdiction, sanctions screening against the current list), would not decline the payment. The
+ * windowed counters are not read again: they already count this payment.
+ */
+async function recheckApproval(
+  tx: Tx,
+  services: Services,
+  payment: Payment,
+  accounts: Map<string, Account>,
+): Promise<Recheck> {
+  const source = accounts.get(payment.sourceAccountId);
+  const destination = accounts.get(payment.destinationAccountId);
+  const unavailable = [
+    ...(source?.kind === 'customer' ? [] : ['source_account_unavailable']),
+    ...(destination?.kind === 'customer' ? [] : ['destination_account_unavailable']),
+  ];
+  if (unavailable.length > 0) throw noLongerApprovable(unavailable);
+  const owners = [source!.ownerCustomerId!, destination!.ownerCustomerId!];
+  const parties = await tx.getCustomers(owners);
+  const sender = parties.get(owners[0]!);
+  const receiver = parties.get(owners[1]!);
+  assert(sender !== undefined && receiver !== undefined, 'every customer account has an owner');
+  const recheck = recheckHeldPayment(services.policy, {
+    amountCents: payment.amountCents,
+    note: payment.note,
+    recorded: payment.decision.features,
+    sender: { ...partyNow(services, sender), kycTier: sender.kycTier },
+    receiver: partyNow(services, receiver),
+  });
+  if (!recheck.approvable) throw noLongerApprovable(recheck.reasons);
+  return recheck;
+}
+
+function partyNow(services: Services, customer: CustomerRow) {
+  return {
+    kycStatus: customer.kycStatus,
+    country: customer.country,
+    sanctionsScoreBp: services.screening.screen(customer).scoreBp,
+  };
+}
+
+function noLongerApprovable(reasons: string[]): AppError {
+  return new AppError(
+    'PAYMENT_NO_LONGER_APPROVABLE',
+    'the payment would now be declined; it stays in review and can be rejected',
+    reasons.map((reason) => ({ field: 'reasons', message: reason })),
+  );
 }
 
 async function reject(
@@ -168,6 +233,85 @@ export async function expireReviewHolds(services: Services): Promise<number> {
     },
     { accountIds: due.map((h) => h.accountId) },
   );
+}
+
+/**
+ * A KYC rejection's cascade: up to this many of the sender's held payments are declined in the KYC decision's
+ * own transaction; the rest (and any held while it ran) by follow-up commands of the same size, up to
+ * KYC_CASCADE_COMMANDS_MAX of them per decision. Beyond that a payment stays held: approving it is refused by
+ * the re-check (its sender is not verified), and the expiry sweep releases it after REVIEW_HOLD_EXPIRY_HOURS;
+ * posting the rejection again continues the cascade.
+ */
+export const KYC_CASCADE_CHUNK_MAX = 1000;
+const KYC_CASCADE_COMMANDS_MAX = 20;
+
+/** The sender's held payments to decline in the KYC decision's transaction, and the accounts to lock for them. */
+export async function heldPaymentsOfSender(
+  services: Services,
+  customerId: string,
+): Promise<{ held: ExpiredHold[]; accountIds: string[] }> {
+  const held = await services.store.reads.listHeldPaymentsOfSender(customerId, KYC_CASCADE_CHUNK_MAX);
+  return { held, accountIds: [...new Set(held.map((h) => h.accountId))] };
+}
+
+/**
+ * Inside a command that declared the holds' accounts (heldPaymentsOfSender's `accountIds`): declines each
+ * payment still in review and releases its hold, audited and evented as `payment.rejected` with resolution
+ * `kyc_rejected` and the compliance officer who rejected the KYC. Locks as every review path does: the
+ * accounts (declared, taken first), then each payment row. Returns how many were declined.
+ */
+export async function declineHeldPaymentsOfSender(
+  tx: Tx,
+  actor: Actor,
+  customerId: string,
+  held: ExpiredHold[],
+): Promise<number> {
+  let declined = 0;
+  for (const { paymentId } of held) {
+    const payment = await tx.lockPayment(paymentId);
+    if (payment?.status !== 'manual_review') continue;
+    const resolution: PaymentResolution = {
+      outcome: 'kyc_rejected',
+      atMs: tx.nowMs,
+      actorId: actor.apiKeyId,
+      noteEnc: null,
+    };
+    const releasedCents = await releaseHold(tx, payment, 'released');
+    await finishResolution(tx, actor, payment, 'declined', resolution, 'payment.rejected', {
+      releasedCents,
+      senderCustomerId: customerId,
+    });
+    declined += 1;
+  }
+  return declined;
+}
+
+/**
+ * After the KYC decision committed: declines the sender's held payments its transaction did not (beyond the
+ * first chunk, or held while it ran), a chunk per command, while the customer is still rejected. Bounded
+ * (KYC_CASCADE_COMMANDS_MAX); returns how many were declined.
+ */
+export async function declineRemainingHeldPaymentsOfSender(
+  services: Services,
+  actor: Actor,
+  customerId: string,
+): Promise<number> {
+  let declined = 0;
+  for (let round = 0; round < KYC_CASCADE_COMMANDS_MAX; round++) {
+    const { held, accountIds } = await heldPaymentsOfSender(services, customerId);
+    if (held.length === 0) break;
+    const count = await services.committer.submit(
+      async (tx) => {
+        const customer = (await tx.getCustomers([customerId])).get(customerId);
+        if (customer?.kycStatus !== 'rejected') return null;
+        return declineHeldPaymentsOfSender(tx, actor, customerId, held);
+      },
+      { accountIds },
+    );
+    if (count === null) break;
+    declined += count;
+  }
+  return declined;
 }
 
 function notInReview(): AppError {
