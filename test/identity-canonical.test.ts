@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import Database from 'better-sqlite3';
-import pg from 'pg';
 import {
   DOCUMENT_INDEX_VERSION,
   documentIndexOf,
@@ -11,10 +9,9 @@ import {
 import { CANONICALISATION_VERSION, compactSkeleton, nameProblem } from '../src/domain/canonical-text.ts';
 import { COUNTRY_CODES, CURRENCY_CODES, isCountryCode, isCurrencyCode } from '../src/domain/iso-codes.ts';
 import { PiiCipher } from '../src/security/pii-cipher.ts';
-import { allPayments, createCustomer, type Json, party, pay } from './support/fixtures.ts';
+import { allPayments, createCustomer, type Json, party, pay, rawRows, rawSql } from './support/fixtures.ts';
 import { assertError, type StateCounts, stateCounts } from './support/foundation.ts';
 import {
-  backend,
   createTestDatabase,
   startTestApp,
   TEST_DATA_KEY,
@@ -32,59 +29,10 @@ import {
  */
 const cipher = new PiiCipher([Buffer.from(TEST_DATA_KEY, 'base64')]);
 
-/** Rows from the test database, bypassing the app (both backends, `?` placeholders). */
-async function rawRows(db: TestDatabase, sql: string, params: unknown[] = []): Promise<Json[]> {
-  if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!, { readonly: true });
-    try {
-      return conn.prepare(sql).all(...params) as Json[];
-    } finally {
-      conn.close();
-    }
-  }
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    let n = 0;
-    return (
-      await client.query(
-        sql.replace(/\?/g, () => `$${++n}`),
-        params,
-      )
-    ).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-async function rawRun(db: TestDatabase, sql: string, params: unknown[] = []): Promise<void> {
-  if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!);
-    try {
-      conn.pragma('busy_timeout = 5000');
-      conn.prepare(sql).run(...params);
-    } finally {
-      conn.close();
-    }
-    return;
-  }
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    let n = 0;
-    await client.query(
-      sql.replace(/\?/g, () => `$${++n}`),
-      params,
-    );
-  } finally {
-    await client.end();
-  }
-}
-
 /** A customer row as a build before migration 7 wrote it: the blind index of the reference as sent. */
 async function insertOldCustomer(db: TestDatabase, id: string, documentReference: string): Promise<void> {
   const now = Date.now();
-  await rawRun(
+  await rawSql(
     db,
     `INSERT INTO customers (id, name_enc, country, kyc_status, document_index, document_enc, created_at_ms, updated_at_ms)
      VALUES (?, ?, 'NL', 'verified', ?, ?, ?, ?)`,

@@ -167,6 +167,26 @@ async function releaseHold(tx: Tx, payment: Payment, status: 'released' | 'expir
   return (await tx.endHold(payment.id, source, status)).amountCents;
 }
 
+/**
+ * Declines a held payment without a reviewer's note (expiry, KYC rejection): the hold is released (`expired`
+ * for an expiry, else `released`), and the resolution audited and evented with `releasedCents`.
+ */
+async function declineHeld(
+  tx: Tx,
+  actor: Actor,
+  payment: Payment,
+  outcome: 'hold_expired' | 'kyc_rejected',
+  eventType: EventType,
+  effects: Record<string, string | number>,
+): Promise<void> {
+  const resolution: PaymentResolution = { outcome, atMs: tx.nowMs, actorId: actor.apiKeyId, noteEnc: null };
+  const releasedCents = await releaseHold(tx, payment, outcome === 'hold_expired' ? 'expired' : 'released');
+  await finishResolution(tx, actor, payment, 'declined', resolution, eventType, {
+    releasedCents,
+    ...effects,
+  });
+}
+
 /** The status change, its audit entry (with the actor, without the note) and its outbox event. */
 async function finishResolution(
   tx: Tx,
@@ -217,16 +237,7 @@ export async function expireReviewHolds(services: Services): Promise<number> {
       for (const { paymentId } of due) {
         const payment = await tx.lockPayment(paymentId);
         if (payment?.status !== 'manual_review' || payment.createdAtMs > cutoffMs) continue;
-        const resolution: PaymentResolution = {
-          outcome: 'hold_expired',
-          atMs: tx.nowMs,
-          actorId: SYSTEM_ACTOR.apiKeyId,
-          noteEnc: null,
-        };
-        const releasedCents = await releaseHold(tx, payment, 'expired');
-        await finishResolution(tx, SYSTEM_ACTOR, payment, 'declined', resolution, 'payment.hold_expired', {
-          releasedCents,
-        });
+        await declineHeld(tx, SYSTEM_ACTOR, payment, 'hold_expired', 'payment.hold_expired', {});
         expired += 1;
       }
       return expired;
@@ -242,7 +253,7 @@ export async function expireReviewHolds(services: Services): Promise<number> {
  * the re-check (its sender is not verified), and the expiry sweep releases it after REVIEW_HOLD_EXPIRY_HOURS;
  * posting the rejection again continues the cascade.
  */
-export const KYC_CASCADE_CHUNK_MAX = 1000;
+export const KYC_CASCADE_CHUNK_MAX = 100;
 const KYC_CASCADE_COMMANDS_MAX = 20;
 
 /** The sender's held payments to decline in the KYC decision's transaction, and the accounts to lock for them. */
@@ -270,15 +281,7 @@ export async function declineHeldPaymentsOfSender(
   for (const { paymentId } of held) {
     const payment = await tx.lockPayment(paymentId);
     if (payment?.status !== 'manual_review') continue;
-    const resolution: PaymentResolution = {
-      outcome: 'kyc_rejected',
-      atMs: tx.nowMs,
-      actorId: actor.apiKeyId,
-      noteEnc: null,
-    };
-    const releasedCents = await releaseHold(tx, payment, 'released');
-    await finishResolution(tx, actor, payment, 'declined', resolution, 'payment.rejected', {
-      releasedCents,
+    await declineHeld(tx, actor, payment, 'kyc_rejected', 'payment.rejected', {
       senderCustomerId: customerId,
     });
     declined += 1;

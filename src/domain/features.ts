@@ -114,19 +114,23 @@ export function computeFeatures(input: FeatureInput, policy: RiskPolicy): Featur
 }
 
 const NO_TOTALS: WindowTotals = { count: 0, sumCents: 0 };
+
+/** Counters with nothing counted: for a feature map that does not depend on history (checks and re-checks). */
+export const EMPTY_COUNTERS: CounterSnapshot = {
+  sourceAttempts: { m1: NO_TOTALS, h1: NO_TOTALS, h24: NO_TOTALS, d7: NO_TOTALS },
+  samePattern1m: 0,
+  pairAttempts: 0,
+  beneficiaryIncoming24h: NO_TOTALS,
+  senderOutgoing: { h24: NO_TOTALS, d30: NO_TOTALS },
+  nearThreshold24h: 0,
+};
+
 const SAMPLE_INPUT: FeatureInput = {
   amountCents: 1,
   note: null,
   sender: { kycStatus: 'verified', country: 'US', kycTier: '', sanctionsScoreBp: 0 },
   receiver: { kycStatus: 'verified', country: 'US', sanctionsScoreBp: 0 },
-  counters: {
-    sourceAttempts: { m1: NO_TOTALS, h1: NO_TOTALS, h24: NO_TOTALS, d7: NO_TOTALS },
-    samePattern1m: 0,
-    pairAttempts: 0,
-    beneficiaryIncoming24h: NO_TOTALS,
-    senderOutgoing: { h24: NO_TOTALS, d30: NO_TOTALS },
-    nearThreshold24h: 0,
-  },
+  counters: EMPTY_COUNTERS,
 };
 
 /** The features a policy's rules may name: checked when a policy is loaded, not when a payment runs. */

@@ -1,4 +1,4 @@
-import { type CounterSnapshot, computeFeatures, type FeatureInput } from './features.ts';
+import { computeFeatures, EMPTY_COUNTERS, type FeatureInput } from './features.ts';
 import { type Evaluation, evaluatePolicy, type Features, type RiskPolicy } from './policy.ts';
 
 /**
@@ -24,16 +24,6 @@ export const RECHECKED_FEATURES = [
   // Amount against the current tier's per-payment limit (the daily and monthly limits need the counters).
   'kycPerPaymentLimitExceeded',
 ] as const;
-
-const NO_COUNTS = { count: 0, sumCents: 0 };
-const EMPTY_COUNTERS: CounterSnapshot = {
-  sourceAttempts: { m1: NO_COUNTS, h1: NO_COUNTS, h24: NO_COUNTS, d7: NO_COUNTS },
-  samePattern1m: 0,
-  pairAttempts: 0,
-  beneficiaryIncoming24h: NO_COUNTS,
-  senderOutgoing: { h24: NO_COUNTS, d30: NO_COUNTS },
-  nearThreshold24h: 0,
-};
 
 export interface RecheckInput {
   amountCents: number;

@@ -1244,10 +1244,10 @@ function lastLeafOf(id: NodeId): number {
 
 /**
  * A sanity bound, not a tuning knob. The largest commands are the review paths' chunks, one entry per payment:
- * a KYC rejection declining up to 1,000 held payments plus its own entry (src/app/review.ts,
+ * a KYC rejection declining up to 100 held payments plus its own entry (src/app/review.ts,
  * KYC_CASCADE_CHUNK_MAX) and the hold-expiry sweep's 100 (which 16 made fail on its 17th hold).
  */
-const AUDIT_DRAFTS_PER_COMMAND_MAX = 1_024;
+const AUDIT_DRAFTS_PER_COMMAND_MAX = 128;
 const MERKLE_IDS_PER_QUERY = 100;
 const AUDIT_COLUMNS = [
   'idx',

@@ -181,6 +181,31 @@ export async function rawSql(db: TestDatabase, sql: string, params: unknown[] = 
   }
 }
 
+/** Rows from the test database, bypassing the app (both backends, `?` placeholders). */
+export async function rawRows(db: TestDatabase, sql: string, params: unknown[] = []): Promise<Json[]> {
+  if (backend === 'sqlite') {
+    const conn = new Database(db.sqlitePath!, { readonly: true });
+    try {
+      return conn.prepare(sql).all(...params) as Json[];
+    } finally {
+      conn.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    let n = 0;
+    return (
+      await client.query(
+        sql.replace(/\?/g, () => `$${++n}`),
+        params,
+      )
+    ).rows;
+  } finally {
+    await client.end();
+  }
+}
+
 export async function setKycStatus(
   db: TestDatabase,
   customerId: string,
