@@ -2,18 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { DEFAULT_POLICY } from './default-policy.ts';
-import { type CounterSnapshot, computeFeatures, type FeatureInput } from './features.ts';
+import { type CounterSnapshot, computeFeatures, EMPTY_COUNTERS, type FeatureInput } from './features.ts';
 import { evaluatePolicy, parsePolicy } from './policy.ts';
 
-const zero = { count: 0, sumCents: 0 };
-const quiet: CounterSnapshot = {
-  sourceAttempts: { m1: zero, h1: zero, h24: zero, d7: zero },
-  samePattern1m: 0,
-  pairAttempts: 0,
-  beneficiaryIncoming24h: zero,
-  senderOutgoing: { h24: zero, d30: zero },
-  nearThreshold24h: 0,
-};
+const quiet: CounterSnapshot = EMPTY_COUNTERS;
 const base: FeatureInput = {
   amountCents: 1000,
   note: null,

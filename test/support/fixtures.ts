@@ -158,11 +158,33 @@ export async function assertBooksValid(c: Client): Promise<void> {
  * a tamper test closes the app first so the change is seen as data at rest.
  */
 export async function rawSql(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number> {
+  return onRawDb(
+    db,
+    (conn) => conn.prepare(sql).run(...params).changes,
+    async (client) => (await client.query(numbered(sql), params)).rowCount ?? 0,
+  );
+}
+
+/** Rows from the test database, bypassing the app (both backends, `?` placeholders). */
+export async function rawRows(db: TestDatabase, sql: string, params: unknown[] = []): Promise<Json[]> {
+  return onRawDb(
+    db,
+    (conn) => conn.prepare(sql).all(...params) as Json[],
+    async (client) => (await client.query(numbered(sql), params)).rows,
+  );
+}
+
+/** A connection of the test's backend of its own, opened for one call and closed after it. */
+async function onRawDb<T>(
+  db: TestDatabase,
+  onSqlite: (conn: Database.Database) => T,
+  onPostgres: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   if (backend === 'sqlite') {
     const conn = new Database(db.sqlitePath!);
     try {
       conn.pragma('busy_timeout = 5000');
-      return conn.prepare(sql).run(...params).changes;
+      return onSqlite(conn);
     } finally {
       conn.close();
     }
@@ -170,40 +192,16 @@ export async function rawSql(db: TestDatabase, sql: string, params: unknown[] = 
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
   try {
-    let n = 0;
-    const result = await client.query(
-      sql.replace(/\?/g, () => `$${++n}`),
-      params,
-    );
-    return result.rowCount ?? 0;
+    return await onPostgres(client);
   } finally {
     await client.end();
   }
 }
 
-/** Rows from the test database, bypassing the app (both backends, `?` placeholders). */
-export async function rawRows(db: TestDatabase, sql: string, params: unknown[] = []): Promise<Json[]> {
-  if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!, { readonly: true });
-    try {
-      return conn.prepare(sql).all(...params) as Json[];
-    } finally {
-      conn.close();
-    }
-  }
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    let n = 0;
-    return (
-      await client.query(
-        sql.replace(/\?/g, () => `$${++n}`),
-        params,
-      )
-    ).rows;
-  } finally {
-    await client.end();
-  }
+/** `?` placeholders as PostgreSQL's `$1, $2, ...`. */
+function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
 }
 
 export async function setKycStatus(
