@@ -35,6 +35,25 @@ export interface Config {
   /** A payment held for review longer than this is declined and its hold released by the sweep. */
   reviewHoldExpiryMs: number;
   webhooks: WebhookConfig;
+  limits: LimitsConfig;
+  /** NODE_ENV=production: refuses dev keys, a demo token and demo data (see docs/deployment.md). */
+  production: boolean;
+}
+
+/** Abuse resistance: what one client (an API key, an address, a connection) may cost the others. */
+export interface LimitsConfig {
+  /** Requests per second per API key (token bucket refill); 0 turns per-key limiting off. */
+  rateLimitPerSecond: number;
+  /** Bucket size per API key: the burst a key may send at once. */
+  rateLimitBurst: number;
+  /** Failed authentications per client address per minute before 429. */
+  authFailureLimitPerMinute: number;
+  /** A request whose headers and body have not fully arrived within this is answered 408 and closed. */
+  requestTimeoutMs: number;
+  /** Open connections per process; beyond it new connections are refused. */
+  connectionsMax: number;
+  /** Event-loop delay beyond which new requests are shed with 503 + Retry-After. */
+  eventLoopDelayMaxMs: number;
 }
 
 export interface WebhookConfig {
@@ -67,6 +86,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const HOUR_MS = 3_600_000;
 
 export function loadConfig(env: Env): Config {
+  const rateLimitPerSecond = integer(env, 'RATE_LIMIT_PER_SECOND', 1000, 0, 1_000_000);
   return {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: nonEmpty(env, 'HOST', '127.0.0.1'),
@@ -93,6 +113,15 @@ export function loadConfig(env: Env): Config {
       timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 10, 120_000),
       dispatchIntervalMs: integer(env, 'WEBHOOK_DISPATCH_INTERVAL_MS', 1000, 5, 60_000),
     },
+    limits: {
+      rateLimitPerSecond,
+      rateLimitBurst: integer(env, 'RATE_LIMIT_BURST', Math.max(1, 2 * rateLimitPerSecond), 1, 10_000_000),
+      authFailureLimitPerMinute: integer(env, 'AUTH_FAILURE_LIMIT_PER_MINUTE', 60, 1, 1_000_000),
+      requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
+      connectionsMax: integer(env, 'CONNECTIONS_MAX', 10_000, 1, 1_000_000),
+      eventLoopDelayMaxMs: integer(env, 'EVENT_LOOP_DELAY_MAX_MS', 1000, 10, 60_000),
+    },
+    production: raw(env, 'NODE_ENV') === 'production',
   };
 }
 

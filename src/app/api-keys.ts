@@ -20,6 +20,10 @@ export async function createApiKey(
     secretHash: hashSecret(secret),
     createdAtMs: services.clock(),
     revokedAtMs: null,
+    customerIds: null,
+    expiresAtMs: null,
+    previousSecretHash: null,
+    previousSecretExpiresAtMs: null,
   };
   await services.committer.submit(async (tx) => {
     await tx.insertApiKey(key);
@@ -44,6 +48,10 @@ export async function ensureDemoApiKey(services: Services, actor: Actor, token: 
     secretHash: hashSecret(token),
     createdAtMs: services.clock(),
     revokedAtMs: null,
+    customerIds: null,
+    expiresAtMs: null,
+    previousSecretHash: null,
+    previousSecretExpiresAtMs: null,
   };
   await services.committer.submit(async (tx) => {
     const change = await tx.upsertDemoApiKey(key);

@@ -16,13 +16,27 @@ export interface ApiKey {
   secretHash: string;
   createdAtMs: number;
   revokedAtMs: number | null;
+  /** The customers this key is limited to (it sees and moves only their money); null: unscoped. */
+  customerIds: string[] | null;
+  /** After this instant the key no longer authenticates; null: no expiry. */
+  expiresAtMs: number | null;
+  /** The secret a rotation replaced, still accepted until `previousSecretExpiresAtMs` (the grace period). */
+  previousSecretHash: string | null;
+  previousSecretExpiresAtMs: number | null;
 }
 
-/** The acting principal of a request: which API key, and the request id to stamp on what it writes. */
+/**
+ * The acting principal of a request: which API key, and the request id to stamp on what it writes. The
+ * request id is always the server's own; a client's X-Request-Id is kept beside it as `clientRequestId`.
+ */
 export interface Actor {
   apiKeyId: string;
   role: Role;
   requestId: string;
+  /** The customers a scoped key is limited to; absent or null: unscoped (sees everything its role allows). */
+  customerIds?: readonly string[] | null;
+  /** The client's own correlation id (a sane X-Request-Id it sent), never used as the server's id. */
+  clientRequestId?: string;
 }
 
 export interface Customer {

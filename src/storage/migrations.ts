@@ -315,4 +315,18 @@ ALTER TABLE customers ADD COLUMN sanctions_alias_id TEXT;
 CREATE INDEX customers_document_index_version ON customers (document_index_version, seq);
 `,
   },
+  {
+    version: 8,
+    name: 'api key lifecycle: customer scope, expiry, rotation grace',
+    // customer_ids: JSON array of the customer ids a scoped key is limited to (null: unscoped). A rotation
+    // keeps the key's id and moves the old secret's hash to previous_secret_hash, accepted until
+    // previous_secret_expires_at_ms (the grace period the caller chose). Both hashes are looked up by index.
+    sql: `
+ALTER TABLE api_keys ADD COLUMN customer_ids TEXT;
+ALTER TABLE api_keys ADD COLUMN expires_at_ms {{BIGINT}};
+ALTER TABLE api_keys ADD COLUMN previous_secret_hash TEXT;
+ALTER TABLE api_keys ADD COLUMN previous_secret_expires_at_ms {{BIGINT}};
+CREATE UNIQUE INDEX api_keys_previous_secret_hash ON api_keys (previous_secret_hash);
+`,
+  },
 ];

@@ -246,6 +246,11 @@ function apiKeyFromRow(r: Row): ApiKey {
     secretHash: str(r['secret_hash']),
     createdAtMs: num(r['created_at_ms']),
     revokedAtMs: r['revoked_at_ms'] === null ? null : num(r['revoked_at_ms']),
+    customerIds: r['customer_ids'] == null ? null : (JSON.parse(str(r['customer_ids'])) as string[]),
+    expiresAtMs: r['expires_at_ms'] == null ? null : num(r['expires_at_ms']),
+    previousSecretHash: r['previous_secret_hash'] == null ? null : str(r['previous_secret_hash']),
+    previousSecretExpiresAtMs:
+      r['previous_secret_expires_at_ms'] == null ? null : num(r['previous_secret_expires_at_ms']),
   };
 }
 
@@ -718,8 +723,18 @@ export class SqlTx implements Tx {
 
   async insertApiKey(key: ApiKey): Promise<void> {
     await this.db.run(
-      'INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
-      [key.id, key.name, key.role, key.secretHash, key.createdAtMs, key.revokedAtMs],
+      `INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms, customer_ids, expires_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        key.id,
+        key.name,
+        key.role,
+        key.secretHash,
+        key.createdAtMs,
+        key.revokedAtMs,
+        key.customerIds === null ? null : JSON.stringify(key.customerIds),
+        key.expiresAtMs,
+      ],
     );
   }
 
