@@ -32,20 +32,21 @@ const app = await createApp(config);
 const { services } = app;
 const actor = { ...SYSTEM_ACTOR, requestId: 'req_bench' };
 
-const accounts: Account[] = [];
+const accounts: Pick<Account, 'id'>[] = [];
 for (let i = 0; i < ACCOUNTS; i++) {
-  const customer = await createCustomer(services, actor, {
+  // The app functions answer with the response bytes (what an idempotent replay repeats): parse them.
+  const created = await createCustomer(services, actor, undefined, {
     name: `Bench ${i}`,
     country: 'US',
     documentReference: randomUUID(),
   });
-  accounts.push(
-    await createAccount(services, actor, {
-      customerId: customer.id,
-      currency: 'USD',
-      initialBalanceCents: 1e13,
-    }),
-  );
+  const customer = JSON.parse(created.body).customer as { id: string };
+  const opened = await createAccount(services, actor, undefined, {
+    customerId: customer.id,
+    currency: 'USD',
+    initialBalanceCents: 1e13,
+  });
+  accounts.push(JSON.parse(opened.body).account as { id: string });
 }
 const pick = () => {
   const i = Math.floor(Math.random() * ACCOUNTS);

@@ -1,8 +1,14 @@
 import type { DestinationStream, Logger } from 'pino';
-import { ensureDemoApiKey } from './app/api-keys.ts';
+import { syncDemoApiKey } from './app/api-keys.ts';
 import { AuditLog, backfillAuditMerkle, startCheckpointer } from './app/audit-log.ts';
 import { seedDemoData } from './app/demo-data.ts';
 import { reindexCustomerDocuments } from './app/identity-index.ts';
+import {
+  type CheckedKeys,
+  checkKeysMatchData,
+  type KeyCheckOptions,
+  keysRecorded,
+} from './app/key-rotation.ts';
 import { startSweeper } from './app/maintenance.ts';
 import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
 import { type Services, SYSTEM_ACTOR } from './app/services.ts';
@@ -40,23 +46,42 @@ export interface AppOptions {
 
 export const WRITE_QUEUE_MAX = 10_000;
 
+export interface BuildServicesOptions {
+  clock: () => number;
+  onFatal: (error: Error) => void;
+  batchMax: number;
+  /** Whether missing development keys may be created: the server outside production only, never a command. */
+  mayCreateDevKeys?: boolean;
+  /** 'skip' only for `keys accept-audit-key`, which records the configured audit key instead of checking it. */
+  auditKeyCheck?: KeyCheckOptions['auditKey'];
+}
+
 /**
  * Wires the services over an open store: keys (dev keys when unset), the committer, PII cipher, risk policy,
  * sanctions screening and the audit log. Shared by the server and the keys CLI, so both write the same way.
+ * Before anything else writes, the keys are checked against the ones the data was written with (recorded
+ * the first time): a mismatch throws KeyMismatchError, one line naming the variable.
  */
 export async function buildServices(
   config: Config,
   store: Store,
-  options: { clock: () => number; onFatal: (error: Error) => void; batchMax: number },
-): Promise<{ services: Services; generatedKeys: string[] }> {
-  const keys = await resolveKeys(config, store);
+  options: BuildServicesOptions,
+): Promise<{ services: Services; generatedKeys: string[]; keysRecorded: CheckedKeys['recorded'] }> {
+  const keys = await resolveKeys(config, store, {
+    mayCreateDevKeys: options.mayCreateDevKeys ?? false,
+    keysRecorded: await keysRecorded(store),
+  });
   const committer = new Committer(store, {
     batchMax: options.batchMax,
     queueMax: Math.max(options.batchMax, WRITE_QUEUE_MAX),
     batchesInFlightMax: batchesInFlightMax(store, config),
     onFatal: options.onFatal,
   });
-  const cipher = new PiiCipher(keys.dataKeys);
+  const signer = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
+  const checked = await checkKeysMatchData(store, committer, keys, signer, {
+    auditKey: options.auditKeyCheck ?? 'check',
+  });
+  const cipher = new PiiCipher(keys.dataKeys, { indexKey: checked.indexKey });
   const services: Services = {
     store,
     committer,
@@ -67,13 +92,9 @@ export async function buildServices(
     idempotencyRetentionMs: config.idempotencyRetentionMs,
     reviewHoldExpiryMs: config.reviewHoldExpiryMs,
     webhooks: config.webhooks,
-    auditLog: new AuditLog(
-      store,
-      committer,
-      AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin),
-    ),
+    auditLog: new AuditLog(store, committer, signer),
   };
-  return { services, generatedKeys: keys.generated };
+  return { services, generatedKeys: keys.generated, keysRecorded: checked.recorded };
 }
 
 /**
@@ -89,14 +110,29 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const clock = options.clock ?? Date.now;
   const onFatal = options.onFatal ?? crash(logger);
   const store = await openStore(config, clock);
-  const { services, generatedKeys } = await buildServices(config, store, {
-    clock,
-    onFatal,
-    batchMax: config.groupCommitBatchMax,
-  });
+  let built: Awaited<ReturnType<typeof buildServices>>;
+  try {
+    built = await buildServices(config, store, {
+      clock,
+      onFatal,
+      batchMax: config.groupCommitBatchMax,
+      // Production never gets here without both keys (src/config.ts); elsewhere the server may create them.
+      mayCreateDevKeys: !config.production,
+    });
+  } catch (error) {
+    // Keys that do not match the data: nothing was written; release the database before reporting.
+    await store.close();
+    throw error;
+  }
+  const { services, generatedKeys } = built;
   for (const variable of generatedKeys) {
     logger.warn(
       `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
+    );
+  }
+  if (built.keysRecorded === 'new-primary') {
+    logger.warn(
+      'DATA_ENCRYPTION_KEY is a new primary key: recorded beside the previous ones. Re-encrypt with `npm run keys -- reencrypt` once every process has it, then remove the old keys (docs/deployment.md#rotating-keys)',
     );
   }
   const { committer } = services;
@@ -115,10 +151,18 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   for (const duplicate of reindexed.duplicates) {
     logger.warn(duplicate, 'two customers share one canonical document reference: review them (audited)');
   }
-  if (config.demoApiToken !== null) await ensureDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
+  // The demo key exists exactly while DEMO_API_TOKEN is set: created or re-activated with it, revoked without.
+  const demoKey = await syncDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
+  if (demoKey.change === 'revoked')
+    logger.info('DEMO_API_TOKEN is not set: revoked the demo API key (audited)');
+  if (demoKey.activeAdminKeys === 0) {
+    logger.warn(
+      'no active admin API key: create one with `npm run keys -- create --role admin --name <label>`',
+    );
+  }
   if (config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
     logger.info('seeded the demo data');
-  const server = buildServer(services, { logger, onFatal });
+  const server = buildServer(services, { logger, onFatal, limits: config.limits });
   const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
     logger.error({ err: error }, 'maintenance sweep failed'),
   );

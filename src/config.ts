@@ -52,7 +52,7 @@ export interface LimitsConfig {
   requestTimeoutMs: number;
   /** Open connections per process; beyond it new connections are refused. */
   connectionsMax: number;
-  /** Event-loop delay beyond which new requests are shed with 503 + Retry-After. */
+  /** Event-loop delay beyond which new requests are shed with 503 + Retry-After; 0 turns shedding off. */
   eventLoopDelayMaxMs: number;
 }
 
@@ -84,10 +84,12 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const HOUR_MS = 3_600_000;
+/** Older data keys kept for decryption: a rotation needs one; a few cover rotations that overlap. */
+const PREVIOUS_DATA_KEYS_MAX = 8;
 
 export function loadConfig(env: Env): Config {
   const rateLimitPerSecond = integer(env, 'RATE_LIMIT_PER_SECOND', 1000, 0, 1_000_000);
-  return {
+  const config: Config = {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: nonEmpty(env, 'HOST', '127.0.0.1'),
     database: databaseUrl(env),
@@ -119,10 +121,37 @@ export function loadConfig(env: Env): Config {
       authFailureLimitPerMinute: integer(env, 'AUTH_FAILURE_LIMIT_PER_MINUTE', 60, 1, 1_000_000),
       requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
       connectionsMax: integer(env, 'CONNECTIONS_MAX', 10_000, 1, 1_000_000),
-      eventLoopDelayMaxMs: integer(env, 'EVENT_LOOP_DELAY_MAX_MS', 1000, 10, 60_000),
+      eventLoopDelayMaxMs: integer(env, 'EVENT_LOOP_DELAY_MAX_MS', 1000, 0, 60_000),
     },
     production: raw(env, 'NODE_ENV') === 'production',
   };
+  // After every value parsed: a malformed value is named first, then what production does not allow.
+  if (config.production) refuseDevelopmentSettings(env, config);
+  return config;
+}
+
+/**
+ * NODE_ENV=production refuses what only suits a laptop: generated development keys (kept beside the data, so
+ * a copy of the database is a copy of its keys), the demo admin token, and the demo customers with their
+ * minted balances (SEED_DEMO_DATA defaults to true for the quick start, so production must say false).
+ */
+function refuseDevelopmentSettings(env: Env, config: Config): void {
+  const why = 'when NODE_ENV=production';
+  if (config.dataEncryptionKeys === null) {
+    throw new ConfigError('DATA_ENCRYPTION_KEY', `must be set ${why} (openssl rand -base64 32)`);
+  }
+  if (config.auditSigningKey === null) {
+    throw new ConfigError('AUDIT_SIGNING_KEY', `must be set ${why} (an Ed25519 private key)`);
+  }
+  if (config.demoApiToken !== null) {
+    throw new ConfigError('DEMO_API_TOKEN', `must not be set ${why} (it is a well-known admin secret)`);
+  }
+  if (raw(env, 'SEED_DEMO_DATA') === undefined || config.seedDemoData) {
+    throw new ConfigError(
+      'SEED_DEMO_DATA',
+      `must be set to false ${why} (demo customers and minted balances)`,
+    );
+  }
 }
 
 function raw(env: Env, name: string): string | undefined {
@@ -205,6 +234,9 @@ function dataKeys(env: Env): Buffer[] | null {
     return null;
   }
   const older = (previous ?? '').split(',').filter((s) => s !== '');
+  if (older.length > PREVIOUS_DATA_KEYS_MAX) {
+    throw new ConfigError('DATA_ENCRYPTION_KEYS_PREVIOUS', `holds at most ${PREVIOUS_DATA_KEYS_MAX} keys`);
+  }
   return [
     base64Key('DATA_ENCRYPTION_KEY', primary),
     ...older.map((k) => base64Key('DATA_ENCRYPTION_KEYS_PREVIOUS', k)),

@@ -60,6 +60,13 @@ const MATRIX: RouteRow[] = [
   },
   { method: 'GET', route: '/v1/audit-logs', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/audit-logs/verify', roles: ['auditor'], admittedStatus: 200 },
+  {
+    method: 'GET',
+    route: '/v1/audit-logs/verify-jobs/:id',
+    roles: ['auditor'],
+    admittedStatus: 404,
+    url: `/v1/audit-logs/verify-jobs/avj_${'0'.repeat(24)}`,
+  },
   // The verifiable audit log (docs/audit-log.md): auditor-only reads like the rest of the audit log.
   { method: 'GET', route: '/v1/audit-logs/checkpoint', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/audit-logs/public-key', roles: ['auditor'], admittedStatus: 200 },
@@ -120,6 +127,32 @@ const MATRIX: RouteRow[] = [
     roles: [],
     admittedStatus: 404,
     url: '/v1/webhook-endpoints/whe_missing/deliveries',
+  },
+  // API keys (issue 13): admin only. Unknown ids are 404s that change nothing; an empty create body is a 400.
+  { method: 'GET', route: '/v1/api-keys', roles: [], admittedStatus: 200 },
+  { method: 'POST', route: '/v1/api-keys', roles: [], admittedStatus: 400, body: {} },
+  {
+    method: 'GET',
+    route: '/v1/api-keys/:id',
+    roles: [],
+    admittedStatus: 404,
+    url: '/v1/api-keys/key_missing',
+  },
+  {
+    method: 'POST',
+    route: '/v1/api-keys/:id/revoke',
+    roles: [],
+    admittedStatus: 404,
+    body: {},
+    url: '/v1/api-keys/key_missing/revoke',
+  },
+  {
+    method: 'POST',
+    route: '/v1/api-keys/:id/rotate',
+    roles: [],
+    admittedStatus: 404,
+    body: {},
+    url: '/v1/api-keys/key_missing/rotate',
   },
 ];
 

@@ -165,6 +165,16 @@ describe('loadConfig', () => {
       (error: unknown) => error instanceof ConfigError && error.variable === 'DATA_ENCRYPTION_KEYS_PREVIOUS',
     );
   });
+
+  test('DATA_ENCRYPTION_KEYS_PREVIOUS holds at most 8 keys (a bounded list of keys to try)', () => {
+    const keys = (n: number) => Array.from({ length: n }, () => randomBytes(32).toString('base64')).join(',');
+    const env = (n: number) => ({ DATA_ENCRYPTION_KEY: KEY_32, DATA_ENCRYPTION_KEYS_PREVIOUS: keys(n) });
+    assert.equal(loadConfig(env(8)).dataEncryptionKeys?.length, 9);
+    assert.throws(
+      () => loadConfig(env(9)),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'DATA_ENCRYPTION_KEYS_PREVIOUS',
+    );
+  });
 });
 
 describe('start-up with a bad value (a real process)', () => {

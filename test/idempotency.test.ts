@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sweepOnce } from '../src/app/maintenance.ts';
+import { requestFingerprint } from '../src/domain/idempotency.ts';
 import {
   allPayments,
   apiKey,
@@ -11,6 +12,8 @@ import {
   type PaymentBody,
   party,
   pay,
+  rawRows,
+  rawSql,
   setKycStatus,
 } from './support/fixtures.ts';
 import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
@@ -324,5 +327,78 @@ describe('expiry', () => {
     assert.equal(other.status, 201, other.body);
     assert.equal(other.headers['idempotency-replayed'], 'false');
     assert.equal((await balanceOf(t, b.accountId)).availableBalanceCents, 3_000);
+  });
+});
+
+describe('sealed records (issue 13)', () => {
+  test('a payment stores its response sealed: the note is not at rest in the record, the replay is exact', async () => {
+    const [a, b] = await pair();
+    const note = `rent for flat ${Date.now()}`;
+    const first = await pay(t, body(a, b, 1_500, { note }));
+    assert.equal(first.status, 201, first.body);
+    const [row] = await rawRows(
+      t.db,
+      'SELECT response_body FROM idempotency_records WHERE idempotency_key = ?',
+      [first.key],
+    );
+    assert.match(row.response_body, /^v1\./);
+    assert.ok(!String(row.response_body).includes(note));
+    assert.ok(!String(row.response_body).includes(first.json.payment.id));
+    const again = await pay(t, body(a, b, 1_500, { note }), { key: first.key });
+    assert.equal(again.body, first.body);
+    assert.equal(again.headers['idempotency-replayed'], 'true');
+  });
+
+  test('a payment record written before sealing (plaintext JSON) still replays, inside the transaction', async () => {
+    const [a, b] = await pair();
+    const request = body(a, b, 2_500);
+    const probe = await pay(t, body(a, b, 100));
+    const [owner] = await rawRows(
+      t.db,
+      'SELECT api_key_id FROM idempotency_records WHERE idempotency_key = ?',
+      [probe.key],
+    );
+    const legacy = '{"payment":{"id":"pay_legacy","status":"posted"},"ledgerPosted":true}';
+    const key = 'legacy-plaintext-record';
+    await rawSql(
+      t.db,
+      `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body,
+         resource_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        owner.api_key_id,
+        key,
+        requestFingerprint('POST', '/v1/payments', request),
+        201,
+        legacy,
+        'pay_legacy',
+        clock.now(),
+        clock.now() + DAY_MS,
+      ],
+    );
+    const replay = await pay(t, request, { key });
+    assert.equal(replay.status, 201);
+    assert.equal(replay.body, legacy);
+    assert.equal(replay.headers['idempotency-replayed'], 'true');
+    assert.equal((await paymentsFrom(a.accountId)).length, 1, 'only the probe');
+  });
+
+  test('payments have no fast path: the record is read with the batch, never before queueing', async () => {
+    const [a, b] = await pair();
+    const reads = t.app.services.store.reads;
+    const original = reads.findIdempotencyRecord;
+    let lookups = 0;
+    // Counts calls on the real store (no behaviour replaced): a payment must not add a read per request.
+    reads.findIdempotencyRecord = (...args) => {
+      lookups += 1;
+      return original.apply(reads, args);
+    };
+    try {
+      const first = await pay(t, body(a, b, 300));
+      const again = await pay(t, body(a, b, 300), { key: first.key });
+      assert.equal(again.headers['idempotency-replayed'], 'true');
+    } finally {
+      reads.findIdempotencyRecord = original;
+    }
+    assert.equal(lookups, 0);
   });
 });

@@ -586,7 +586,9 @@ test('a name with bidi, control or format characters, or no letters, is a 400 na
         '/name',
       );
       const detail = res.json.error.details.find((d: Json) => d.field === '/name');
-      assert.equal(detail.message, problem, `${label}: the message is nameProblem's`);
+      // A NUL is refused earlier, at the edge, for every text field (no backend can store it everywhere).
+      if (name.includes('\u0000')) assert.match(detail.message, /U\+0000/, `${label}: the edge's message`);
+      else assert.equal(detail.message, problem, `${label}: the message is nameProblem's`);
     });
   }
 });

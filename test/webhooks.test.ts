@@ -163,6 +163,19 @@ test('private, loopback and link-local addresses are recognised (IPv4 and IPv6)'
     'fd00::1',
     '::ffff:127.0.0.1',
     '::ffff:10.0.0.1',
+    '::ffff:7f00:1',
+    // IPv4 embedded in IPv6 some other way, and the 6to4 relay anycast (issue 13).
+    '::127.0.0.1',
+    '::7f00:1',
+    '::808:808',
+    '::ffff:0:127.0.0.1',
+    '64:ff9b::7f00:1',
+    '64:ff9b:1::7f00:1',
+    '2002:7f00:1::',
+    '2001:0:7f00:1::',
+    '192.88.99.1',
+    '198.18.0.1',
+    '2001:db8::1',
     'not-an-ip',
   ]) {
     assert.equal(isPrivateAddress(a), true, a);
@@ -322,6 +335,11 @@ test('private targets are refused at registration and at delivery unless allowed
     'http://[::1]/hook',
     'http://[::ffff:127.0.0.1]/hook',
     'http://[fe80::1]/hook',
+    'http://[::127.0.0.1]/hook',
+    'http://[::ffff:0:127.0.0.1]/hook',
+    'http://[64:ff9b:1::7f00:1]/hook',
+    'http://[2002:7f00:1::]/hook',
+    'http://192.88.99.1/hook',
   ]) {
     const res = await t.request('POST', '/v1/webhook-endpoints', {
       body: { url: target, events: ['payment.posted'] },

@@ -5,7 +5,10 @@ import { transfer } from '../domain/ledger.ts';
 import type { Account, Actor } from '../domain/types.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { AccountRow, Tx } from '../storage/store.ts';
+import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
+import { requireCustomerInScope } from './scope.ts';
 import type { Services } from './services.ts';
+import { accountView } from './views.ts';
 
 export interface NewAccount {
   customerId: string;
@@ -17,17 +20,37 @@ export interface NewAccount {
 }
 
 /**
- * Opens an account. It always opens empty: an opening balance is a real ledger posting from the currency's
- * system funding account, so the ledger balances from the first cent.
+ * POST /v1/accounts. Opens an account; it always opens empty: an opening balance is a real ledger posting
+ * from the currency's system funding account, so the ledger balances from the first cent. Under an
+ * Idempotency-Key (optional) a retry replays the first answer: one account, funded once.
  */
-export async function createAccount(services: Services, actor: Actor, input: NewAccount): Promise<Account> {
+export async function createAccount(
+  services: Services,
+  actor: Actor,
+  idempotencyKey: string | undefined,
+  input: NewAccount,
+): Promise<IdempotentReply> {
+  requireCustomerInScope(actor, input.customerId); // scoped key: in scope, or 404 (src/app/scope.ts)
+  // The fingerprint covers the request as the endpoint reads it: an omitted initialBalanceCents is 0.
+  const fingerprinted = {
+    customerId: input.customerId,
+    currency: input.currency,
+    initialBalanceCents: input.initialBalanceCents,
+  };
+  const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/accounts', fingerprinted);
   // PostgreSQL's lock order: the currency's funding account is locked with the batch's accounts, before any
   // audit append in the batch takes the audit head, and the name serialises the batches that may create it.
   const funded = input.initialBalanceCents > 0;
-  return services.committer.submit((tx) => openAccount(tx, services.cipher, actor, input), {
-    accountIds: funded ? [systemAccountId(input.currency)] : [],
-    names: funded ? [systemAccountLockName(input.currency)] : [],
-  });
+  return runIdempotent(services, request, () => ({
+    locks: {
+      accountIds: funded ? [systemAccountId(input.currency)] : [],
+      names: funded ? [systemAccountLockName(input.currency)] : [],
+    },
+    execute: async (tx) => {
+      const account = await openAccount(tx, services.cipher, actor, input);
+      return jsonOutcome(201, { account: accountView(account) }, account.id);
+    },
+  }));
 }
 
 export const systemAccountId = (currency: string) => `acc_system_funding_${currency.toLowerCase()}`;

@@ -1,18 +1,20 @@
 import { assert } from '../domain/assert.ts';
 import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
-import {
-  idempotencyScope,
-  judgeIdempotency,
-  requestFingerprint,
-  type StoredResponse,
-} from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
 import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
+import {
+  type IdempotentOutcome,
+  type IdempotentReply,
+  idempotentRequest,
+  jsonOutcome,
+  runIdempotent,
+} from './idempotent.ts';
 import { assessRisk, recordAttempt } from './risk-assessment.ts';
+import { inScope } from './scope.ts';
 import type { Services } from './services.ts';
 import { decisionDetailFor, paymentView } from './views.ts';
 
@@ -39,12 +41,9 @@ export interface PaymentRequest {
   metadata?: Record<string, string>;
 }
 
-export interface PaymentReply extends StoredResponse {
-  replayed: boolean;
-}
+export type PaymentReply = IdempotentReply;
 
 const STATUS_BY_OUTCOME = { posted: 201, manual_review: 202, declined: 422 } as const;
-const ROUTE = 'POST /v1/payments';
 
 export async function createPayment(
   services: Services,
@@ -59,33 +58,35 @@ export async function createPayment(
     ]);
   }
 
-  // Steps 2 to 8: one transaction. The lock hints name what the batch reads (and locks) up front.
-  const fingerprint = requestFingerprint('POST', '/v1/payments', request);
-  return services.committer.submit(
-    (tx) => executePayment(tx, services, actor, idempotencyKey, fingerprint, request),
-    {
-      idempotencyKeys: [idempotencyScope(actor.apiKeyId, idempotencyKey)],
-      accountIds: [request.sourceAccountId, request.destinationAccountId],
-    },
+  // Steps 2 to 8: one transaction. The lock hints name what the batch reads (and locks) up front: the
+  // accounts here, the key in runIdempotent, which also runs step 2 and stores the response of step 8.
+  // No fast path (`readFirst: false`): the batch reads the key's record with the accounts, so a replay costs
+  // no query, and a fresh payment none extra.
+  const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payments', request);
+  return runIdempotent(
+    services,
+    idempotent,
+    () => ({
+      locks: { accountIds: [request.sourceAccountId, request.destinationAccountId] },
+      execute: (tx) => executePayment(tx, services, actor, request),
+    }),
+    { readFirst: false },
   );
 }
 
+/**
+ * Steps 3 to 8, run once step 2 (the idempotency gate: src/app/idempotent.ts, under the key's lock) found no
+ * stored response under the key and claimed it: a stored one is replayed byte for byte, or the key's reuse
+ * with another payload refused, before this runs.
+ */
 async function executePayment(
   tx: Tx,
   services: Services,
   actor: Actor,
-  idempotencyKey: string,
-  fingerprint: string,
   request: PaymentRequest,
-): Promise<PaymentReply> {
-  // Step 2: idempotency gate. A stored response under this key is replayed byte for byte (or the key's reuse
-  // with another payload refused); otherwise the key is claimed for this request.
-  const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
-  const claim = await tx.claimIdempotencyKey(actor.apiKeyId, idempotencyKey, fingerprint, expiresAtMs);
-  if (claim !== 'claimed') return replayOrReject(judgeIdempotency(claim, fingerprint, tx.nowMs))!;
-
+): Promise<IdempotentOutcome> {
   // Step 3: load both accounts (locked on PostgreSQL). A 404 throws, which undoes the claim: not stored.
-  const { source, destination } = await loadAccounts(tx, request);
+  const { source, destination } = await loadAccounts(tx, actor, request);
   const parties = await tx.getCustomers([source.ownerCustomerId!, destination.ownerCustomerId!]);
   const sender = parties.get(source.ownerCustomerId!);
   const receiver = parties.get(destination.ownerCustomerId!);
@@ -143,43 +144,27 @@ async function executePayment(
     await tx.placeHold(payment.id, source, payment.amountCents);
   }
 
-  // Step 8: audit entry (the whole decision), outbox event (the summary), idempotency record, and the
-  // response bytes every replay will repeat: the view of the decision this caller's role may see, as the
-  // key is the caller's own (src/app/views.ts).
+  // Step 8: audit entry (the whole decision), outbox event (the summary), and the response bytes every
+  // replay will repeat (runIdempotent stores them, sealed, under the key in this transaction): the view of
+  // the decision this caller's role may see, as the key is the caller's own (src/app/views.ts).
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment);
   const view = paymentView(payment, decisionDetailFor(actor));
-  const response: StoredResponse = {
-    statusCode: STATUS_BY_OUTCOME[payment.status],
-    body: JSON.stringify({ payment: view, ledgerPosted: payment.status === 'posted' }),
-  };
-  await tx.completeIdempotencyKey(actor.apiKeyId, idempotencyKey, response, payment.id);
-  return { ...response, replayed: false };
-}
-
-/** Shared with refunds (src/app/refunds.ts): the idempotency verdict as a reply, an error, or null (run it). */
-export function replayOrReject(
-  verdict: ReturnType<typeof judgeIdempotency>,
-  route = ROUTE,
-): PaymentReply | null {
-  if (verdict.kind === 'fresh') return null;
-  if (verdict.kind === 'mismatch') {
-    throw new AppError(
-      'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
-      `this Idempotency-Key was already used for a different ${route} request`,
-    );
-  }
-  return { ...verdict.response, replayed: true };
+  const body = { payment: view, ledgerPosted: payment.status === 'posted' };
+  return jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id);
 }
 
 async function loadAccounts(
   tx: Tx,
+  actor: Actor,
   request: PaymentRequest,
 ): Promise<{ source: Account; destination: Account }> {
   const accounts = await tx.lockAccounts([request.sourceAccountId, request.destinationAccountId]);
-  // System (funding) accounts are internal: to a client they do not exist.
+  // System (funding) accounts are internal: to a client they do not exist. Nor, to a key scoped to customers,
+  // does a source account they do not own (src/app/scope.ts): it pays only from its customers' accounts, to
+  // any account. The owner is on the row already loaded: no extra read.
   const source = accounts.get(request.sourceAccountId);
-  if (source === undefined || source.kind !== 'customer') {
+  if (source === undefined || source.kind !== 'customer' || !inScope(actor, source.ownerCustomerId)) {
     throw new AppError('SOURCE_ACCOUNT_NOT_FOUND', 'source account not found');
   }
   const destination = accounts.get(request.destinationAccountId);

@@ -7,13 +7,16 @@ import { screenName } from '../domain/sanctions.ts';
 import type { Actor, KycStatus } from '../domain/types.ts';
 import { isUniqueViolation } from '../storage/errors.ts';
 import type { CustomerRow, Tx } from '../storage/store.ts';
+import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
 import { DOCUMENT_INDEX_VERSION, documentIndexOf, documentReferenceProblem } from './identity-index.ts';
 import {
   declineHeldPaymentsOfSender,
   declineRemainingHeldPaymentsOfSender,
   heldPaymentsOfSender,
 } from './review.ts';
+import { requireCustomerInScope, requireUnscoped } from './scope.ts';
 import type { Services } from './services.ts';
+import { customerView } from './views.ts';
 
 export interface NewCustomer {
   name: string;
@@ -35,12 +38,23 @@ export interface NewCustomer {
 export async function createCustomer(
   services: Services,
   actor: Actor,
+  idempotencyKey: string | undefined,
   input: NewCustomer,
-): Promise<CustomerRow> {
+): Promise<IdempotentReply> {
+  requireUnscoped(actor, 'create customers'); // a new customer is in no key's scope (src/app/scope.ts)
   refuseUnrealIdentity(input);
-  const row = buildCustomerRow(services, input);
+  const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/customers', input);
   try {
-    return await services.committer.submit((tx) => insertCustomer(tx, actor, row));
+    // Encryption and screening only once the fast path found no stored answer.
+    return await runIdempotent(services, request, () => {
+      const row = buildCustomerRow(services, input);
+      return {
+        execute: async (tx) => {
+          const created = await insertCustomer(tx, actor, row);
+          return jsonOutcome(201, { customer: customerView(created, services.cipher) }, created.id);
+        },
+      };
+    });
   } catch (error) {
     // Another process may win the race between our check and our insert: the unique index decides.
     if (isUniqueViolation(error)) throw customerExists();
@@ -122,9 +136,11 @@ export interface KycDecision {
 export async function decideKyc(
   services: Services,
   actor: Actor,
+  idempotencyKey: string | undefined,
   customerId: string,
   decision: KycDecision,
-): Promise<CustomerRow> {
+): Promise<IdempotentReply> {
+  requireCustomerInScope(actor, customerId); // scoped key: in scope, or 404 (src/app/scope.ts)
   const tier = decision.kycTier;
   if (tier !== undefined && !hasOwn(services.policy.kycTiers, tier)) {
     throw new AppError(
@@ -133,54 +149,62 @@ export async function decideKyc(
       [{ field: '/kycTier', message: 'unknown tier' }],
     );
   }
-  const noteEnc =
-    decision.note === undefined ? null : services.cipher.encrypt(decision.note, 'customer.kycNote');
   const rejecting = decision.kycStatus === 'rejected';
-  // The holds' accounts are declared so the transaction locks them first, as every review path does.
-  const cascade = rejecting ? await heldPaymentsOfSender(services, customerId) : { held: [], accountIds: [] };
-  const decided = await services.committer.submit(
-    async (tx) => {
-      const before = (await tx.getCustomers([customerId])).get(customerId);
-      if (before === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
-      const after = { ...before, kycStatus: decision.kycStatus, kycTier: tier ?? before.kycTier };
-      await tx.recordKycDecision(before, after, noteEnc, actor);
-      const heldPaymentsDeclined = rejecting
-        ? await declineHeldPaymentsOfSender(tx, actor, customerId, cascade.held)
-        : 0;
-      await tx.appendAudit({
-        eventType: 'customer.kyc_updated',
-        actorId: actor.apiKeyId,
-        requestId: actor.requestId,
-        resourceType: 'customer',
-        resourceId: customerId,
-        metadata: {
-          customerId,
-          kycStatusFrom: before.kycStatus,
-          kycStatusTo: after.kycStatus,
-          kycTierFrom: before.kycTier,
-          kycTierTo: after.kycTier,
-          noteProvided: noteEnc !== null,
-          heldPaymentsDeclined,
-        },
-      });
-      // No name or note in the event: receivers learn the new status and fetch the customer if they may.
-      await tx.appendEvent({
-        type: 'customer.kyc_updated',
-        resourceType: 'customer',
-        resourceId: customerId,
-        data: JSON.stringify({
-          customer: {
-            id: customerId,
-            kycStatus: after.kycStatus,
-            kycTier: after.kycTier,
+  const path = `/v1/customers/${customerId}/kyc`;
+  const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', path, decision);
+  const decided = await runIdempotent(services, request, async () => {
+    const noteEnc =
+      decision.note === undefined ? null : services.cipher.encrypt(decision.note, 'customer.kycNote');
+    // The holds' accounts are declared so the transaction locks them first, as every review path does.
+    const cascade = rejecting
+      ? await heldPaymentsOfSender(services, customerId)
+      : { held: [], accountIds: [] };
+    return {
+      locks: { accountIds: cascade.accountIds },
+      execute: async (tx) => {
+        const before = (await tx.getCustomers([customerId])).get(customerId);
+        if (before === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'customer not found');
+        const after = { ...before, kycStatus: decision.kycStatus, kycTier: tier ?? before.kycTier };
+        await tx.recordKycDecision(before, after, noteEnc, actor);
+        const heldPaymentsDeclined = rejecting
+          ? await declineHeldPaymentsOfSender(tx, actor, customerId, cascade.held)
+          : 0;
+        await tx.appendAudit({
+          eventType: 'customer.kyc_updated',
+          actorId: actor.apiKeyId,
+          requestId: actor.requestId,
+          resourceType: 'customer',
+          resourceId: customerId,
+          metadata: {
+            customerId,
             kycStatusFrom: before.kycStatus,
+            kycStatusTo: after.kycStatus,
+            kycTierFrom: before.kycTier,
+            kycTierTo: after.kycTier,
+            noteProvided: noteEnc !== null,
+            heldPaymentsDeclined,
           },
-        }),
-      });
-      return after;
-    },
-    { accountIds: cascade.accountIds },
-  );
+        });
+        // No name or note in the event: receivers learn the new status and fetch the customer if they may.
+        await tx.appendEvent({
+          type: 'customer.kyc_updated',
+          resourceType: 'customer',
+          resourceId: customerId,
+          data: JSON.stringify({
+            customer: {
+              id: customerId,
+              kycStatus: after.kycStatus,
+              kycTier: after.kycTier,
+              kycStatusFrom: before.kycStatus,
+            },
+          }),
+        });
+        return jsonOutcome(200, { customer: customerView(after, services.cipher) }, customerId);
+      },
+    };
+  });
+  // Also after a replay: the follow-up only finishes this decision's cascade (a crash may have cut it short),
+  // and does nothing once the customer is no longer rejected or has no held payments left.
   if (rejecting) await declineRemainingHeldPaymentsOfSender(services, actor, customerId);
   return decided;
 }

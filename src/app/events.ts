@@ -43,5 +43,8 @@ export async function appendPaymentEvent(
     resourceType: 'payment',
     resourceId: payment.id,
     data: JSON.stringify({ payment: paymentView(payment, 'summary'), ...extra }),
+    // A key scoped to either party's customer sees the event (src/app/scope.ts).
+    sourceAccountId: payment.sourceAccountId,
+    destinationAccountId: payment.destinationAccountId,
   });
 }

@@ -1,17 +1,12 @@
 import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
-import {
-  idempotencyScope,
-  judgeIdempotency,
-  requestFingerprint,
-  type StoredResponse,
-} from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
 import { type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
-import { type PaymentReply, replayOrReject } from './create-payment.ts';
 import { appendPaymentEvent } from './events.ts';
+import { type IdempotentReply, idempotentRequest, jsonOutcome, runIdempotent } from './idempotent.ts';
+import { requireRefundInScope } from './scope.ts';
 import type { Services } from './services.ts';
 import { refundView } from './views.ts';
 
@@ -34,36 +29,25 @@ export async function createRefund(
   idempotencyKey: string,
   paymentId: string,
   request: RefundRequest,
-): Promise<PaymentReply> {
-  const route = `POST /v1/payments/${paymentId}/refunds`;
-  const fingerprint = requestFingerprint('POST', `/v1/payments/${paymentId}/refunds`, request);
-  const stored = await services.store.reads.findIdempotencyRecord(actor.apiKeyId, idempotencyKey);
-  const early = replayOrReject(judgeIdempotency(stored, fingerprint, services.clock()), route);
-  if (early) return early;
-
-  // Committed state names the accounts to lock; the transaction re-reads the payment under those locks.
-  const seen = await services.store.reads.getPayment(paymentId);
-  if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
-  const reasonEnc =
-    request.reason === undefined ? null : services.cipher.encrypt(request.reason, 'refund.reason');
-  return services.committer.submit(
-    async (tx) => {
-      const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
-      const claim = await tx.claimIdempotencyKey(actor.apiKeyId, idempotencyKey, fingerprint, expiresAtMs);
-      if (claim !== 'claimed') return replayOrReject(judgeIdempotency(claim, fingerprint, tx.nowMs), route)!;
-      const refund = await executeRefund(tx, actor, paymentId, request.amountCents, reasonEnc);
-      const response: StoredResponse = {
-        statusCode: 201,
-        body: JSON.stringify({ refund: refundView(refund, services.cipher) }),
-      };
-      await tx.completeIdempotencyKey(actor.apiKeyId, idempotencyKey, response, refund.id);
-      return { ...response, replayed: false };
-    },
-    {
-      idempotencyKeys: [idempotencyScope(actor.apiKeyId, idempotencyKey)],
-      accountIds: [seen.sourceAccountId, seen.destinationAccountId],
-    },
-  );
+): Promise<IdempotentReply> {
+  const path = `/v1/payments/${paymentId}/refunds`;
+  const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', path, request);
+  return runIdempotent(services, idempotent, async () => {
+    // Committed state names the accounts to lock; the transaction re-reads the payment under those locks.
+    const seen = await services.store.reads.getPayment(paymentId);
+    if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
+    // A scoped key refunds only what its customers received: the refund debits the destination.
+    await requireRefundInScope(services.store.reads, actor, seen);
+    const reasonEnc =
+      request.reason === undefined ? null : services.cipher.encrypt(request.reason, 'refund.reason');
+    return {
+      locks: { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
+      execute: async (tx) => {
+        const refund = await executeRefund(tx, actor, paymentId, request.amountCents, reasonEnc);
+        return jsonOutcome(201, { refund: refundView(refund, services.cipher) }, refund.id);
+      },
+    };
+  });
 }
 
 async function executeRefund(

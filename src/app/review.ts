@@ -5,7 +5,10 @@ import { type Recheck, recheckHeldPayment } from '../domain/recheck.ts';
 import type { Account, Actor, Payment, PaymentResolution, ResolutionOutcome } from '../domain/types.ts';
 import type { CustomerRow, ExpiredHold, Tx } from '../storage/store.ts';
 import { appendPaymentEvent, type EventType } from './events.ts';
+import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
+import { requireReviewInScope } from './scope.ts';
 import { type Services, SYSTEM_ACTOR } from './services.ts';
+import { decisionDetailFor, paymentView } from './views.ts';
 
 /**
  * The review queue's way out. A payment in `manual_review` holds its amount on the source account; it leaves
@@ -36,30 +39,46 @@ export interface ReviewResult {
 const EXPIRY_CHUNK_MAX = 100;
 
 const OUTCOME: Record<ReviewAction, ResolutionOutcome> = { approve: 'approved', reject: 'rejected' };
+const STATUS: Record<ReviewAction, number> = { approve: 201, reject: 200 };
 
+/**
+ * POST /v1/payments/:id/approve|reject. Under an Idempotency-Key (optional) the resolution's response is
+ * stored with it and replayed; a refusal (404, 409 not in review or no longer approvable) is thrown, so it is
+ * not stored and a retry is judged on the state it then finds (src/app/idempotent.ts).
+ */
 export async function resolveReview(
   services: Services,
   actor: Actor,
+  idempotencyKey: string | undefined,
   paymentId: string,
   action: ReviewAction,
   note: string | undefined,
-): Promise<ReviewResult> {
-  // Read committed state to learn which accounts to lock; the transaction re-checks everything.
-  const seen = await services.store.reads.getPayment(paymentId);
-  if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
-  if (seen.status !== 'manual_review') throw notInReview();
-  const noteEnc = note === undefined ? null : services.cipher.encrypt(note, 'payment.resolutionNote');
-  return services.committer.submit(
-    async (tx) => {
-      const payment = await tx.lockPayment(paymentId);
-      if (payment?.status !== 'manual_review') throw notInReview();
-      const resolution = { outcome: OUTCOME[action], atMs: tx.nowMs, actorId: actor.apiKeyId, noteEnc };
-      return action === 'approve'
-        ? approve(tx, services, actor, payment, resolution)
-        : reject(tx, actor, payment, resolution);
-    },
-    { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
-  );
+): Promise<IdempotentReply> {
+  await requireReviewInScope(services.store.reads, actor, paymentId); // scoped key: src/app/scope.ts
+  const path = `/v1/payments/${paymentId}/${action}`;
+  const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', path, { note });
+  return runIdempotent(services, request, async () => {
+    // Read committed state to learn which accounts to lock; the transaction re-checks everything. The status
+    // is judged there only, after the key's claim: a concurrent duplicate that committed between the fast
+    // path and this read has resolved the payment, and this request must replay it, not get a 409.
+    const seen = await services.store.reads.getPayment(paymentId);
+    if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
+    const noteEnc = note === undefined ? null : services.cipher.encrypt(note, 'payment.resolutionNote');
+    return {
+      locks: { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
+      execute: async (tx) => {
+        const payment = await tx.lockPayment(paymentId);
+        if (payment?.status !== 'manual_review') throw notInReview();
+        const resolution = { outcome: OUTCOME[action], atMs: tx.nowMs, actorId: actor.apiKeyId, noteEnc };
+        const result =
+          action === 'approve'
+            ? await approve(tx, services, actor, payment, resolution)
+            : await reject(tx, actor, payment, resolution);
+        const view = paymentView(result.payment, decisionDetailFor(actor));
+        return jsonOutcome(STATUS[action], { payment: view, ledgerPosted: result.ledgerPosted }, paymentId);
+      },
+    };
+  });
 }
 
 async function approve(

@@ -23,6 +23,24 @@ export function splitIdempotencyScope(scoped: string): [apiKeyId: string, key: s
   return [scoped.slice(0, at), scoped.slice(at + 1)];
 }
 
+/**
+ * Stored response bodies are sealed with the data key (AES-GCM, this context as associated data): a response
+ * may carry what its table keeps encrypted (a customer's name, a refund's reason, a webhook secret). Sealing
+ * and opening are the application's (src/app/idempotent.ts); the store keeps the text it is given.
+ */
+export const RESPONSE_BODY_CONTEXT = 'idempotency.response';
+
+/**
+ * Whether a stored body is a sealed envelope (`v1.<keyId>.…`, src/security/pii-cipher.ts) or, in a record
+ * written before bodies were sealed, the response JSON itself. The two never look alike: every stored body is
+ * a JSON object, so plain text starts with `{`.
+ */
+export function isSealedBody(body: string): boolean {
+  if (body.startsWith('v1.')) return true;
+  assert(body.startsWith('{'), 'a stored response body is a sealed envelope or a JSON object');
+  return false;
+}
+
 export function requestFingerprint(method: string, route: string, body: unknown): string {
   return createHash('sha256').update(canonicalJson({ method, route, body })).digest('hex');
 }

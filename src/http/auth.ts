@@ -1,13 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.ts';
 import type { Actor, Role } from '../domain/types.ts';
-import { hashSecret, parseBearer, secretMatches } from '../security/api-keys.ts';
+import { hashSecret, keyAccepts, parseBearer } from '../security/api-keys.ts';
 import type { Reads } from '../storage/store.ts';
 
 /**
  * Authentication and role checks, before the body is even parsed. A route names the roles it admits in its
- * config; `admin` is always admitted. Missing or malformed header: 401 AUTH_REQUIRED; unknown secret: 401
- * AUTH_INVALID; a known key without the role: 403 FORBIDDEN.
+ * config; `admin` is always admitted. Missing or malformed header: 401 AUTH_REQUIRED; unknown, revoked or
+ * expired key: 401 AUTH_INVALID; a valid key without the role: 403 FORBIDDEN.
  */
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -31,19 +31,31 @@ export const REFUND_PAYMENTS: readonly Role[] = ['payments'];
 export const READ_EVENTS: readonly Role[] = ['auditor'];
 export const ADMIN_ONLY: readonly Role[] = [];
 
-export function authHook(reads: Reads) {
+/**
+ * Every request reads its key from the database (one index lookup, no cache), so a revocation, an expiry or
+ * the end of a rotation's grace period takes effect at once in every process. The clock is the services'
+ * (tests drive it by hand).
+ */
+export function authHook(reads: Reads, clock: () => number = Date.now) {
   return async function authenticate(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const roles = request.routeOptions.config.roles;
     if (roles === undefined) return;
     const secret = parseBearer(request.headers.authorization);
     if (secret === null) throw new AppError('AUTH_REQUIRED', 'send Authorization: Bearer <API key>');
     const key = await reads.findApiKeyByHash(hashSecret(secret));
-    if (key === undefined || !secretMatches(secret, key.secretHash)) {
+    // Unknown, revoked, expired, or a rotated-out secret past its grace: one answer, no oracle.
+    if (key === undefined || !keyAccepts(key, secret, clock())) {
       throw new AppError('AUTH_INVALID', 'the API key is not valid');
     }
     if (key.role !== 'admin' && !roles.includes(key.role)) {
       throw new AppError('FORBIDDEN', `this API key (role ${key.role}) may not call this endpoint`);
     }
-    request.actor = { apiKeyId: key.id, role: key.role, requestId: request.id };
+    request.actor = {
+      apiKeyId: key.id,
+      role: key.role,
+      requestId: request.id,
+      // The key's scope; null: unscoped. Enforced by the routes and services that read or move money.
+      customerIds: key.customerIds,
+    };
   };
 }

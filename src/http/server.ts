@@ -1,13 +1,29 @@
-import { randomBytes } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Services } from '../app/services.ts';
+import type { LimitsConfig } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
 import { authHook } from './auth.ts';
-import { errorHandler } from './error-handler.ts';
+import {
+  clientErrorHandler,
+  errorHandler,
+  frameworkErrorHandler,
+  logAccess,
+  RETRY_AFTER_DEFAULT_SECONDS,
+} from './error-handler.ts';
+import { checkRequestText, useJsonBody } from './json-body.ts';
+import { authFailureLimit, perKeyRateLimit, registerLoadShedding, timeoutOptions } from './protection.ts';
+import {
+  clearInFlight,
+  clientRequestIdOf,
+  markInFlight,
+  newRequestId,
+  requestIdHeaders,
+} from './request-ids.ts';
 import { accountRoutes } from './routes/accounts.ts';
+import { apiKeyRoutes } from './routes/api-keys.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -22,11 +38,14 @@ import type { HttpApp } from './types.ts';
  * application layer (src/app).
  */
 export const BODY_LIMIT_BYTES = 1_000_000;
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Longer request targets are 414 (Node's 16 KiB header limit, 431, applies to the request line too). */
+export const URL_MAX_CHARS = 8192;
 
 export interface ServerOptions {
   logger: Logger;
   onFatal: (error: Error) => void;
+  /** Timeouts, connection cap, shedding and rate limits (config.limits). */
+  limits: LimitsConfig;
 }
 
 export function buildServer(services: Services, options: ServerOptions): HttpApp {
@@ -35,41 +54,90 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const sent = req.headers['x-request-id'];
-      return typeof sent === 'string' && REQUEST_ID_PATTERN.test(sent)
-        ? sent
-        : `req_${randomBytes(12).toString('hex')}`;
-    },
-    return503OnClosing: true,
+    // Always the server's own id; the client's X-Request-Id is only its correlation id (request-ids.ts).
+    genReqId: () => newRequestId(),
+    // Answered by the edge hook below, in the envelope, instead of fastify's own 503 shape.
+    return503OnClosing: false,
     forceCloseConnections: true,
+    ...timeoutOptions(options.limits),
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler: clientErrorHandler(options.logger as FastifyBaseLogger),
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Beyond the cap Node closes new connections at once (documented: refused, no response).
+  app.server.maxConnections = options.limits.connectionsMax;
 
   useStrictValidation(app);
   // JSON only: fastify's built-in text/plain parser would let a non-JSON body reach validation.
   app.removeContentTypeParser('text/plain');
+  useJsonBody(app, BODY_LIMIT_BYTES);
   const routes = trackRoutes(app);
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
+  // Hook order matters: ids first (every answer carries them), then shedding and the auth-failure gate (no
+  // database work for a refused request), then authentication, then the per-key limit before the body is read.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
   });
-  app.addHook('onRequest', authHook(services.store.reads));
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.headers(requestIdHeaders(request.id, clientRequestIdOf(request.headers)));
+    markInFlight(request.raw.socket, request.id);
+    if (closing) {
+      void reply.header('connection', 'close');
+      throw new AppError('SERVICE_UNAVAILABLE', 'the server is shutting down; retry on another instance');
+    }
+    if (request.url.length > URL_MAX_CHARS) {
+      throw new AppError('URI_TOO_LONG', `the request target is longer than ${URL_MAX_CHARS} characters`);
+    }
+    // A trailing slash is a different path, not an alias: 404, whatever route the prefix names.
+    const path = pathOf(request.url);
+    if (path.length > 1 && path.endsWith('/')) {
+      throw new AppError('NOT_FOUND', 'no such route (paths have no trailing slash)');
+    }
+  });
+  registerLoadShedding(app, options.limits);
+  const authFailures = authFailureLimit(options.limits);
+  app.addHook('onRequest', authFailures.gate);
+  app.addHook('onRequest', authHook(services.store.reads, services.clock));
+  const limitPerKey = perKeyRateLimit(options.limits);
+  if (limitPerKey !== null) {
+    app.addHook('preParsing', async (request, reply, payload) => {
+      await limitPerKey(request, reply);
+      return payload;
+    });
+  }
+  // Query strings and path parameters hold storable text only, like bodies (json-body.ts checks those).
+  app.addHook('preValidation', async (request) => checkRequestText(request.query, request.params));
+  app.addHook('preHandler', async (request) => {
+    const clientRequestId = clientRequestIdOf(request.headers);
+    if (request.actor !== undefined && clientRequestId !== null)
+      request.actor.clientRequestId = clientRequestId;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    // Every 429 and 503 tells the client when to come back, whichever code sent it (/ready included).
+    const status = reply.statusCode;
+    if ((status === 429 || status === 503) && !reply.hasHeader('retry-after')) {
+      void reply.header('retry-after', RETRY_AFTER_DEFAULT_SECONDS[status]);
+    }
+    return payload;
+  });
   app.addHook('onResponse', async (request, reply) => {
-    // One access line per request; no headers, no bodies, no query strings: nothing personal or secret.
-    request.log.info(
+    clearInFlight(request.raw.socket, request.id);
+    logAccess(
+      request.log,
       {
         method: request.method,
         route: request.routeOptions.url ?? 'unmatched',
         statusCode: reply.statusCode,
         durationMs: Math.round(reply.elapsedTime * 100) / 100,
       },
-      'request',
+      request,
     );
   });
+  app.addHook('onResponse', authFailures.count);
 
   app.setErrorHandler(errorHandler(options.onFatal));
   app.setNotFoundHandler(async (request, reply) => {
-    const allowed = routes.methodsFor(request.url.split('?')[0]!);
+    const allowed = routes.methodsFor(pathOf(request.url));
     if (allowed.length === 0) throw new AppError('NOT_FOUND', 'no such route');
     reply.header('allow', allowed.join(', '));
     throw new AppError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on this path`);
@@ -82,6 +150,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   ledgerRoutes(app, services);
   auditRoutes(app, services);
   webhookRoutes(app, services);
+  apiKeyRoutes(app, services);
   return app;
 }
 
@@ -104,7 +173,7 @@ function trackRoutes(app: HttpApp): { methodsFor(path: string): string[] } {
   app.addHook('onRoute', (route) => {
     const source = route.url.replace(/:[^/]+/g, '[^/]+');
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    known.push({ pattern: new RegExp(`^${source}/?$`), methods });
+    known.push({ pattern: new RegExp(`^${source}$`), methods });
   });
   return {
     methodsFor(path) {
@@ -113,4 +182,10 @@ function trackRoutes(app: HttpApp): { methodsFor(path: string): string[] } {
       return [...methods].sort();
     },
   };
+}
+
+/** The path of a request target, without its query string. */
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
 }

@@ -329,4 +329,60 @@ ALTER TABLE api_keys ADD COLUMN previous_secret_expires_at_ms {{BIGINT}};
 CREATE UNIQUE INDEX api_keys_previous_secret_hash ON api_keys (previous_secret_hash);
 `,
   },
+  {
+    version: 9,
+    name: 'api key lifecycle: rotation time, keyset paging',
+    // rotated_at_ms: when the key's secret was last rotated (null: never). The key list pages on
+    // (created_at_ms, id), which this index serves in order.
+    sql: `
+ALTER TABLE api_keys ADD COLUMN rotated_at_ms {{BIGINT}};
+CREATE INDEX api_keys_created ON api_keys (created_at_ms, id);
+`,
+  },
+  {
+    version: 10,
+    name: 'scoped keys: payments by account and status, events by the accounts and customer they are about',
+    // A key scoped to customers lists only what touches their accounts (src/app/scope.ts). Its lists are a
+    // union of index ranges, one per (account, side[, status]) for payments and per account or customer for
+    // events, each read in seq order from where the cursor stands: never a scan of other customers' history.
+    // Events name what they are about: a payment event its two accounts, a customer event its customer;
+    // rows written before this migration are filled in here from their payment / resource id.
+    sql: `
+CREATE INDEX payments_destination ON payments (destination_account_id, seq);
+CREATE INDEX payments_source_status ON payments (source_account_id, status, seq);
+CREATE INDEX payments_destination_status ON payments (destination_account_id, status, seq);
+ALTER TABLE events ADD COLUMN source_account_id TEXT;
+ALTER TABLE events ADD COLUMN destination_account_id TEXT;
+ALTER TABLE events ADD COLUMN customer_id TEXT;
+UPDATE events SET
+  source_account_id = (SELECT p.source_account_id FROM payments p WHERE p.id = events.resource_id),
+  destination_account_id = (SELECT p.destination_account_id FROM payments p WHERE p.id = events.resource_id)
+ WHERE resource_type = 'payment';
+UPDATE events SET customer_id = resource_id WHERE resource_type = 'customer';
+CREATE INDEX events_source_account ON events (source_account_id, seq) WHERE source_account_id IS NOT NULL;
+CREATE INDEX events_destination_account ON events (destination_account_id, seq) WHERE destination_account_id IS NOT NULL;
+CREATE INDEX events_customer ON events (customer_id, seq) WHERE customer_id IS NOT NULL;
+`,
+  },
+  {
+    version: 11,
+    name: 'audit verification state: the verified prefix of the log and the last full verification',
+    // One row shared by every process (src/app/verification.ts): entries [0, verified_size) were verified,
+    // verified_hash is the hash of entry verified_size - 1 ('GENESIS' when 0). Incremental verification
+    // starts there and only moves it forward; a full verification that finds a break moves it back to the
+    // break. full_*: the outcome of the last full verification that finished (full_reason null: valid).
+    sql: `
+CREATE TABLE audit_verification (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  verified_size {{BIGINT}} NOT NULL,
+  verified_hash TEXT NOT NULL,
+  verified_at_ms {{BIGINT}} NOT NULL,
+  full_size {{BIGINT}},
+  full_at_ms {{BIGINT}},
+  full_broken_index {{BIGINT}},
+  full_reason TEXT
+);
+INSERT INTO audit_verification (id, verified_size, verified_hash, verified_at_ms) VALUES (1, 0, 'GENESIS', 0);
+`,
+  },
 ];

@@ -24,27 +24,45 @@ import type {
   ResolutionOutcome,
 } from '../domain/types.ts';
 import { AccountCache } from './account-cache.ts';
+import * as apiKeysSql from './api-keys-sql.ts';
+import * as keyRotationSql from './key-rotation-sql.ts';
 import { RiskCounters } from './risk-counters.ts';
+import * as scopedSql from './scoped-sql.ts';
 import type {
   AccountCheck,
   AccountRow,
+  ApiKeyPosition,
+  ApiKeyRow,
   AuditCheckpointRow,
   ClaimedDelivery,
   CurrencyTotals,
   CustomerRow,
+  CustomerScope,
   DeliveryAttempt,
   DeliveryStatus,
   EventDraft,
   ExpiredHold,
+  KeysetPage,
   LedgerFilter,
   LockHints,
   Page,
   PageRequest,
+  ReadScope,
   Reads,
   StaleDocumentIndex,
   Tx,
   WebhookDelivery,
   WebhookEndpointRow,
+} from './store.ts';
+// Bounded verification of the audit log and the ledger (src/app/verification.ts).
+import {
+  type AccountBalanceCheck,
+  type AccountNet,
+  AUDIT_NODE_RANGES_MAX,
+  type AuditVerificationState,
+  type FullAuditVerificationRecord,
+  type MerkleNodeRange,
+  type SeqRange,
 } from './store.ts';
 import {
   type BufferedTable,
@@ -238,26 +256,15 @@ function idempotencyFromRow(r: Row): IdempotencyRecord {
   };
 }
 
-function apiKeyFromRow(r: Row): ApiKey {
-  return {
-    id: str(r['id']),
-    name: str(r['name']),
-    role: str(r['role']) as ApiKey['role'],
-    secretHash: str(r['secret_hash']),
-    createdAtMs: num(r['created_at_ms']),
-    revokedAtMs: r['revoked_at_ms'] === null ? null : num(r['revoked_at_ms']),
-    customerIds: r['customer_ids'] == null ? null : (JSON.parse(str(r['customer_ids'])) as string[]),
-    expiresAtMs: r['expires_at_ms'] == null ? null : num(r['expires_at_ms']),
-    previousSecretHash: r['previous_secret_hash'] == null ? null : str(r['previous_secret_hash']),
-    previousSecretExpiresAtMs:
-      r['previous_secret_expires_at_ms'] == null ? null : num(r['previous_secret_expires_at_ms']),
-  };
-}
-
 function toPage<T>(rows: Row[], limit: number, map: (r: Row) => T): Page<T> {
   const hasMore = rows.length > limit;
   const kept = hasMore ? rows.slice(0, limit) : rows;
   return { items: kept.map(map), nextAfter: hasMore ? num(kept[kept.length - 1]!['seq']) : null };
+}
+
+/** A scoped list's rows as a page (its limit may be smaller than asked: scoped-sql.ts). */
+function scopedPage<T>(scoped: scopedSql.ScopedRows, map: (r: Row) => T): Page<T> {
+  return toPage(scoped.rows, scoped.limit, map);
 }
 
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
@@ -265,11 +272,21 @@ const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(',
 export class SqlReads implements Reads {
   constructor(private readonly db: SqlExecutor) {}
 
-  async findApiKeyByHash(secretHash: string): Promise<ApiKey | undefined> {
-    const r = await this.db.get('SELECT * FROM api_keys WHERE secret_hash = ? AND revoked_at_ms IS NULL', [
-      secretHash,
-    ]);
-    return r && apiKeyFromRow(r);
+  // API keys: the SQL lives in api-keys-sql.ts.
+  findApiKeyByHash(secretHash: string): Promise<ApiKeyRow | undefined> {
+    return apiKeysSql.findApiKeyByHash(this.db, secretHash);
+  }
+
+  getApiKey(id: string): Promise<ApiKeyRow | undefined> {
+    return apiKeysSql.getApiKey(this.db, id);
+  }
+
+  listApiKeys(after: ApiKeyPosition | null, limit: number): Promise<KeysetPage<ApiKeyRow, ApiKeyPosition>> {
+    return apiKeysSql.listApiKeys(this.db, after, limit);
+  }
+
+  countActiveAdminKeys(nowMs: number, exceptId: string): Promise<number> {
+    return apiKeysSql.countActiveAdminKeys(this.db, nowMs, exceptId);
   }
 
   async getCustomer(id: string): Promise<CustomerRow | undefined> {
@@ -277,7 +294,8 @@ export class SqlReads implements Reads {
     return r && customerFromRow(r);
   }
 
-  async listCustomers(page: PageRequest): Promise<Page<CustomerRow>> {
+  async listCustomers(page: PageRequest, scope?: CustomerScope | null): Promise<Page<CustomerRow>> {
+    if (scope) return scopedPage(await scopedSql.customerRows(this.db, page, scope), customerFromRow);
     const rows = await this.db.all('SELECT * FROM customers WHERE seq > ? ORDER BY seq LIMIT ?', [
       page.after,
       page.limit + 1,
@@ -293,7 +311,15 @@ export class SqlReads implements Reads {
     return r && accountFromRow(r);
   }
 
-  async listAccounts(page: PageRequest, ownerCustomerId?: string): Promise<Page<Account>> {
+  async listAccounts(
+    page: PageRequest,
+    ownerCustomerId?: string,
+    scope?: CustomerScope | null,
+  ): Promise<Page<Account>> {
+    if (scope) {
+      const scoped = await scopedSql.accountRows(this.db, ACCOUNT_COLUMNS, page, ownerCustomerId, scope);
+      return scopedPage(scoped, accountFromRow);
+    }
     const byOwner = ownerCustomerId === undefined ? '' : 'AND owner_customer_id = ?';
     const params = ownerCustomerId === undefined ? [] : [ownerCustomerId];
     const rows = await this.db.all(
@@ -308,7 +334,12 @@ export class SqlReads implements Reads {
     return r && paymentFromRow(r);
   }
 
-  async listPayments(page: PageRequest, status?: PaymentStatus): Promise<Page<Payment>> {
+  async listPayments(
+    page: PageRequest,
+    status?: PaymentStatus,
+    scope?: ReadScope | null,
+  ): Promise<Page<Payment>> {
+    if (scope) return scopedPage(await scopedSql.paymentRows(this.db, page, status, scope), paymentFromRow);
     const byStatus = status === undefined ? '' : 'AND status = ?';
     const params = status === undefined ? [] : [status];
     const rows = await this.db.all(`SELECT * FROM payments WHERE seq > ? ${byStatus} ORDER BY seq LIMIT ?`, [
@@ -319,7 +350,14 @@ export class SqlReads implements Reads {
     return toPage(rows, page.limit, paymentFromRow);
   }
 
-  async listLedgerEntries(page: PageRequest, filter: LedgerFilter): Promise<Page<LedgerEntry>> {
+  async listLedgerEntries(
+    page: PageRequest,
+    filter: LedgerFilter,
+    scope?: ReadScope | null,
+  ): Promise<Page<LedgerEntry>> {
+    if (scope) {
+      return scopedPage(await scopedSql.ledgerEntryRows(this.db, page, filter, scope), ledgerEntryFromRow);
+    }
     const where = ['seq > ?'];
     const params: unknown[] = [page.after];
     if (filter.paymentId !== undefined) {
@@ -335,6 +373,15 @@ export class SqlReads implements Reads {
       [...params, page.limit + 1],
     );
     return toPage(rows, page.limit, ledgerEntryFromRow);
+  }
+
+  // Scoped keys (src/app/scope.ts): the SQL lives in scoped-sql.ts.
+  accountIdsOwnedBy(customerIds: readonly string[], limit: number): Promise<string[]> {
+    return scopedSql.accountIdsOwnedBy(this.db, customerIds, limit);
+  }
+
+  accountOwners(ids: readonly string[]): Promise<Map<string, string | null>> {
+    return scopedSql.accountOwners(this.db, ids);
   }
 
   async findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined> {
@@ -371,7 +418,8 @@ export class SqlReads implements Reads {
     return rows.map((r) => ({ paymentId: str(r['payment_id']), accountId: str(r['account_id']) }));
   }
 
-  async listEvents(page: PageRequest): Promise<Page<OutboxEvent>> {
+  async listEvents(page: PageRequest, scope?: ReadScope | null): Promise<Page<OutboxEvent>> {
+    if (scope) return scopedPage(await scopedSql.eventRows(this.db, page, scope), eventFromRow);
     const rows = await this.db.all('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?', [
       page.after,
       page.limit + 1,
@@ -416,18 +464,20 @@ export class SqlReads implements Reads {
     return num(r!['size']);
   }
 
-  async auditHead(): Promise<{ size: number; lastHash: string }> {
-    const r = await this.db.get('SELECT size, last_hash FROM audit_head WHERE id = 1');
-    return { size: num(r!['size']), lastHash: str(r!['last_hash']) };
+  async auditHead(): Promise<{ size: number; lastHash: string; merkleSize: number }> {
+    const r = await this.db.get('SELECT size, last_hash, merkle_size FROM audit_head WHERE id = 1');
+    return { size: num(r!['size']), lastHash: str(r!['last_hash']), merkleSize: num(r!['merkle_size']) };
   }
 
-  async ledgerTotals(): Promise<CurrencyTotals[]> {
+  async ledgerTotals(range?: SeqRange): Promise<CurrencyTotals[]> {
     // Sums are returned as text so totals beyond 2^53 stay exact; BigInt does the arithmetic.
     const rows = await this.db.all(
       `SELECT currency,
               CAST(COALESCE(SUM(CASE WHEN direction = 'debit' THEN amount_cents ELSE 0 END), 0) AS TEXT) AS debits,
               CAST(COALESCE(SUM(CASE WHEN direction = 'credit' THEN amount_cents ELSE 0 END), 0) AS TEXT) AS credits
-         FROM ledger_entries GROUP BY currency ORDER BY currency`,
+         FROM ledger_entries ${range === undefined ? '' : 'WHERE seq > ? AND seq <= ?'}
+        GROUP BY currency ORDER BY currency`,
+      range === undefined ? [] : [range.afterSeq, range.uptoSeq],
     );
     return rows.map((r) => ({
       currency: str(r['currency']),
@@ -459,19 +509,22 @@ export class SqlReads implements Reads {
     return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
   }
 
-  async paymentChecks(limit: number): Promise<{ paymentId: string; problem: string }[]> {
+  async paymentChecks(limit: number, range?: SeqRange): Promise<{ paymentId: string; problem: string }[]> {
+    const within = range === undefined ? '' : 'AND p.seq > ? AND p.seq <= ?';
+    const bounds = range === undefined ? [] : [range.afterSeq, range.uptoSeq];
     const holds = await this.db.all(
       `SELECT p.id FROM payments p
          LEFT JOIN holds h ON h.payment_id = p.id AND h.status = 'active'
-        WHERE (p.status = 'manual_review') <> (h.id IS NOT NULL) ORDER BY p.seq LIMIT ?`,
-      [limit],
+        WHERE (p.status = 'manual_review') <> (h.id IS NOT NULL) ${within} ORDER BY p.seq LIMIT ?`,
+      [...bounds, limit],
     );
     const refunds = await this.db.all(
       `SELECT p.id FROM payments p
-        WHERE p.refunded_cents > p.amount_cents
-           OR p.refunded_cents <> (SELECT COALESCE(SUM(r.amount_cents), 0) FROM refunds r WHERE r.payment_id = p.id)
+        WHERE (p.refunded_cents > p.amount_cents
+           OR p.refunded_cents <> (SELECT COALESCE(SUM(r.amount_cents), 0) FROM refunds r WHERE r.payment_id = p.id))
+          ${within}
         ORDER BY p.seq LIMIT ?`,
-      [limit],
+      [...bounds, limit],
     );
     return [
       ...holds.map((r) => ({ paymentId: str(r['id']), problem: 'review status and active hold disagree' })),
@@ -480,6 +533,73 @@ export class SqlReads implements Reads {
         problem: 'refunded total differs from its refunds',
       })),
     ];
+  }
+
+  async ledgerCheckBounds(): Promise<{ ledgerSeq: number; paymentSeq: number }> {
+    const r = await this.db.get(
+      `SELECT (SELECT COALESCE(MAX(seq), 0) FROM ledger_entries) AS ledger_seq,
+              (SELECT COALESCE(MAX(seq), 0) FROM payments) AS payment_seq`,
+    );
+    return { ledgerSeq: num(r!['ledger_seq']), paymentSeq: num(r!['payment_seq']) };
+  }
+
+  async ledgerNetsByAccount(
+    after: { accountId: string; seq: number },
+    lastAccountId: string,
+    uptoSeq: number,
+    limit: number,
+  ): Promise<AccountNet[]> {
+    // Two plain ranges of ledger_entries_account (account_id, seq), each bounded by LIMIT: the rest of the
+    // current account, then the accounts after it. (A row-value bound would make SQLite scan the current
+    // account from its first entry on every call.)
+    const sum = (where: string) =>
+      `SELECT account_id,
+              CAST(SUM(CASE WHEN direction = 'credit' THEN amount_cents ELSE -amount_cents END) AS TEXT) AS net,
+              MAX(seq) AS last_seq, COUNT(*) AS n
+         FROM (SELECT account_id, seq, direction, amount_cents FROM ledger_entries
+                WHERE ${where} AND seq <= ? ORDER BY account_id, seq LIMIT ?) window_rows
+        GROUP BY account_id ORDER BY account_id`;
+    const toNet = (r: Row): AccountNet => ({
+      accountId: str(r['account_id']),
+      netCents: BigInt(str(r['net'])),
+      lastSeq: num(r['last_seq']),
+      rows: num(r['n']),
+    });
+    const current = (
+      await this.db.all(sum('account_id = ? AND seq > ?'), [after.accountId, after.seq, uptoSeq, limit])
+    ).map(toNet);
+    const left = limit - current.reduce((n, run) => n + run.rows, 0);
+    if (left === 0) return current;
+    const next = await this.db.all(sum('account_id > ? AND account_id <= ?'), [
+      after.accountId,
+      lastAccountId,
+      uptoSeq,
+      left,
+    ]);
+    return [...current, ...next.map(toNet)];
+  }
+
+  async accountBalancesAfter(
+    afterId: string,
+    limit: number,
+    snapshotSeq: number,
+  ): Promise<AccountBalanceCheck[]> {
+    const rows = await this.db.all(
+      `SELECT a.id, a.posted_balance_cents, a.held_balance_cents,
+              CAST((SELECT COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END), 0)
+                      FROM ledger_entries e WHERE e.account_id = a.id AND e.seq > ?) AS TEXT) AS net_after,
+              CAST((SELECT COALESCE(SUM(h.amount_cents), 0)
+                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total
+         FROM accounts a WHERE a.id > ? ORDER BY a.id LIMIT ?`,
+      [snapshotSeq, afterId, limit],
+    );
+    return rows.map((r) => ({
+      accountId: str(r['id']),
+      postedBalanceCents: num(r['posted_balance_cents']),
+      heldBalanceCents: num(r['held_balance_cents']),
+      activeHoldsCents: BigInt(str(r['holds_total'])),
+      netAfterSnapshotCents: BigInt(str(r['net_after'])),
+    }));
   }
 
   async auditMerkleSize(): Promise<number> {
@@ -495,12 +615,56 @@ export class SqlReads implements Reads {
     return selectLatestCheckpoint(this.db);
   }
 
+  async auditVerificationState(): Promise<AuditVerificationState> {
+    const r = await this.db.get('SELECT * FROM audit_verification WHERE id = 1');
+    assert(r !== undefined, 'the audit verification row exists (migration 11)');
+    return {
+      verifiedSize: num(r['verified_size']),
+      verifiedHash: str(r['verified_hash']),
+      verifiedAtMs: num(r['verified_at_ms']),
+      lastFull:
+        r['full_size'] === null || r['full_size'] === undefined
+          ? null
+          : {
+              size: num(r['full_size']),
+              atMs: num(r['full_at_ms']),
+              brokenAtIndex: nullableNum(r['full_broken_index']),
+              reason: nullableStr(r['full_reason']),
+            },
+    };
+  }
+
+  async auditMerkleNodeRanges(ranges: MerkleNodeRange[]): Promise<MerkleNode[]> {
+    assert(ranges.length <= AUDIT_NODE_RANGES_MAX, 'a bounded number of node ranges per query');
+    if (ranges.length === 0) return [];
+    // One primary-key range scan per level; UNION ALL keeps each one a plain index range on both engines.
+    const scan = 'SELECT level, idx, hash FROM audit_merkle_nodes WHERE level = ? AND idx >= ? AND idx <= ?';
+    const rows = await this.db.all(
+      ranges.map(() => scan).join(' UNION ALL '),
+      ranges.flatMap((r) => [r.level, r.firstIndex, r.lastIndex]),
+    );
+    return rows.map((r) => ({
+      level: num(r['level']),
+      index: num(r['idx']),
+      hash: Buffer.from(str(r['hash']), 'hex'),
+    }));
+  }
+
   async findAuditIndex(resourceType: string, resourceId: string): Promise<number | undefined> {
     const r = await this.db.get(
       'SELECT idx FROM audit_entries WHERE resource_type = ? AND resource_id = ? ORDER BY idx LIMIT 1',
       [resourceType, resourceId],
     );
     return r === undefined ? undefined : num(r['idx']);
+  }
+
+  // Key management: the SQL lives in key-rotation-sql.ts.
+  getSetting(key: string): Promise<string | undefined> {
+    return keyRotationSql.getSetting(this.db, key);
+  }
+
+  keySamples(perColumn: number): Promise<keyRotationSql.KeySamples> {
+    return keyRotationSql.keySamples(this.db, perColumn);
   }
 }
 
@@ -721,49 +885,25 @@ export class SqlTx implements Tx {
     }
   }
 
+  // API keys: the SQL lives in api-keys-sql.ts.
   async insertApiKey(key: ApiKey): Promise<void> {
-    await this.db.run(
-      `INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms, customer_ids, expires_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        key.id,
-        key.name,
-        key.role,
-        key.secretHash,
-        key.createdAtMs,
-        key.revokedAtMs,
-        key.customerIds === null ? null : JSON.stringify(key.customerIds),
-        key.expiresAtMs,
-      ],
-    );
+    await apiKeysSql.insertApiKey(this.db, key);
   }
 
-  async upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'> {
-    // Several processes starting at once on one PostgreSQL each ensure this key: a plain INSERT after a
-    // SELECT that found nothing would fail the loser's start-up with a unique violation. ON CONFLICT makes
-    // the loser wait for the winner's commit and then find (and lock) the winner's row instead.
-    const inserted = await this.db.run(
-      `INSERT INTO api_keys (id, name, role, secret_hash, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT DO NOTHING`,
-      [key.id, key.name, key.role, key.secretHash, key.createdAtMs, key.revokedAtMs],
-    );
-    if (inserted === 1) return 'created';
-    const existing = await this.db.get(
-      `SELECT secret_hash, role FROM api_keys WHERE id = ?${this.dialect.forUpdate}`,
-      [key.id],
-    );
-    // Conflict on the secret alone (another key holds this secret): the plain insert reports it as before.
-    if (existing === undefined) {
-      await this.insertApiKey(key);
-      return 'created';
-    }
-    if (existing['secret_hash'] === key.secretHash && existing['role'] === key.role) return 'unchanged';
-    await this.db.run('UPDATE api_keys SET secret_hash = ?, role = ?, revoked_at_ms = NULL WHERE id = ?', [
-      key.secretHash,
-      key.role,
-      key.id,
-    ]);
-    return 'updated';
+  insertApiKeyIfAbsent(key: ApiKey): Promise<boolean> {
+    return apiKeysSql.insertApiKey(this.db, key, true);
+  }
+
+  lockApiKey(id: string): Promise<ApiKeyRow | undefined> {
+    return apiKeysSql.getApiKey(this.db, id, this.dialect.forUpdate);
+  }
+
+  saveApiKey(key: ApiKeyRow): Promise<void> {
+    return apiKeysSql.saveApiKey(this.db, key);
+  }
+
+  countActiveAdminKeys(nowMs: number, exceptId: string): Promise<number> {
+    return apiKeysSql.countActiveAdminKeys(this.db, nowMs, exceptId);
   }
 
   async insertCustomer(c: CustomerRow): Promise<void> {
@@ -925,7 +1065,8 @@ export class SqlTx implements Tx {
   }
 
   async appendEvent(draft: EventDraft): Promise<OutboxEvent> {
-    const event: OutboxEvent = { id: newId('evt'), ...draft, createdAtMs: this.nowMs };
+    const { sourceAccountId, destinationAccountId, customerId, ...described } = draft;
+    const event: OutboxEvent = { id: newId('evt'), ...described, createdAtMs: this.nowMs };
     this.writes.insert('events', [
       event.id,
       event.type,
@@ -933,6 +1074,10 @@ export class SqlTx implements Tx {
       event.resourceId,
       event.data,
       event.createdAtMs,
+      // Who may see it with a scoped key (migration 10; src/app/scope.ts).
+      sourceAccountId ?? null,
+      destinationAccountId ?? null,
+      customerId ?? (draft.resourceType === 'customer' ? draft.resourceId : null),
     ]);
     // Fan-out in the same transaction: a delivery exists for every subscriber the moment the event does.
     // Endpoints are few (read once per batch); subscriptions are filtered here, not in SQL over JSON.
@@ -1175,11 +1320,63 @@ export class SqlTx implements Tx {
     return selectLatestCheckpoint(this.db);
   }
 
+  async advanceAuditVerified(size: number, hash: string): Promise<void> {
+    await this.db.run(
+      'UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ? WHERE id = 1 AND verified_size < ?',
+      [size, hash, this.nowMs, size],
+    );
+  }
+
+  async recordFullAuditVerification(result: FullAuditVerificationRecord): Promise<void> {
+    assert(
+      (result.brokenAtIndex === null) === (result.reason === null) && result.prefixSize <= result.size,
+      'a full verification is valid or broken somewhere inside what it checked',
+    );
+    await this.db.run(
+      'UPDATE audit_verification SET full_size = ?, full_at_ms = ?, full_broken_index = ?, full_reason = ? WHERE id = 1',
+      [result.size, this.nowMs, result.brokenAtIndex, result.reason],
+    );
+    if (result.brokenAtIndex === null) {
+      await this.advanceAuditVerified(result.prefixSize, result.prefixHash);
+      return;
+    }
+    // A break below the verified prefix moves it back: incremental runs must not start beyond it.
+    await this.db.run(
+      'UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ? WHERE id = 1',
+      [result.prefixSize, result.prefixHash, this.nowMs],
+    );
+  }
+
   async insertAuditCheckpoint(c: AuditCheckpointRow): Promise<void> {
     await this.db.run(
       'INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_at_ms) VALUES (?, ?, ?, ?)',
       [c.treeSize, c.rootHash.toString('hex'), c.note, c.createdAtMs],
     );
+  }
+
+  // Key management: the SQL lives in key-rotation-sql.ts.
+  getSetting(key: string): Promise<string | undefined> {
+    return keyRotationSql.getSetting(this.db, key);
+  }
+
+  putSetting(key: string, value: string): Promise<void> {
+    return keyRotationSql.putSetting(this.db, key, value);
+  }
+
+  staleEncryptedValues(
+    column: keyRotationSql.EncryptedColumn,
+    primaryPrefix: string,
+    after: string | null,
+    limit: number,
+  ): Promise<keyRotationSql.EncryptedValueChunk> {
+    return keyRotationSql.staleEncryptedValues(this.db, column, primaryPrefix, after, limit);
+  }
+
+  replaceEncryptedValues(
+    column: keyRotationSql.EncryptedColumn,
+    rows: { rowKey: string; before: string; after: string }[],
+  ): Promise<number> {
+    return keyRotationSql.replaceEncryptedValues(this.db, column, rows);
   }
 
   /** Writes the Merkle nodes of entries [from, to) from their stored rows and moves merkle_size to `to`. */
@@ -1345,7 +1542,20 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
     ],
   },
   { table: 'holds', columns: ['id', 'payment_id', 'account_id', 'amount_cents', 'status', 'created_at_ms'] },
-  { table: 'events', columns: ['id', 'type', 'resource_type', 'resource_id', 'data', 'created_at_ms'] },
+  {
+    table: 'events',
+    columns: [
+      'id',
+      'type',
+      'resource_type',
+      'resource_id',
+      'data',
+      'created_at_ms',
+      'source_account_id',
+      'destination_account_id',
+      'customer_id',
+    ],
+  },
   {
     table: 'webhook_deliveries',
     columns: ['id', 'event_id', 'endpoint_id', 'status', 'attempts', 'next_attempt_at_ms', 'created_at_ms'],

@@ -14,6 +14,7 @@ import type {
   PaymentStatus,
   Refund,
 } from '../domain/types.ts';
+import type { EncryptedColumn, EncryptedValueChunk, KeySamples } from './key-rotation-sql.ts';
 import type { RiskCounters } from './risk-counters.ts';
 
 /**
@@ -95,6 +96,23 @@ export interface AccountRow extends Account {
   numberIndex: string;
 }
 
+/** An API key as stored: the domain's ApiKey plus when its secret was last rotated. */
+export interface ApiKeyRow extends ApiKey {
+  lastRotatedAtMs: number | null;
+}
+
+/** Where a page of API keys ends: keys are listed by (createdAtMs, id). */
+export interface ApiKeyPosition {
+  createdAtMs: number;
+  id: string;
+}
+
+/** A page over a table without a seq column: the position of the last item when more follow. */
+export interface KeysetPage<T, P> {
+  items: T[];
+  next: P | null;
+}
+
 export interface Page<T> {
   items: T[];
   /** Cursor position (seq) of the last item, when more items follow. */
@@ -104,6 +122,16 @@ export interface Page<T> {
 export interface PageRequest {
   after: number;
   limit: number;
+}
+
+/** The customers a scoped key is limited to (src/app/scope.ts); a list shows only what they own. */
+export interface CustomerScope {
+  customerIds: readonly string[];
+}
+
+/** A scope with the customer accounts its customers own, resolved once per request. */
+export interface ReadScope extends CustomerScope {
+  accountIds: readonly string[];
 }
 
 export interface LedgerFilter {
@@ -123,6 +151,29 @@ export interface AccountCheck {
   heldBalanceCents: number;
   entriesNetCents: bigint;
   activeHoldsCents: bigint;
+}
+
+/** Rows with afterSeq < seq <= uptoSeq. */
+export interface SeqRange {
+  afterSeq: number;
+  uptoSeq: number;
+}
+
+/** A run of one account's ledger entries: credits minus debits, its last seq and how many rows it summed. */
+export interface AccountNet {
+  accountId: string;
+  netCents: bigint;
+  lastSeq: number;
+  rows: number;
+}
+
+export interface AccountBalanceCheck {
+  accountId: string;
+  postedBalanceCents: number;
+  heldBalanceCents: number;
+  activeHoldsCents: bigint;
+  /** Credits minus debits of the account's entries after the snapshot seq. */
+  netAfterSnapshotCents: bigint;
 }
 
 /** An active review hold: the held payment and the (source) account it is on. */
@@ -179,17 +230,47 @@ export interface EventDraft {
   resourceId: string;
   /** JSON text; the webhook body embeds it verbatim. */
   data: string;
+  /**
+   * What the event is about, for keys scoped to customers (src/app/scope.ts): a payment event names its two
+   * accounts; a customer event its customer (when absent, a `customer` resource's id is taken).
+   */
+  sourceAccountId?: string;
+  destinationAccountId?: string;
+  customerId?: string;
 }
 
 export interface Reads {
-  findApiKeyByHash(secretHash: string): Promise<ApiKey | undefined>;
+  // API keys (src/app/api-keys.ts; SQL in api-keys-sql.ts).
+  /** The key whose current or previous secret has this hash, whatever its state (auth decides). */
+  findApiKeyByHash(secretHash: string): Promise<ApiKeyRow | undefined>;
+  getApiKey(id: string): Promise<ApiKeyRow | undefined>;
+  /** Oldest first, keyset-paged on (createdAtMs, id); `limit` 1..500. */
+  listApiKeys(after: ApiKeyPosition | null, limit: number): Promise<KeysetPage<ApiKeyRow, ApiKeyPosition>>;
+  /** Admin keys that authenticate at `nowMs`, other than `exceptId`. */
+  countActiveAdminKeys(nowMs: number, exceptId: string): Promise<number>;
   getCustomer(id: string): Promise<CustomerRow | undefined>;
-  listCustomers(page: PageRequest): Promise<Page<CustomerRow>>;
+  // A `scope` argument (a key scoped to customers, src/app/scope.ts) filters a list in SQL, index-backed;
+  // absent or null: unscoped, the list as it always was (no extra query).
+  listCustomers(page: PageRequest, scope?: CustomerScope | null): Promise<Page<CustomerRow>>;
   getAccount(id: string): Promise<Account | undefined>;
-  listAccounts(page: PageRequest, ownerCustomerId?: string): Promise<Page<Account>>;
+  listAccounts(
+    page: PageRequest,
+    ownerCustomerId?: string,
+    scope?: CustomerScope | null,
+  ): Promise<Page<Account>>;
   getPayment(id: string): Promise<Payment | undefined>;
-  listPayments(page: PageRequest, status?: PaymentStatus): Promise<Page<Payment>>;
-  listLedgerEntries(page: PageRequest, filter: LedgerFilter): Promise<Page<LedgerEntry>>;
+  /** With a scope: the payments from or to its accounts. A page may hold fewer than `limit` (SCOPED_ROWS_READ_MAX). */
+  listPayments(page: PageRequest, status?: PaymentStatus, scope?: ReadScope | null): Promise<Page<Payment>>;
+  /** With a scope: the entries on its accounts only (never the counterparty's side of a posting). */
+  listLedgerEntries(
+    page: PageRequest,
+    filter: LedgerFilter,
+    scope?: ReadScope | null,
+  ): Promise<Page<LedgerEntry>>;
+  /** The customer accounts these customers own (index-backed), at most `limit` of them. */
+  accountIdsOwnedBy(customerIds: readonly string[], limit: number): Promise<string[]>;
+  /** The owners of those of `ids` that exist (a system account's owner is null). */
+  accountOwners(ids: readonly string[]): Promise<Map<string, string | null>>;
   findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined>;
   listRefunds(paymentId: string): Promise<Refund[]>;
   /** Active holds created at or before `createdAtOrBeforeMs`, oldest first. */
@@ -199,22 +280,44 @@ export interface Reads {
    * oldest first, at most `limit` (index-backed: accounts by owner, active holds by account).
    */
   listHeldPaymentsOfSender(customerId: string, limit: number): Promise<ExpiredHold[]>;
-  listEvents(page: PageRequest): Promise<Page<OutboxEvent>>;
+  /** With a scope: events about its accounts' payments and about its customers. */
+  listEvents(page: PageRequest, scope?: ReadScope | null): Promise<Page<OutboxEvent>>;
   getWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined>;
   listWebhookEndpoints(page: PageRequest): Promise<Page<WebhookEndpointRow>>;
   listWebhookDeliveries(endpointId: string, page: PageRequest): Promise<Page<WebhookDelivery>>;
   /** Audit entries with index >= fromIndex, in index order. */
   listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]>;
   auditSize(): Promise<number>;
-  auditHead(): Promise<{ size: number; lastHash: string }>;
-  ledgerTotals(): Promise<CurrencyTotals[]>;
+  /** The chain head as one row: size, last hash and the Merkle size, read together (a consistent snapshot). */
+  auditHead(): Promise<{ size: number; lastHash: string; merkleSize: number }>;
+  /** Per-currency totals; with a range, of the entries with afterSeq < seq <= uptoSeq only (a key range). */
+  ledgerTotals(range?: SeqRange): Promise<CurrencyTotals[]>;
   /**
    * Payments whose lifecycle state disagrees with their rows: in review without exactly one active hold (or an
    * active hold outside review), or a refunded total that is not the sum of its refunds or exceeds the amount.
    */
-  paymentChecks(limit: number): Promise<{ paymentId: string; problem: string }[]>;
+  paymentChecks(limit: number, range?: SeqRange): Promise<{ paymentId: string; problem: string }[]>;
   /** Accounts whose stored balances disagree with their entries or holds (limit bounds the answer). */
   accountChecks(afterSeq: number, limit: number): Promise<{ checks: AccountCheck[]; lastSeq: number | null }>;
+
+  // The ledger check in bounded windows (src/app/verification.ts), where seq order is commit order (SQLite).
+  /** The highest seq of ledger entries and of payments (0 when none): the window the check covers. */
+  ledgerCheckBounds(): Promise<{ ledgerSeq: number; paymentSeq: number }>;
+  /**
+   * At most `limit` ledger entries with seq <= uptoSeq that follow `after` in (account id, seq) order, up to
+   * account `lastAccountId`, summed per account in that order (an index range of ledger_entries_account).
+   */
+  ledgerNetsByAccount(
+    after: { accountId: string; seq: number },
+    lastAccountId: string,
+    uptoSeq: number,
+    limit: number,
+  ): Promise<AccountNet[]>;
+  /**
+   * Up to `limit` accounts after `afterId` in id order: their balances, open holds and, read in the same
+   * statement, the net of their entries after `snapshotSeq` (so the balances compare with a fixed history).
+   */
+  accountBalancesAfter(afterId: string, limit: number, snapshotSeq: number): Promise<AccountBalanceCheck[]>;
 
   // Verifiable audit log (src/app/audit-log.ts): Merkle nodes, checkpoints, and an entry by its resource.
   /** Leaves that have their Merkle nodes stored (equals auditSize() except right after migration 3). */
@@ -223,6 +326,45 @@ export interface Reads {
   latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined>;
   /** The index of the first audit entry about a resource (index-backed). */
   findAuditIndex(resourceType: string, resourceId: string): Promise<number | undefined>;
+
+  // Key management (src/app/key-rotation.ts); the SQL lives in key-rotation-sql.ts.
+  getSetting(key: string): Promise<string | undefined>;
+  /** A few of the newest encrypted values and blind indexes (a database that never recorded its keys). */
+  keySamples(perColumn: number): Promise<KeySamples>;
+
+  // Bounded audit verification (src/app/verification.ts).
+  /** The verified prefix of the log and the last full verification, shared by every process. */
+  auditVerificationState(): Promise<AuditVerificationState>;
+  /**
+   * Stored Merkle nodes in the given ranges of one level each (inclusive index bounds), for comparing the
+   * stored tree with one recomputed from the entries. At most AUDIT_NODE_RANGES_MAX ranges per call.
+   */
+  auditMerkleNodeRanges(ranges: MerkleNodeRange[]): Promise<MerkleNode[]>;
+}
+
+/** Nodes `level:firstIndex` .. `level:lastIndex` of the stored Merkle tree. */
+export interface MerkleNodeRange {
+  level: number;
+  firstIndex: number;
+  lastIndex: number;
+}
+export const AUDIT_NODE_RANGES_MAX = 64;
+
+export interface AuditVerificationState {
+  /** Entries [0, verifiedSize) were verified; verifiedHash is the hash of entry verifiedSize - 1 (or GENESIS). */
+  verifiedSize: number;
+  verifiedHash: string;
+  verifiedAtMs: number;
+  /** The last full verification that finished, in any process (null: none yet). */
+  lastFull: { size: number; atMs: number; brokenAtIndex: number | null; reason: string | null } | null;
+}
+
+export interface FullAuditVerificationRecord {
+  size: number;
+  brokenAtIndex: number | null;
+  reason: string | null;
+  prefixSize: number;
+  prefixHash: string;
 }
 
 export interface AuditCheckpointRow {
@@ -260,7 +402,13 @@ export interface Tx {
   setCustomerDocumentIndexes(rows: { id: string; documentIndex: string }[], version: number): Promise<void>;
 
   insertApiKey(key: ApiKey): Promise<void>;
-  upsertDemoApiKey(key: ApiKey): Promise<'created' | 'updated' | 'unchanged'>;
+  /** Inserts the key unless one with its id exists (then false; concurrent inserters wait for the winner). */
+  insertApiKeyIfAbsent(key: ApiKey): Promise<boolean>;
+  /** Loads (and on PostgreSQL locks) an API key. */
+  lockApiKey(id: string): Promise<ApiKeyRow | undefined>;
+  /** Writes every mutable column of a key the command has locked. */
+  saveApiKey(key: ApiKeyRow): Promise<void>;
+  countActiveAdminKeys(nowMs: number, exceptId: string): Promise<number>;
   insertCustomer(row: CustomerRow): Promise<void>;
   insertAccount(row: AccountRow): Promise<void>;
 
@@ -328,4 +476,30 @@ export interface Tx {
   auditMerkleNodes(ids: NodeId[]): Promise<MerkleNode[]>;
   latestAuditCheckpoint(): Promise<AuditCheckpointRow | undefined>;
   insertAuditCheckpoint(checkpoint: AuditCheckpointRow): Promise<void>;
+
+  // Key management (src/app/key-rotation.ts); the SQL lives in key-rotation-sql.ts.
+  getSetting(key: string): Promise<string | undefined>;
+  putSetting(key: string, value: string): Promise<void>;
+  /** A bounded slice of a column's values that are not under the key with envelope prefix `primaryPrefix`. */
+  staleEncryptedValues(
+    column: EncryptedColumn,
+    primaryPrefix: string,
+    after: string | null,
+    limit: number,
+  ): Promise<EncryptedValueChunk>;
+  /** Guarded replacement (only where the row still holds `before`); returns how many rows changed. */
+  replaceEncryptedValues(
+    column: EncryptedColumn,
+    rows: { rowKey: string; before: string; after: string }[],
+  ): Promise<number>;
+
+  // Audit verification state (src/app/verification.ts); commands lock the name AUDIT_VERIFICATION_LOCK.
+  /** Moves the verified prefix forward to `size` (never back): an incremental verification succeeded. */
+  advanceAuditVerified(size: number, hash: string): Promise<void>;
+  /**
+   * Records a finished full verification. Valid: the prefix moves forward to its size. Broken: the prefix
+   * is set to the entries before the break (`prefixSize`, `prefixHash`), backwards if need be, so that
+   * incremental verification no longer starts beyond a known break.
+   */
+  recordFullAuditVerification(result: FullAuditVerificationRecord): Promise<void>;
 }

@@ -1,65 +1,35 @@
 import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { AppError } from '../domain/errors.ts';
 
 /**
  * Server-side request forgery guard. A webhook URL is the client telling this server where to send requests;
  * unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true, every address its host resolves to (IPv4 and IPv6) must be a
- * public one. Checked at registration and again at every delivery (DNS can change), and the connection
- * is pinned to the checked addresses (see `guardedLookup`), so a rebinding between check and connect fails.
+ * global unicast address. Checked at registration and again at every delivery (DNS can change), and the
+ * connection is pinned to the checked addresses (see `guardedLookup`), so a rebinding between check and
+ * connect fails.
+ *
+ * An allow-list, not a block-list: ipaddr.js classifies the address into its IANA special-purpose range and
+ * only `unicast` (none of them) passes. So every IPv6 form that embeds an IPv4 address is refused whatever
+ * it embeds (an IPv4-mapped `::ffff:a.b.c.d` is judged as its IPv4 address): IPv4-compatible (`::127.0.0.1`), SIIT (`::ffff:0:127.0.0.1`),
+ * NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), 6to4 (`2002::/16`) and Teredo (`2001::/32`), as are the 6to4
+ * relay anycast `192.88.99.0/24`, carrier-grade NAT, benchmarking, documentation and reserved ranges.
  */
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8], // "this network"
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10], // carrier-grade NAT
-  ['127.0.0.0', 8], // loopback
-  ['169.254.0.0', 16], // link-local (cloud metadata lives here)
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
-  ['fc00::', 7], // unique local
-  ['fe80::', 10], // link-local
-  ['ff00::', 8], // multicast
-  ['2001:db8::', 32], // documentation
-  ['64:ff9b::', 96], // NAT64 (embeds an IPv4 address)
-  // IPv4-mapped addresses (::ffff:a.b.c.d) are checked as the IPv4 address they carry, in isPrivateAddress.
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv6');
-}
-
 export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = mappedIpv4(address);
-    return mapped === null ? PRIVATE.check(address, 'ipv6') : PRIVATE.check(mapped, 'ipv4');
+  if (!ipaddr.isValid(address) || isIP(address) === 0) return true; // not an address at all: refuse
+  const parsed = ipaddr.parse(address);
+  // `::ffff:a.b.c.d` is how a dual-stack socket names an IPv4 peer: judged as the IPv4 address it carries.
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return (parsed as ipaddr.IPv6).toIPv4Address().range() !== 'unicast';
   }
-  return true; // not an address at all: refuse
+  // IPv6 global unicast is 2000::/3 (RFC 4291); ipaddr.js calls the rest of the space `unicast` too, among it
+  // the IPv4-compatible ::/96 (`::127.0.0.1`, which a URL parser rewrites to `::7f00:1`).
+  if (parsed.kind() === 'ipv6' && !parsed.match(GLOBAL_UNICAST_IPV6)) return true;
+  return parsed.range() !== 'unicast';
 }
 
-/** The IPv4 address inside an IPv4-mapped IPv6 address, dotted (`::ffff:127.0.0.1`) or hex (`::ffff:7f00:1`). */
-function mappedIpv4(address: string): string | null {
-  const dotted = /^(?:0{0,4}:){0,5}:?ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (dotted) return dotted[1]!;
-  const hex = /^(?:0{0,4}:){0,5}:?ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
-  if (!hex) return null;
-  const high = Number.parseInt(hex[1]!, 16);
-  const low = Number.parseInt(hex[2]!, 16);
-  return [high >> 8, high & 255, low >> 8, low & 255].join('.');
-}
+const GLOBAL_UNICAST_IPV6 = ipaddr.parseCIDR('2000::/3');
 
 export interface ResolvedAddress {
   address: string;

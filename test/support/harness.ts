@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -62,6 +62,13 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     DEMO_API_TOKEN: DEMO_TOKEN,
     DATA_ENCRYPTION_KEY: TEST_DATA_KEY,
     LOG_LEVEL: 'info',
+    // The edge limits stay on but out of reach: suites send many requests with one key (the demo token) and
+    // many bad secrets from one address, and run on a busy machine. Tests of the limits set their own.
+    RATE_LIMIT_PER_SECOND: '1000000',
+    AUTH_FAILURE_LIMIT_PER_MINUTE: '1000000',
+    // Off: a test that blocks the loop on purpose (building a big log) must not shed its own next request;
+    // test/slow-clients.test.ts turns it on to test it.
+    EVENT_LOOP_DELAY_MAX_MS: '0',
     ...extra,
   };
 }
@@ -266,4 +273,68 @@ export async function http(
     json = undefined;
   }
   return { status: res.status, headers: Object.fromEntries(res.headers.entries()), body: text, json };
+}
+
+/** Listens on a free loopback port (for tests that need a real socket: timeouts, Node's parser errors). */
+export async function listenOnLoopback(t: TestApp): Promise<number> {
+  await t.app.server.listen({ port: 0, host: '127.0.0.1' });
+  const address = t.app.server.server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('not listening');
+  return address.port;
+}
+
+export interface RawExchange {
+  /** Everything the server sent before the connection closed (or the wait ended). */
+  received: string;
+  /** Whether the server closed the connection within the wait. */
+  closed: boolean;
+  elapsedMs: number;
+  /** The first response in `received`, parsed (undefined when nothing came back). */
+  response?: { status: number; headers: Record<string, string>; body: string; json: unknown };
+}
+
+/**
+ * Writes raw bytes to the server and waits until it closes the connection or `waitMs` passes. For what
+ * fetch and inject cannot send: stalled bodies, oversized headers, bytes that are not HTTP.
+ */
+export function rawHttp(port: number, payload: string, waitMs: number): Promise<RawExchange> {
+  return new Promise((resolve) => {
+    const startedMs = Date.now();
+    let received = '';
+    let done = false;
+    const socket = connect(port, '127.0.0.1', () => socket.write(payload));
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ received, closed, elapsedMs: Date.now() - startedMs, ...parseRawResponse(received) });
+    };
+    const timer = setTimeout(() => finish(false), waitMs);
+    socket.on('data', (chunk) => {
+      received += chunk.toString('utf8');
+    });
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+  });
+}
+
+function parseRawResponse(text: string): Pick<RawExchange, 'response'> {
+  const headEnd = text.indexOf('\r\n\r\n');
+  if (headEnd < 0) return {};
+  const [statusLine, ...lines] = text.slice(0, headEnd).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const length = Number(headers['content-length'] ?? 0);
+  const body = text.slice(headEnd + 4, headEnd + 4 + length);
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    json = undefined;
+  }
+  return { response: { status: Number(statusLine!.split(' ')[1]), headers, body, json } };
 }

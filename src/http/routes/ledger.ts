@@ -1,3 +1,4 @@
+import { readScopeOf, requireUnscoped } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { verifyLedger } from '../../app/verification.ts';
 import { ledgerEntryView } from '../../app/views.ts';
@@ -14,6 +15,7 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
       const page = await services.store.reads.listLedgerEntries(
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
         { paymentId: req.query.paymentId, accountId: req.query.accountId },
+        await readScopeOf(services.store.reads, req.actor),
       );
       return {
         ledgerEntries: page.items.map(ledgerEntryView),
@@ -23,7 +25,8 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
     },
   );
 
-  app.get('/v1/ledger/verify', { config: { roles: AUDITOR } }, async () => ({
-    verification: await verifyLedger(services.store),
-  }));
+  app.get('/v1/ledger/verify', { config: { roles: AUDITOR } }, async (req) => {
+    requireUnscoped(req.actor, 'verify the whole ledger');
+    return { verification: await verifyLedger(services.store) };
+  });
 }

@@ -1,13 +1,14 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { createPayment, type PaymentReply } from '../../app/create-payment.ts';
+import type { FastifyRequest } from 'fastify';
+import { createPayment } from '../../app/create-payment.ts';
 import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import { createRefund } from '../../app/refunds.ts';
 import { type ReviewAction, resolveReview } from '../../app/review.ts';
+import { paymentScopeOf, readScopeOf } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
-import { IDEMPOTENCY_KEY_PATTERN } from '../../domain/idempotency.ts';
 import { CREATE_PAYMENTS, READ_PAYMENTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
+import { idempotencyKeyOf, optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
 import { CreatePaymentBody, IdParams, PaymentListQuery, RefundBody, ReviewBody } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
@@ -28,11 +29,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       const withProof = prefersReceipt(req.headers.prefer) ? await withReceipt(services, result.body) : null;
       if (withProof !== null) reply.header('preference-applied', 'receipt');
       // The body is sent as the stored string, byte for byte, so every replay is identical.
-      return reply
-        .code(result.statusCode)
-        .header('content-type', 'application/json; charset=utf-8')
-        .header('idempotency-replayed', result.replayed ? 'true' : 'false')
-        .send(withProof ?? result.body);
+      return sendStored(reply, result, withProof ?? result.body);
     },
   );
 
@@ -43,6 +40,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       const page = await reads.listPayments(
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
         req.query.status,
+        await readScopeOf(reads, req.actor),
       );
       const detail = decisionDetailFor(req.actor);
       return {
@@ -59,9 +57,12 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
     async (req) => {
       const payment = await reads.getPayment(req.params.id);
       if (payment === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
+      // A scoped key: 404 unless a side is its customers'; then only the entries on its side(s).
+      const scope = await paymentScopeOf(reads, req.actor, payment);
       const entries = await reads.listLedgerEntries(
         { after: 0, limit: LEDGER_ENTRIES_PER_PAYMENT_MAX },
         { paymentId: payment.id },
+        scope,
       );
       const refunds = await reads.listRefunds(payment.id);
       return {
@@ -82,11 +83,10 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         preValidation: bodyOptional,
       },
       async (req, reply) => {
-        const result = await resolveReview(services, req.actor, req.params.id, action, req.body?.note);
-        const payment = paymentView(result.payment, decisionDetailFor(req.actor));
-        return reply
-          .code(action === 'approve' ? 201 : 200)
-          .send({ payment, ledgerPosted: result.ledgerPosted });
+        // Idempotency-Key optional: honoured when sent (the stored body shows the decision as req.actor may).
+        const key = optionalIdempotencyKeyOf(req);
+        const note = req.body?.note;
+        return sendStored(reply, await resolveReview(services, req.actor, key, req.params.id, action, note));
       },
     );
   }
@@ -108,30 +108,4 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
 /** Every field of these bodies is optional, so no body at all means `{}` (not a 400). */
 async function bodyOptional(req: FastifyRequest): Promise<void> {
   req.body ??= {};
-}
-
-/** The Idempotency-Key header, required and checked: 400 IDEMPOTENCY_KEY_REQUIRED or VALIDATION_ERROR. */
-function idempotencyKeyOf(req: FastifyRequest): string {
-  const key = req.headers['idempotency-key'];
-  if (typeof key !== 'string' || key === '') {
-    throw new AppError(
-      'IDEMPOTENCY_KEY_REQUIRED',
-      'send an Idempotency-Key header (1..255 printable ASCII characters)',
-    );
-  }
-  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
-    throw new AppError('VALIDATION_ERROR', 'Idempotency-Key must be 1..255 printable ASCII characters', [
-      { field: 'Idempotency-Key', message: 'must be 1..255 printable ASCII characters' },
-    ]);
-  }
-  return key;
-}
-
-/** Sends a stored idempotent response as its exact bytes, so every replay is identical. */
-function sendStored(reply: FastifyReply, result: PaymentReply): FastifyReply {
-  return reply
-    .code(result.statusCode)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('idempotency-replayed', result.replayed ? 'true' : 'false')
-    .send(result.body);
 }

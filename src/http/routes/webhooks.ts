@@ -1,24 +1,30 @@
+import { readScopeOf } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { eventView, webhookDeliveryView, webhookEndpointView } from '../../app/views.ts';
 import { deleteWebhookEndpoint, registerWebhookEndpoint } from '../../app/webhook-endpoints.ts';
 import { AppError } from '../../domain/errors.ts';
 import { ADMIN_ONLY, READ_EVENTS } from '../auth.ts';
+import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
 import { CreateWebhookEndpointBody, IdParams, ListQuery } from '../schemas.ts';
+import { denyScopedKeys } from '../scope-guard.ts';
 import type { HttpApp } from '../types.ts';
 
 /** The outbox as a list (auditor) and webhook endpoints with their deliveries (admin). */
 export function webhookRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
+  // Endpoints receive every event, whoever it is about: not for a key scoped to customers (403).
+  denyScopedKeys(app, ['/v1/webhook-endpoints', '/v1/webhook-deliveries'], 'manage webhook endpoints');
 
   app.get(
     '/v1/events',
     { config: { roles: READ_EVENTS }, schema: { querystring: ListQuery } },
     async (req) => {
-      const page = await reads.listEvents({
-        after: decodeCursor(req.query.cursor),
-        limit: pageLimit(req.query.limit),
-      });
+      // A scoped key lists the events about its customers and the payments it sees (src/app/scope.ts).
+      const page = await reads.listEvents(
+        { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
+        await readScopeOf(reads, req.actor),
+      );
       return {
         events: page.items.map(eventView),
         hasMore: page.nextAfter !== null,
@@ -31,9 +37,9 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
     '/v1/webhook-endpoints',
     { config: { roles: ADMIN_ONLY }, schema: { body: CreateWebhookEndpointBody } },
     async (req, reply) => {
-      const { endpoint, secret } = await registerWebhookEndpoint(services, req.actor, req.body);
-      // The only time the secret leaves the server.
-      return reply.code(201).send({ webhookEndpoint: { ...webhookEndpointView(endpoint), secret } });
+      const key = optionalIdempotencyKeyOf(req);
+      // The only time the secret leaves the server (and replays of this response, to the same API key).
+      return sendStored(reply, await registerWebhookEndpoint(services, req.actor, key, req.body));
     },
   );
 

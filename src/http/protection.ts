@@ -1,0 +1,196 @@
+import { performance } from 'node:perf_hooks';
+import underPressure from '@fastify/under-pressure';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { LimitsConfig } from '../config.ts';
+import { assert } from '../domain/assert.ts';
+import { AppError } from '../domain/errors.ts';
+import type { HttpApp } from './types.ts';
+
+/**
+ * What one client may cost the others, per process: connection timeouts, load shedding, and rate limits per
+ * API key and per address for failed authentication. Every table here has a fixed maximum size.
+ */
+
+/** Most API keys / client addresses tracked at once; the least recently seen is forgotten first. */
+export const RATE_LIMIT_KEYS_MAX = 10_000;
+export const AUTH_FAILURE_ADDRESSES_MAX = 50_000;
+/** Shedding samples the event-loop delay this often (the mean over the interval is compared). */
+const SHEDDING_SAMPLE_INTERVAL_MS = 500;
+const SHEDDING_RETRY_AFTER_SECONDS = 2;
+/** Liveness and readiness answer under load: an orchestrator must not restart or drain a busy process. */
+const SHEDDING_EXEMPT_ROUTES = new Set(['/health', '/ready']);
+
+/**
+ * Node's HTTP server timeouts from REQUEST_TIMEOUT_MS. Node checks for overdue requests every
+ * `connectionsCheckingInterval`, so the request timeout is shortened by one interval: a request whose headers
+ * and body have not fully arrived is answered 408 (see clientErrorHandler) and closed within requestTimeoutMs.
+ * Between requests, an idle keep-alive connection is closed after three request timeouts, at most 72 s
+ * (fastify's default: longer than the 60 s idle timeout of common load balancers, so they close first and
+ * never reuse a connection the server is closing). A connection on which nothing moves during a request (say,
+ * a client that stops reading the response) is destroyed after twice the request timeout.
+ */
+export function timeoutOptions(limits: LimitsConfig) {
+  const checkIntervalMs = Math.min(1000, Math.max(25, Math.floor(limits.requestTimeoutMs / 5)));
+  const requestTimeoutMs = limits.requestTimeoutMs - checkIntervalMs;
+  assert(requestTimeoutMs > 0, 'the request timeout outlasts its checking interval');
+  return {
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: Math.min(72_000, 3 * limits.requestTimeoutMs),
+    connectionTimeout: 2 * limits.requestTimeoutMs,
+    http: {
+      connectionsCheckingInterval: checkIntervalMs,
+      headersTimeout: requestTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+    },
+  };
+}
+
+/**
+ * Token buckets keyed by a string, in a Map used as an LRU (re-inserted on every use; the oldest entry is
+ * dropped beyond `keysMax`). A forgotten key starts again with a full bucket, which is the generous error.
+ * Hand-written because neither @fastify/rate-limit nor rate-limiter-flexible has a token bucket (both count
+ * fixed windows), and the refill arithmetic is a few lines. The clock is monotonic, never the wall clock.
+ */
+export class TokenBuckets {
+  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
+
+  constructor(
+    readonly ratePerSecond: number,
+    readonly burst: number,
+    private readonly keysMax: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    assert(ratePerSecond > 0 && burst >= 1 && keysMax >= 1, 'a token bucket needs a rate, a burst and room');
+  }
+
+  /** The bucket's tokens now, refilled for the time since it was last touched; the entry moves to the end. */
+  private refill(key: string): { tokens: number; atMs: number } {
+    const nowMs = this.now();
+    const bucket = this.buckets.get(key);
+    let state: { tokens: number; atMs: number };
+    if (bucket === undefined) {
+      state = { tokens: this.burst, atMs: nowMs };
+    } else {
+      const refilled = bucket.tokens + ((nowMs - bucket.atMs) * this.ratePerSecond) / 1000;
+      state = { tokens: Math.min(this.burst, refilled), atMs: nowMs };
+      this.buckets.delete(key);
+    }
+    this.buckets.set(key, state);
+    if (this.buckets.size > this.keysMax) {
+      const oldest = this.buckets.keys().next().value as string;
+      this.buckets.delete(oldest);
+    }
+    return state;
+  }
+
+  /** Spends one token when there is one. */
+  take(key: string): BucketState {
+    const state = this.refill(key);
+    const allowed = state.tokens >= 1;
+    if (allowed) state.tokens -= 1;
+    return this.describe(state.tokens, allowed);
+  }
+
+  /** Looks without spending: would a request now be admitted? */
+  peek(key: string): BucketState {
+    const bucket = this.buckets.get(key);
+    if (bucket === undefined) return this.describe(this.burst, true);
+    const state = this.refill(key);
+    return this.describe(state.tokens, state.tokens >= 1);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private describe(tokens: number, allowed: boolean): BucketState {
+    return {
+      allowed,
+      remaining: Math.max(0, Math.floor(tokens)),
+      // Whole seconds, at least 1: until one token is back.
+      retryAfterSeconds: Math.max(1, Math.ceil((1 - tokens) / this.ratePerSecond)),
+      resetSeconds: Math.max(0, Math.ceil((this.burst - tokens) / this.ratePerSecond)),
+    };
+  }
+}
+
+export interface BucketState {
+  allowed: boolean;
+  /** Whole requests left in the bucket. */
+  remaining: number;
+  /** Seconds until one more request would be admitted (meaningful when not allowed). */
+  retryAfterSeconds: number;
+  /** Seconds until the bucket is full again. */
+  resetSeconds: number;
+}
+
+/**
+ * Per API key: a token bucket of RATE_LIMIT_BURST refilled at RATE_LIMIT_PER_SECOND, checked in preParsing,
+ * after the onRequest authentication and before the body is read. Every response to a limited key carries
+ * RateLimit-Limit / -Remaining / -Reset (IETF draft "RateLimit header fields for HTTP"); a 429 also carries
+ * Retry-After. Off when RATE_LIMIT_PER_SECOND is 0.
+ */
+export function perKeyRateLimit(limits: LimitsConfig) {
+  if (limits.rateLimitPerSecond === 0) return null;
+  const buckets = new TokenBuckets(limits.rateLimitPerSecond, limits.rateLimitBurst, RATE_LIMIT_KEYS_MAX);
+  return async function limitPerKey(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const apiKeyId = request.actor?.apiKeyId;
+    if (apiKeyId === undefined) return;
+    const state = buckets.take(apiKeyId);
+    reply.header('ratelimit-limit', String(buckets.burst));
+    reply.header('ratelimit-remaining', String(state.remaining));
+    reply.header('ratelimit-reset', String(state.allowed ? state.resetSeconds : state.retryAfterSeconds));
+    if (!state.allowed) {
+      reply.header('retry-after', String(state.retryAfterSeconds));
+      throw new AppError(
+        'RATE_LIMITED',
+        'this API key sends too many requests; retry after Retry-After seconds',
+      );
+    }
+  };
+}
+
+/**
+ * Per client address: AUTH_FAILURE_LIMIT_PER_MINUTE 401s, refilled evenly over a minute. `gate` runs as an
+ * onRequest hook before authentication, so an address out of tokens gets 429 on every authenticated route
+ * before its secret is even hashed or looked up; `count` (onResponse) spends a token per 401.
+ */
+export function authFailureLimit(limits: LimitsConfig) {
+  const perMinute = limits.authFailureLimitPerMinute;
+  const buckets = new TokenBuckets(perMinute / 60, perMinute, AUTH_FAILURE_ADDRESSES_MAX);
+  return {
+    async gate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      if (request.routeOptions.config.roles === undefined) return;
+      const state = buckets.peek(request.ip);
+      if (state.allowed) return;
+      reply.header('retry-after', String(state.retryAfterSeconds));
+      throw new AppError('RATE_LIMITED', 'too many failed authentications from this address; retry later');
+    },
+    async count(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      if (reply.statusCode === 401) buckets.take(request.ip);
+    },
+  };
+}
+
+/**
+ * Load shedding with @fastify/under-pressure: while the mean event-loop delay over the last sample is above
+ * EVENT_LOOP_DELAY_MAX_MS, new requests get 503 SERVICE_UNAVAILABLE with Retry-After instead of queueing
+ * behind the work already admitted (a sample with no loop turn at all counts as infinitely late: the loop was
+ * blocked for the whole interval). /health and /ready are exempt. EVENT_LOOP_DELAY_MAX_MS=0 turns it off. Register it after the request-id hook
+ * and before authentication, so a shed request costs no database lookup.
+ */
+export function registerLoadShedding(app: HttpApp, limits: LimitsConfig): void {
+  if (limits.eventLoopDelayMaxMs === 0) return;
+  void app.register(underPressure, {
+    maxEventLoopDelay: limits.eventLoopDelayMaxMs,
+    sampleInterval: SHEDDING_SAMPLE_INTERVAL_MS,
+    pressureHandler: (request, reply) => {
+      const route = request.routeOptions.url;
+      if (route !== undefined && SHEDDING_EXEMPT_ROUTES.has(route)) return;
+      // No log line of its own: shedding must stay cheap; the access line records the 503.
+      reply.header('retry-after', String(SHEDDING_RETRY_AFTER_SECONDS));
+      // Thrown, not sent: the error handler writes the envelope and the hook chain stops here.
+      throw new AppError('SERVICE_UNAVAILABLE', 'the server is overloaded; retry after Retry-After seconds');
+    },
+  });
+}
