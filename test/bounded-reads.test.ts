@@ -174,6 +174,33 @@ describe('incremental verification from the verified prefix', () => {
       await (cut ?? r).destroy();
     }
   });
+
+  test('a verified prefix edited in the database is not trusted: the next run walks from GENESIS', async () => {
+    const t = await appWithPayments();
+    await verify(t);
+    await payments(t, 2);
+    const logs = await auditLogs(t);
+    const k = logs.length - 2;
+    const head = logs.at(-1);
+    // Tamper with an unverified entry, then claim the whole log was verified already.
+    const r = await tamperAtRest(t, async (raw) => {
+      await raw.run('UPDATE audit_entries SET metadata = ? WHERE idx = ?', [
+        JSON.stringify({ ...logs[k].metadata, forged: true }),
+        k,
+      ]);
+      await raw.run('UPDATE audit_verification SET verified_size = ?, verified_hash = ? WHERE id = 1', [
+        logs.length,
+        head.hash,
+      ]);
+    });
+    try {
+      const res = await verify(r);
+      assertBroken(res, k, /hash does not match/);
+      assert.equal(res.json.checked.verifiedFrom, 0, 'the forged prefix counted as none');
+    } finally {
+      await r.destroy();
+    }
+  });
 });
 
 describe('the full re-verification, a background job', () => {
@@ -256,6 +283,36 @@ describe('the full re-verification, a background job', () => {
       const full = await fullVerification(r);
       assert.equal(full.verification.brokenAtIndex, treeSize - 1);
       assert.match(full.verification.reason, new RegExp(`checkpoint of ${treeSize} entries does not match`));
+    } finally {
+      await r.destroy();
+    }
+  });
+
+  test('a checkpoint whose signature is not by the audit key fails the full run', async () => {
+    const t = await appWithPayments(2);
+    const cut = await t.request('GET', '/v1/audit-logs/checkpoint');
+    assert.equal(cut.status, 200);
+    const treeSize = Number(cut.body.split('\n')[1]);
+    const r = await tamperAtRest(t, async (raw) => {
+      for (const row of await raw.all('SELECT tree_size, note FROM audit_checkpoints')) {
+        const note = String(row['note']);
+        const [text, signatures] = note.split('\n\n') as [string, string];
+        // The same key name and key hash, another 64 bytes of signature.
+        const line = signatures.split('\n')[0]!;
+        const blob = Buffer.from(line.slice(line.lastIndexOf(' ') + 1), 'base64');
+        const forged = Buffer.concat([blob.subarray(0, 4), Buffer.alloc(64, 7)]).toString('base64');
+        const forgedNote = `${text}\n\n${line.slice(0, line.lastIndexOf(' ') + 1)}${forged}\n`;
+        await raw.run('UPDATE audit_checkpoints SET note = ? WHERE tree_size = ?', [
+          forgedNote,
+          row['tree_size'],
+        ]);
+      }
+    });
+    try {
+      const full = await fullVerification(r);
+      assert.equal(full.verification.valid, false, JSON.stringify(full));
+      assert.equal(full.verification.brokenAtIndex, treeSize - 1);
+      assert.match(full.verification.reason, /not signed by the audit key/);
     } finally {
       await r.destroy();
     }

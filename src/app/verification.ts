@@ -5,6 +5,7 @@ import { assert } from '../domain/assert.ts';
 import { type AuditEntry, checkAuditLink, GENESIS_HASH } from '../domain/audit.ts';
 import { auditLeafBytes } from '../domain/audit-tree.ts';
 import { leafHash, type MerkleNode, nodeHash, nodesCompletedBy } from '../domain/merkle.ts';
+import type { AuditSigner } from '../security/audit-signer.ts';
 import type { Committer } from '../storage/committer.ts';
 import {
   AUDIT_NODE_RANGES_MAX,
@@ -381,9 +382,10 @@ export async function verifyAuditIncrementally(
   store: Store,
   committer: Committer,
   progress: Progress,
+  signer: AuditSigner,
 ): Promise<AuditRunResult> {
   const reads = store.reads;
-  const state = await reads.auditVerificationState();
+  const state = trusted(await reads.auditVerificationState(), signer);
   const head = await reads.auditHead();
   const from = state.verifiedSize;
   const result = (verification: AuditVerification, verifiedUpTo: number): AuditRunResult => ({
@@ -421,7 +423,8 @@ export async function verifyAuditIncrementally(
       : headBreak(outcome.end, head, 'end' in body && head.size > from ? body.end : start);
   const prefix = found === null ? ('end' in outcome ? outcome.end : start) : found.prefix;
   if (prefix.index > from) {
-    await committer.submit((tx) => tx.advanceAuditVerified(prefix.index, prefix.prevHash), {
+    const mac = signer.mac(prefixText(prefix.index, prefix.prevHash));
+    await committer.submit((tx) => tx.advanceAuditVerified(prefix.index, prefix.prevHash, mac), {
       names: [AUDIT_VERIFICATION_LOCK],
     });
   }
@@ -468,6 +471,7 @@ class TreeCheck {
     /** Leaves that have stored nodes (audit_head.merkle_size): only those are compared. */
     private readonly merkleSize: number,
     private readonly checkpoint: AuditCheckpointRow | undefined,
+    private readonly signer: AuditSigner,
   ) {}
 
   async load(from: number, to: number): Promise<void> {
@@ -510,9 +514,15 @@ class TreeCheck {
     return hash;
   }
 
-  /** Both the stored root and the signed note's root line must be the root of the entries. */
+  /**
+   * Both the stored root and the signed note's root line must be the root of the entries, and the note must
+   * carry a valid signature by the audit key: a rewritten history with a re-rooted note is caught here.
+   */
   private checkCheckpoint(): string | null {
     const checkpoint = this.checkpoint!;
+    if (!this.signer.verifiesNote(checkpoint.note)) {
+      return `the checkpoint of ${checkpoint.treeSize} entries is not signed by the audit key`;
+    }
     const root = this.root();
     const [, noteSize, noteRoot] = checkpoint.note.split('\n');
     if (
@@ -531,15 +541,16 @@ export async function verifyAuditFully(
   store: Store,
   committer: Committer,
   progress: Progress,
+  signer: AuditSigner,
 ): Promise<AuditRunResult> {
   const reads = store.reads;
-  const state = await reads.auditVerificationState();
+  const state = trusted(await reads.auditVerificationState(), signer);
   // In this order: the log only grows, so the head read after the checkpoint covers it (unless cut).
   const checkpoint = await reads.latestAuditCheckpoint();
   const head = await reads.auditHead();
   const size = head.size;
   progress.advanced(0, size, 0);
-  const tree = new TreeCheck(reads, Math.min(head.merkleSize, size), checkpoint);
+  const tree = new TreeCheck(reads, Math.min(head.merkleSize, size), checkpoint, signer);
   const genesis = { index: 0, prevHash: GENESIS_HASH };
   const walk = (start: Position, end: number) =>
     walkChain(
@@ -568,14 +579,23 @@ export async function verifyAuditFully(
   }
   const prefix = found === null ? (outcome as { end: Position }).end : found.prefix;
   await committer.submit(
-    (tx) =>
-      tx.recordFullAuditVerification({
+    (tx) => {
+      const outcome = {
         size,
+        atMs: tx.nowMs,
         brokenAtIndex: found?.index ?? null,
         reason: found?.reason ?? null,
+      };
+      return tx.recordFullAuditVerification({
+        size,
+        brokenAtIndex: outcome.brokenAtIndex,
+        reason: outcome.reason,
         prefixSize: prefix.index,
         prefixHash: prefix.prevHash,
-      }),
+        fullMac: signer.mac(fullText(outcome)),
+        prefixMac: signer.mac(prefixText(prefix.index, prefix.prevHash)),
+      });
+    },
     { names: [AUDIT_VERIFICATION_LOCK] },
   );
   return {
@@ -588,6 +608,30 @@ export async function verifyAuditFully(
     lastFull: state.lastFull,
   };
 }
+
+/**
+ * The server's own record of what it verified is data too: each part carries a MAC under a key derived from
+ * the audit signing key, and a part whose MAC does not match is not trusted. An edited verified prefix counts
+ * as none (the next incremental run walks from GENESIS), an edited full outcome as no full run. So editing the
+ * record can cost a longer check, never hide a break. A changed signing key (accept-audit-key) has the same
+ * effect once.
+ */
+function trusted(state: AuditVerificationState, signer: AuditSigner): AuditVerificationState {
+  const prefixOk =
+    state.verifiedSize === 0 ||
+    signer.macMatches(prefixText(state.verifiedSize, state.verifiedHash), state.verifiedMac);
+  const fullOk = state.lastFull === null || signer.macMatches(fullText(state.lastFull), state.fullMac);
+  return {
+    ...state,
+    verifiedSize: prefixOk ? state.verifiedSize : 0,
+    verifiedHash: prefixOk ? state.verifiedHash : GENESIS_HASH,
+    lastFull: fullOk ? state.lastFull : null,
+  };
+}
+
+const prefixText = (size: number, hash: string) => `audit-verified-prefix\n${size}\n${hash}`;
+const fullText = (f: NonNullable<AuditVerificationState['lastFull']>) =>
+  `audit-full-verification\n${f.size}\n${f.atMs}\n${f.brokenAtIndex ?? ''}\n${f.reason ?? ''}`;
 
 function broken(index: number, reason: string, size: number): AuditVerification {
   return { valid: false, brokenAtIndex: index, reason, size };
@@ -637,6 +681,7 @@ export class AuditVerifier {
   constructor(
     private readonly store: Store,
     private readonly committer: Committer,
+    private readonly signer: AuditSigner,
     private readonly clock: () => number,
     private readonly onError: (error: unknown) => void = () => {},
   ) {}
@@ -674,7 +719,11 @@ export class AuditVerifier {
     const run = mode === 'full' ? verifyAuditFully : verifyAuditIncrementally;
     // Started on the next turn: the caller gets the job before any of the work runs.
     void nextTurn()
-      .then(() => (this.stopping ? Promise.reject(new Stopped()) : run(this.store, this.committer, progress)))
+      .then(() =>
+        this.stopping
+          ? Promise.reject(new Stopped())
+          : run(this.store, this.committer, progress, this.signer),
+      )
       .then(
         (result) => {
           job.result = result;

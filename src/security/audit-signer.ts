@@ -1,4 +1,13 @@
-import { createPrivateKey, createPublicKey, type KeyObject, sign } from 'node:crypto';
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  hkdfSync,
+  type KeyObject,
+  sign,
+  timingSafeEqual,
+  verify,
+} from 'node:crypto';
 import { noteKeyHash, signedNote, verifierKey } from '../domain/signed-note.ts';
 
 /**
@@ -11,14 +20,20 @@ const PKCS8_ED25519_SEED_PREFIX = Buffer.from('302e020100300506032b657004220420'
 export class AuditSigner {
   readonly publicKey: Buffer;
   readonly keyHash: Buffer;
+  private readonly publicKeyObject: KeyObject;
+  /** Authenticates the server's own records about the log (the verified prefix), derived from the seed. */
+  private readonly macKey: Buffer;
 
   private constructor(
     readonly name: string,
     private readonly privateKey: KeyObject,
   ) {
+    this.publicKeyObject = createPublicKey(privateKey);
     // The raw key is the last 32 bytes of the SPKI encoding (a fixed 12-byte header for Ed25519).
-    this.publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
+    this.publicKey = this.publicKeyObject.export({ format: 'der', type: 'spki' }).subarray(-32);
     this.keyHash = noteKeyHash(name, this.publicKey);
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32);
+    this.macKey = Buffer.from(hkdfSync('sha256', seed, Buffer.alloc(0), 'audit-verification-mac-v1', 32));
   }
 
   static fromConfig(keyText: string, name: string): AuditSigner {
@@ -37,6 +52,36 @@ export class AuditSigner {
   /** The C2SP verifier key auditors pin: `<name>+<key hash hex>+<base64(0x01 || public key)>`. */
   verifierKey(): string {
     return verifierKey(this.name, this.publicKey);
+  }
+
+  /**
+   * Whether a signed note carries a valid signature by this key over its text (C2SP signed-note): a line
+   * `— <name> base64(key hash || signature)` after the blank line that ends the text.
+   */
+  verifiesNote(note: string): boolean {
+    const split = note.indexOf('\n\n');
+    if (split < 0) return false;
+    const text = Buffer.from(note.slice(0, split + 1), 'utf8');
+    const prefix = `\u2014 ${this.name} `;
+    for (const line of note.slice(split + 2).split('\n')) {
+      if (!line.startsWith(prefix)) continue;
+      const blob = Buffer.from(line.slice(prefix.length), 'base64');
+      if (blob.length !== 68 || !blob.subarray(0, 4).equals(this.keyHash)) continue;
+      return verify(null, text, this.publicKeyObject, blob.subarray(4));
+    }
+    return false;
+  }
+
+  /** A MAC (hex) over a record the server keeps about the log, so that editing the record is noticed. */
+  mac(text: string): string {
+    return createHmac('sha256', this.macKey).update(text, 'utf8').digest('hex');
+  }
+
+  macMatches(text: string, mac: string | null): boolean {
+    if (mac === null) return false;
+    const expected = Buffer.from(this.mac(text), 'hex');
+    const given = Buffer.from(mac, 'hex');
+    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   signNote(body: string): string {

@@ -122,8 +122,11 @@ export class Committer {
         this.options.onFatal(error);
         return;
       }
-      if (batch.length === 1) {
-        batch[0]!.reject(error);
+      // Split only when the database refused a row: then nothing committed and the batch without that
+      // command will succeed. Anything else (a lost connection, a COMMIT whose outcome is unknown, a full
+      // disk) is answered as it is: re-running could execute a command twice, or fail 2n-1 times over.
+      if (batch.length === 1 || !refusedARow(error)) {
+        for (const pending of batch) pending.reject(error);
         return;
       }
       this.batchesSplit += 1;
@@ -141,4 +144,16 @@ export class Committer {
       else pending.reject(outcome.error);
     });
   }
+}
+
+/**
+ * A value or constraint the database refused while the batch's rows were written (PostgreSQL SQLSTATE class
+ * 22, data exception, e.g. U+0000 in text; class 23, integrity constraint violation; SQLite's constraint,
+ * type and size errors). The transaction rolled back, so re-running the other commands is safe.
+ */
+export function refusedARow(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  if (/^2[23][0-9A-Z]{3}$/.test(code)) return true;
+  return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG';
 }

@@ -380,7 +380,9 @@ CREATE TABLE audit_verification (
   full_size {{BIGINT}},
   full_at_ms {{BIGINT}},
   full_broken_index {{BIGINT}},
-  full_reason TEXT
+  full_reason TEXT,
+  verified_mac TEXT,
+  full_mac TEXT
 );
 INSERT INTO audit_verification (id, verified_size, verified_hash, verified_at_ms) VALUES (1, 0, 'GENESIS', 0);
 `,

@@ -631,6 +631,8 @@ export class SqlReads implements Reads {
               brokenAtIndex: nullableNum(r['full_broken_index']),
               reason: nullableStr(r['full_reason']),
             },
+      verifiedMac: nullableStr(r['verified_mac']),
+      fullMac: nullableStr(r['full_mac']),
     };
   }
 
@@ -1320,10 +1322,11 @@ export class SqlTx implements Tx {
     return selectLatestCheckpoint(this.db);
   }
 
-  async advanceAuditVerified(size: number, hash: string): Promise<void> {
+  async advanceAuditVerified(size: number, hash: string, mac: string): Promise<void> {
     await this.db.run(
-      'UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ? WHERE id = 1 AND verified_size < ?',
-      [size, hash, this.nowMs, size],
+      `UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ?, verified_mac = ?
+        WHERE id = 1 AND verified_size < ?`,
+      [size, hash, this.nowMs, mac, size],
     );
   }
 
@@ -1333,17 +1336,19 @@ export class SqlTx implements Tx {
       'a full verification is valid or broken somewhere inside what it checked',
     );
     await this.db.run(
-      'UPDATE audit_verification SET full_size = ?, full_at_ms = ?, full_broken_index = ?, full_reason = ? WHERE id = 1',
-      [result.size, this.nowMs, result.brokenAtIndex, result.reason],
+      `UPDATE audit_verification SET full_size = ?, full_at_ms = ?, full_broken_index = ?, full_reason = ?,
+              full_mac = ? WHERE id = 1`,
+      [result.size, this.nowMs, result.brokenAtIndex, result.reason, result.fullMac],
     );
     if (result.brokenAtIndex === null) {
-      await this.advanceAuditVerified(result.prefixSize, result.prefixHash);
+      await this.advanceAuditVerified(result.prefixSize, result.prefixHash, result.prefixMac);
       return;
     }
     // A break below the verified prefix moves it back: incremental runs must not start beyond it.
     await this.db.run(
-      'UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ? WHERE id = 1',
-      [result.prefixSize, result.prefixHash, this.nowMs],
+      `UPDATE audit_verification SET verified_size = ?, verified_hash = ?, verified_at_ms = ?, verified_mac = ?
+        WHERE id = 1`,
+      [result.prefixSize, result.prefixHash, this.nowMs, result.prefixMac],
     );
   }
 

@@ -357,6 +357,9 @@ export interface AuditVerificationState {
   verifiedAtMs: number;
   /** The last full verification that finished, in any process (null: none yet). */
   lastFull: { size: number; atMs: number; brokenAtIndex: number | null; reason: string | null } | null;
+  /** MACs under the audit key over the prefix and over lastFull (src/app/verification.ts): null when absent. */
+  verifiedMac: string | null;
+  fullMac: string | null;
 }
 
 export interface FullAuditVerificationRecord {
@@ -365,6 +368,9 @@ export interface FullAuditVerificationRecord {
   reason: string | null;
   prefixSize: number;
   prefixHash: string;
+  /** The MAC of this outcome (with the transaction's time) and of the prefix it leaves. */
+  fullMac: string;
+  prefixMac: string;
 }
 
 export interface AuditCheckpointRow {
@@ -495,7 +501,7 @@ export interface Tx {
 
   // Audit verification state (src/app/verification.ts); commands lock the name AUDIT_VERIFICATION_LOCK.
   /** Moves the verified prefix forward to `size` (never back): an incremental verification succeeded. */
-  advanceAuditVerified(size: number, hash: string): Promise<void>;
+  advanceAuditVerified(size: number, hash: string, mac: string): Promise<void>;
   /**
    * Records a finished full verification. Valid: the prefix moves forward to its size. Broken: the prefix
    * is set to the entries before the break (`prefixSize`, `prefixHash`), backwards if need be, so that

@@ -74,7 +74,8 @@ export function preferredWaitMs(header: string | string[] | undefined): number |
 }
 
 function verifyRoutes(app: HttpApp, services: Services): void {
-  const verifier = new AuditVerifier(services.store, services.committer, services.clock, (error) =>
+  const { store, committer, auditLog, clock } = services;
+  const verifier = new AuditVerifier(store, committer, auditLog.signer, clock, (error) =>
     app.log.error({ err: error }, 'audit verification failed'),
   );
   // Before the store closes: runs stop at their next page.
