@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { balanceOf, type Party, party, pay, rawRows } from './support/fixtures.ts';
+import { refusedARow } from '../src/storage/committer.ts';
+import { balanceOf, holdCommitter, type Party, party, pay, rawRows } from './support/fixtures.ts';
 import { backend, startTestApp, type TestApp } from './support/harness.ts';
 
 /**
@@ -34,34 +35,6 @@ const body = (from: Party, note?: string, amountCents = AMOUNT_CENTS) => ({
   ...(note === undefined ? {} : { note }),
 });
 
-/** Holds the committer with a command alone in its batch; what is submitted next forms ONE batch on release. */
-async function holdCommitter(): Promise<() => Promise<void>> {
-  const { committer } = t.app.services;
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let running!: () => void;
-  const started = new Promise<void>((resolve) => {
-    running = resolve;
-  });
-  const blocker = committer.submit(async () => {
-    running();
-    await gate;
-  });
-  await started;
-  return async () => {
-    open();
-    await blocker;
-  };
-}
-
-async function queued(n: number): Promise<void> {
-  const { committer } = t.app.services;
-  for (let i = 0; i < 2_000 && committer.queuedCommands < n; i++) await new Promise((r) => setTimeout(r, 2));
-  assert.equal(committer.queuedCommands, n, `${n} commands wait behind the blocker`);
-}
-
 test('a NUL in a note is a 400, and the 30 valid payments sent with it commit', async () => {
   const before = (await balanceOf(t, receiver.accountId)).postedBalanceCents as number;
   const nul = pay(t, body(senders[0]!, 'cash\u0000pickup'));
@@ -90,7 +63,7 @@ test('a command whose rows fail when its batch is written fails alone; the rest 
   const existing = (await store.reads.getPayment(first.json.payment.id))!;
   const balanceBefore = (await balanceOf(t, receiver.accountId)).postedBalanceCents as number;
 
-  const release = await holdCommitter();
+  const { release, queued } = await holdCommitter(t);
   const valid: Promise<Awaited<ReturnType<typeof pay>>>[] = [];
   const bad: Promise<unknown>[] = [];
   // Settled at once, so a rejection is never unhandled while the test waits for the rest.
@@ -127,4 +100,23 @@ test('a command whose rows fail when its batch is written fails alone; the rest 
   assert.equal(ledger.json.verification.valid, true, ledger.body);
   const audit = await t.request('GET', '/v1/audit-logs/verify');
   assert.equal(audit.json.verification.valid, true, audit.body);
+});
+
+test('a failed batch is split only when the database refused a row, never on a lost connection', () => {
+  for (const code of ['23505', '23503', '22021', '22P05', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_MISMATCH']) {
+    assert.equal(refusedARow(Object.assign(new Error('refused'), { code })), true, code);
+  }
+  // A connection lost (possibly mid-COMMIT), a full disk, a lock timeout, no code at all: not split.
+  for (const code of [
+    '08006',
+    '57P01',
+    '53100',
+    '55P03',
+    'SQLITE_FULL',
+    'SQLITE_IOERR',
+    'ECONNRESET',
+    undefined,
+  ]) {
+    assert.equal(refusedARow(Object.assign(new Error('lost'), { code })), false, String(code));
+  }
 });

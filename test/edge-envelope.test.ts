@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { allPayments, auditLogs, balanceOf, type Party, party, pay } from './support/fixtures.ts';
+import { allPayments, auditLogs, type Party, party, pay, paymentsState, usd } from './support/fixtures.ts';
 import { assertError } from './support/foundation.ts';
 import {
   DEMO_TOKEN,
@@ -41,21 +41,9 @@ function assertEnvelope(res: TestResponse, status: number, code: string, context
   assert.equal(res.json.error.requestId, res.headers['x-server-request-id'], `${context}: server id`);
 }
 
-const valid = () => ({
-  sourceAccountId: a.accountId,
-  destinationAccountId: b.accountId,
-  amountCents: 100,
-  currency: 'USD',
-});
+const valid = () => usd(a, b, 100);
 
-async function snapshot() {
-  return {
-    payments: (await allPayments(t)).length,
-    audit: (await auditLogs(t)).length,
-    a: await balanceOf(t, a.accountId),
-    b: await balanceOf(t, b.accountId),
-  };
-}
+const snapshot = () => paymentsState(t, [a, b]);
 
 test('text no backend can store is a 400 VALIDATION_ERROR naming the field, and nothing is stored', async () => {
   const before = await snapshot();
@@ -178,6 +166,14 @@ test("fastify's prototype-poisoning protection still holds, and nesting is bound
   assertEnvelope(deeper, 400, 'INVALID_JSON', '120,000 levels deep');
 });
 
+test('a body with more object keys than any request needs is a quick 400, before it is parsed', async () => {
+  const keys = Array.from({ length: 70_000 }, (_, i) => `"k${i}":1`).join(',');
+  const res = await t.request('POST', '/v1/customers', { body: `{${keys}}` });
+  assertEnvelope(res, 400, 'VALIDATION_ERROR', '70,000 keys');
+  assert.deepEqual(res.json.error.details, [{ field: '/body', message: res.json.error.message }]);
+  assert.match(res.json.error.message, /more than 1000 object keys/);
+});
+
 test('a URL that does not decode is the envelope with both request id headers', async () => {
   for (const url of ['/v1/payments/%ff', '/v1/accounts/%E0%A4%A', '/nope/%ff']) {
     const res = await t.request('GET', url);
@@ -278,7 +274,7 @@ test("431 and Node's HTTP parser errors are the envelope too, on a real socket",
   assert.match(badUrl.response?.headers['x-server-request-id'] ?? '', SERVER_ID);
 });
 
-test("a client's X-Request-Id is echoed; the envelope, ledger and audit log carry the server's own id", async () => {
+test("a client's X-Request-Id is echoed (header and envelope); the ledger and audit log carry the server's own id", async () => {
   const clientId = 'client-corr.42:a_b';
   // A fresh source account: its first payment posts (ledger entries) rather than tripping the velocity rule.
   const source = await party(t, { balance: 10_000 });

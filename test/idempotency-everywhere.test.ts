@@ -7,13 +7,16 @@ import {
   assertBooksValid,
   balanceOf,
   createCustomer,
+  heldPayment,
+  idempotencyRecordOwner,
+  insertIdempotencyRecord,
   type Json,
   type Party,
   party,
   pay,
   rawRows,
-  rawSql,
   setKycStatus,
+  usd,
 } from './support/fixtures.ts';
 import { manualClock, startTestApp, type TestApp, type TestResponse } from './support/harness.ts';
 
@@ -23,7 +26,6 @@ import { manualClock, startTestApp, type TestApp, type TestResponse } from './su
  * payload under it is a 409; concurrent duplicates execute once. Optional on these routes: without the
  * header they behave as before. Stored responses are sealed: no plaintext name, reason or secret at rest.
  */
-const REVIEW_AMOUNT = 250_000; // the seed's review threshold: such a payment is held (202)
 const CONCURRENT = 12;
 const clock = manualClock();
 let t: TestApp;
@@ -56,30 +58,16 @@ async function footprint(table: string): Promise<{ rows: number; audit: number }
 }
 
 /** A held payment (202) of a fresh sender with 1,000,000 cents; the clock leaves the earlier risk windows. */
-async function heldPayment(): Promise<{ sender: Party; receiver: Party; payment: Json }> {
+async function newHeldPayment(): Promise<{ sender: Party; receiver: Party; payment: Json }> {
   clock.advance(61_000);
-  const sender = await party(t, { balance: 1_000_000 });
-  const receiver = await party(t, { balance: 0 });
-  const res = await pay(t, {
-    sourceAccountId: sender.accountId,
-    destinationAccountId: receiver.accountId,
-    amountCents: REVIEW_AMOUNT,
-    currency: 'USD',
-  });
-  assert.equal(res.status, 202, res.body);
-  return { sender, receiver, payment: res.json.payment };
+  return heldPayment(t);
 }
 
 async function postedPayment(): Promise<{ sender: Party; receiver: Party; payment: Json }> {
   clock.advance(61_000);
   const sender = await party(t, { balance: 100_000 });
   const receiver = await party(t, { balance: 50_000 });
-  const res = await pay(t, {
-    sourceAccountId: sender.accountId,
-    destinationAccountId: receiver.accountId,
-    amountCents: 10_000,
-    currency: 'USD',
-  });
+  const res = await pay(t, usd(sender, receiver, 10_000));
   assert.equal(res.status, 201, res.body);
   return { sender, receiver, payment: res.json.payment };
 }
@@ -140,7 +128,7 @@ const ROUTES: RouteCase[] = [
     status: 201,
     table: 'ledger_entries',
     make: async () => {
-      const { payment } = await heldPayment();
+      const { payment } = await newHeldPayment();
       return {
         path: `/v1/payments/${payment.id}/approve`,
         body: { note: 'checked the invoice' },
@@ -153,7 +141,7 @@ const ROUTES: RouteCase[] = [
     status: 200,
     table: 'events',
     make: async () => {
-      const { payment } = await heldPayment();
+      const { payment } = await newHeldPayment();
       return { path: `/v1/payments/${payment.id}/reject`, body: {}, otherBody: { note: 'changed my mind' } };
     },
   },
@@ -353,7 +341,7 @@ describe('optional, scoped, and what is stored', () => {
   });
 
   test('keys are scoped per API key: another client with the same key string executes', async () => {
-    const { payment } = await heldPayment();
+    const { payment } = await newHeldPayment();
     const first = await apiKey(t, 'compliance', 'reviewer one');
     const second = await apiKey(t, 'compliance', 'reviewer two');
     const path = `/v1/payments/${payment.id}/reject`;
@@ -367,7 +355,7 @@ describe('optional, scoped, and what is stored', () => {
   });
 
   test('a refusal is not stored: once the state allows it, the same key executes', async () => {
-    const { sender, payment } = await heldPayment();
+    const { sender, payment } = await newHeldPayment();
     const key = newKey();
     const path = `/v1/payments/${payment.id}/approve`;
     await setKycStatus(t.db, sender.customerId, 'manual_review');
@@ -384,7 +372,7 @@ describe('optional, scoped, and what is stored', () => {
   });
 
   test('a KYC rejection replayed still answers as the first time and declines held payments once', async () => {
-    const { sender, payment } = await heldPayment();
+    const { sender, payment } = await newHeldPayment();
     const key = newKey();
     const path = `/v1/customers/${sender.customerId}/kyc`;
     const first = await post(path, { kycStatus: 'rejected', note: 'forged passport' }, key);
@@ -436,6 +424,16 @@ describe('stored responses at rest', () => {
         assert.ok(!String(row.response_body).includes(secretText), `no plaintext in ${row.idempotency_key}`);
       }
     }
+    // The fingerprint is keyed: the plain digest of the request (which a copy of the database could test
+    // guesses of a name or document reference against) is not what is stored.
+    const [stored] = await rawRows(
+      t.db,
+      'SELECT fingerprint FROM idempotency_records WHERE idempotency_key = ?',
+      [customerKey],
+    );
+    assert.notEqual(stored.fingerprint, requestFingerprint('POST', '/v1/customers', customerBody));
+    assert.match(stored.fingerprint, /^[0-9a-f]{64}$/);
+
     // And nowhere in the whole table.
     const all = await rawRows(t.db, 'SELECT response_body FROM idempotency_records');
     const text = all.map((r) => r.response_body).join('\n');
@@ -471,27 +469,16 @@ describe('stored responses at rest', () => {
       (await post(`/v1/customers/${customer.id}/kyc`, { kycStatus: 'verified' }, probe)).status,
       200,
     );
-    const [owner] = await rawRows(
-      t.db,
-      'SELECT api_key_id FROM idempotency_records WHERE idempotency_key = ?',
-      [probe],
-    );
-    const changed = await rawSql(
-      t.db,
-      `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body,
-         resource_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        owner.api_key_id,
-        key,
-        requestFingerprint('POST', '/v1/accounts', body),
-        201,
-        legacy,
-        'acc_legacy',
-        clock.now(),
-        clock.now() + 3_600_000,
-      ],
-    );
-    assert.equal(changed, 1);
+    await insertIdempotencyRecord(t.db, {
+      apiKeyId: await idempotencyRecordOwner(t.db, probe),
+      key,
+      request: { method: 'POST', path: '/v1/accounts', body },
+      statusCode: 201,
+      responseBody: legacy,
+      resourceId: 'acc_legacy',
+      createdAtMs: clock.now(),
+      expiresAtMs: clock.now() + 3_600_000,
+    });
     const before = await countRows('accounts');
     const replay = await post('/v1/accounts', body, key);
     assert.equal(replay.status, 201);
@@ -508,7 +495,7 @@ describe('stored responses at rest', () => {
       (await post(`/v1/payments/${payment.id}/refunds`, { amountCents: 100, reason }, newKey())).status,
       201,
     );
-    const held = await heldPayment();
+    const held = await newHeldPayment();
     assert.equal((await post(`/v1/payments/${held.payment.id}/reject`, { note }, newKey())).status, 200);
     const kycNote = `kyc note ${randomUUID()}`;
     assert.equal(

@@ -2,27 +2,25 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ENCRYPTION_CONTEXTS, reencryptData } from '../src/app/key-rotation.ts';
 import { acceptAuditSigningKey, reencrypt } from '../src/cli/reencrypt.ts';
 import { loadConfig } from '../src/config.ts';
-import {
-  BLIND_INDEX_KEY_CONTEXT,
-  KEY_RECORD_SETTING,
-  KeyMismatchError,
-} from '../src/security/key-fingerprints.ts';
+import { BLIND_INDEX_KEY_CONTEXT } from '../src/security/key-fingerprints.ts';
 import { keyId, PiiCipher } from '../src/security/pii-cipher.ts';
 import { ENCRYPTED_COLUMNS, type EncryptedColumn } from '../src/storage/key-rotation-sql.ts';
-import { type Json, party, pay, rawRows } from './support/fixtures.ts';
-import { runMain } from './support/foundation.ts';
 import {
-  backend,
-  createTestDatabase,
-  startTestApp,
-  type TestApp,
-  type TestDatabase,
-  testEnv,
-} from './support/harness.ts';
+  databasesForFile,
+  heldPayment,
+  type Json,
+  keyRecord,
+  pay,
+  rawRows,
+  refusedStart,
+  usd,
+} from './support/fixtures.ts';
+import { runKeysCli } from './support/foundation.ts';
+import { backend, startTestApp, type TestApp, type TestDatabase, testEnv } from './support/harness.ts';
 
 /**
  * Issue 13, key rotation that keeps duplicate detection. The data key rotates online: a process with the new
@@ -33,32 +31,11 @@ import {
  */
 const K1 = randomBytes(32).toString('base64');
 const K2 = randomBytes(32).toString('base64');
-const REVIEW_AMOUNT = 250_000;
 const ENV_K1 = { DATA_ENCRYPTION_KEY: K1, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
 const ENV_ROTATING = { ...ENV_K1, DATA_ENCRYPTION_KEY: K2, DATA_ENCRYPTION_KEYS_PREVIOUS: K1 };
 const ENV_K2 = { ...ENV_K1, DATA_ENCRYPTION_KEY: K2 };
 
-const databases: TestDatabase[] = [];
-async function freshDatabase(): Promise<TestDatabase> {
-  const db = await createTestDatabase();
-  databases.push(db);
-  return db;
-}
-after(async () => {
-  for (const db of databases) await db.drop();
-});
-
-async function refused(db: TestDatabase, env: Record<string, string>): Promise<KeyMismatchError> {
-  let app: TestApp | undefined;
-  try {
-    app = await startTestApp({ db, env });
-  } catch (error) {
-    assert.ok(error instanceof KeyMismatchError, `a KeyMismatchError, got ${String(error)}`);
-    return error;
-  }
-  await app.close();
-  assert.fail('the start was expected to be refused');
-}
+const freshDatabase = databasesForFile();
 
 const newCustomer = (t: TestApp, documentReference: string, name = 'Rotation Customer') =>
   t.request('POST', '/v1/customers', { body: { name, country: 'NL', documentReference } });
@@ -76,11 +53,6 @@ async function storedEnvelopes(db: TestDatabase): Promise<{ column: EncryptedCol
 
 const keyIdOf = (base64: string) => keyId(Buffer.from(base64, 'base64'));
 
-async function keyRecord(db: TestDatabase): Promise<Json> {
-  const [row] = await rawRows(db, 'SELECT value FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
-  return JSON.parse(row.value);
-}
-
 /** Writes a value into every encrypted column through the API (the customer's document is `document`). */
 async function writeEveryKindOfValue(t: TestApp, document: string): Promise<Json> {
   const customer = await newCustomer(t, document, 'Ada Rotation');
@@ -89,25 +61,12 @@ async function writeEveryKindOfValue(t: TestApp, document: string): Promise<Json
     body: { kycStatus: 'verified', note: 'passport checked in person' },
   });
   assert.equal(kyc.status, 200, kyc.body);
-  const sender = await party(t, { balance: 1_000_000 });
-  const receiver = await party(t);
-  const held = await pay(t, {
-    sourceAccountId: sender.accountId,
-    destinationAccountId: receiver.accountId,
-    amountCents: REVIEW_AMOUNT,
-    currency: 'USD',
-  });
-  assert.equal(held.status, 202, held.body);
-  const approved = await t.request('POST', `/v1/payments/${held.json.payment.id}/approve`, {
+  const { sender, receiver, payment: held } = await heldPayment(t);
+  const approved = await t.request('POST', `/v1/payments/${held.id}/approve`, {
     body: { note: 'called the sender' },
   });
   assert.equal(approved.status, 201, approved.body);
-  const posted = await pay(t, {
-    sourceAccountId: sender.accountId,
-    destinationAccountId: receiver.accountId,
-    amountCents: 10_000,
-    currency: 'USD',
-  });
+  const posted = await pay(t, usd(sender, receiver, 10_000));
   assert.equal(posted.status, 201, posted.body);
   const refundKey = `refund-${randomBytes(6).toString('hex')}`;
   const refund = await t.request('POST', `/v1/payments/${posted.json.payment.id}/refunds`, {
@@ -121,7 +80,7 @@ async function writeEveryKindOfValue(t: TestApp, document: string): Promise<Json
   assert.equal(endpoint.status, 201, endpoint.body);
   return {
     customerId: customer.json.customer.id,
-    heldPaymentId: held.json.payment.id,
+    heldPaymentId: held.id,
     postedPaymentId: posted.json.payment.id,
     refund: { key: refundKey, body: refund.body },
   };
@@ -172,7 +131,7 @@ describe('rotating the data key', () => {
 
     // 3. Dropping K1 before re-encrypting is refused (values are still under it).
     if (backend === 'sqlite') {
-      const early = await refused(db, ENV_K2);
+      const early = await refusedStart(db, ENV_K2);
       assert.equal(early.variable, 'DATA_ENCRYPTION_KEYS_PREVIOUS');
       assert.match(early.message, /must still hold the data key with fingerprint [0-9a-f]{16}/);
       assert.match(early.message, /npm run keys -- reencrypt/);
@@ -227,7 +186,7 @@ describe('rotating the data key', () => {
     }
 
     // 6. The old key alone is refused.
-    const old = await refused(db, ENV_K1);
+    const old = await refusedStart(db, ENV_K1);
     assert.equal(old.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(old.message, /^DATA_ENCRYPTION_KEY does not match the key this database was written with/);
   });
@@ -288,15 +247,36 @@ describe('rotating the data key', () => {
     }
   });
 
+  test('reencrypt runs only forwards: with the old key as primary it is refused and changes nothing', async () => {
+    const db = await freshDatabase();
+    const t1 = await startTestApp({ db, env: ENV_K1 });
+    assert.equal((await newCustomer(t1, 'NL-BACK-0001')).status, 201);
+    await t1.close();
+    const t2 = await startTestApp({ db, env: ENV_ROTATING }); // the rotation starts: K2 is recorded, newest
+    await t2.close();
+    const backwards = await startTestApp({
+      db,
+      env: { ...ENV_K1, DATA_ENCRYPTION_KEY: K1, DATA_ENCRYPTION_KEYS_PREVIOUS: K2 },
+    });
+    try {
+      const before = await storedEnvelopes(db);
+      await assert.rejects(
+        reencryptData(backwards.app.services, { apiKeyId: 'cli', role: 'admin', requestId: 'req_test' }),
+        (e: Error) => e.name === 'KeyMismatchError' && /is not the newest key recorded/.test(e.message),
+      );
+      assert.deepEqual(await storedEnvelopes(db), before, 'nothing was re-encrypted');
+      assert.deepEqual((await keyRecord(db))?.dataKeys.length, 2, 'both keys still recorded');
+    } finally {
+      await backwards.close();
+    }
+  });
+
   test('the `keys reencrypt` command of the real CLI (one line per result, never a key)', async () => {
     const db = await freshDatabase();
     const t1 = await startTestApp({ db, env: ENV_K1 });
     assert.equal((await newCustomer(t1, 'NL-CLI-0001')).status, 201);
     await t1.close();
-    const result = await runMain(
-      { ...process.env, ...testEnv(db.url, ENV_ROTATING) },
-      { args: ['--import', 'tsx', 'src/cli/keys.ts', 'reencrypt'] },
-    );
+    const result = await runKeysCli(testEnv(db.url, ENV_ROTATING), ['reencrypt']);
     const context = `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
     assert.equal(result.status, 0, context);
     assert.match(result.stdout, /re-encrypted [1-9][0-9]* values under the data key [0-9a-f]{16}/, context);
@@ -320,7 +300,7 @@ describe('changing the audit-signing key deliberately', () => {
     const newKey = randomBytes(32).toString('base64');
     const t1 = await startTestApp({ db, env: { AUDIT_SIGNING_KEY: oldKey } });
     await t1.close();
-    assert.equal((await refused(db, { AUDIT_SIGNING_KEY: newKey })).variable, 'AUDIT_SIGNING_KEY');
+    assert.equal((await refusedStart(db, { AUDIT_SIGNING_KEY: newKey })).variable, 'AUDIT_SIGNING_KEY');
 
     const out: string[] = [];
     const code = await acceptAuditSigningKey(
@@ -348,7 +328,7 @@ describe('changing the audit-signing key deliberately', () => {
     } finally {
       await t2.close();
     }
-    assert.equal((await refused(db, { AUDIT_SIGNING_KEY: oldKey })).variable, 'AUDIT_SIGNING_KEY');
+    assert.equal((await refusedStart(db, { AUDIT_SIGNING_KEY: oldKey })).variable, 'AUDIT_SIGNING_KEY');
 
     // Accepting the key already recorded changes nothing.
     const again: string[] = [];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { TokenBuckets } from '../src/http/protection.ts';
+import { clientNetwork, TokenBuckets } from '../src/http/protection.ts';
 import { apiKey } from './support/fixtures.ts';
 import { assertError } from './support/foundation.ts';
 import { DEMO_TOKEN, startTestApp, type TestApp, type TestResponse } from './support/harness.ts';
@@ -188,4 +188,11 @@ describe('TokenBuckets', () => {
     for (let i = 0; i < 10_000; i += 1) buckets.take(`k${i}`);
     assert.equal(buckets.size, 3);
   });
+});
+
+test('failed authentications are counted per IPv4 address and per IPv6 /64', () => {
+  assert.equal(clientNetwork('203.0.113.7'), '203.0.113.7');
+  assert.equal(clientNetwork('::ffff:203.0.113.7'), '203.0.113.7', 'an IPv4-mapped peer is its IPv4 address');
+  assert.equal(clientNetwork('2001:db8:1:2:aaaa::1'), clientNetwork('2001:db8:1:2:bbbb::9'), 'one /64');
+  assert.notEqual(clientNetwork('2001:db8:1:2::1'), clientNetwork('2001:db8:1:3::1'));
 });

@@ -33,6 +33,8 @@ export interface IdempotentRequest {
   /** `POST /v1/payments/pay_…/refunds`: the method and path the fingerprint covers; named in a 409. */
   route: string;
   fingerprint: string;
+  /** Set once `fingerprint` is keyed (runIdempotent): the plain digest, which older records may hold. */
+  plainFingerprint?: string;
 }
 
 export interface IdempotentReply extends StoredResponse {
@@ -97,6 +99,7 @@ export async function runIdempotent(
   plan: () => Promise<IdempotentCommand> | IdempotentCommand,
   options: { readFirst?: boolean } = {},
 ): Promise<IdempotentReply> {
+  request = request === null ? null : keyedFingerprint(services.cipher, request);
   if (request !== null && options.readFirst !== false) {
     const early = await replayCommitted(services, request);
     if (early !== null) return early;
@@ -117,13 +120,34 @@ export async function runIdempotent(
   }, hints);
 }
 
+/**
+ * The fingerprint as stored: an HMAC (the blind-index key, which no rotation changes) of the request's SHA-256
+ * digest. A plain digest of `{name, documentReference}` or of a refund's reason could be tested against
+ * guesses by anyone holding a copy of the database; a keyed one cannot. Records stored with the plain digest
+ * (before this) still match it until they expire.
+ */
+function keyedFingerprint(cipher: PiiCipher, request: IdempotentRequest): IdempotentRequest {
+  if (request.plainFingerprint !== undefined) return request;
+  return {
+    ...request,
+    fingerprint: cipher.blindIndex(request.fingerprint, FINGERPRINT_CONTEXT),
+    plainFingerprint: request.fingerprint,
+  };
+}
+
+const FINGERPRINT_CONTEXT = 'idempotency.fingerprint';
+
 /** The fast path: the committed record, judged. Not authoritative (the command's claim is), only cheap. */
 export async function replayCommitted(
   services: Services,
   request: IdempotentRequest,
 ): Promise<IdempotentReply | null> {
   const stored = await services.store.reads.findIdempotencyRecord(request.apiKeyId, request.key);
-  return replyFor(services.cipher, request, judgeIdempotency(stored, request.fingerprint, services.clock()));
+  return replyFor(
+    services.cipher,
+    request,
+    judgeIdempotency(stored, request.fingerprint, services.clock(), request.plainFingerprint),
+  );
 }
 
 /**
@@ -138,7 +162,11 @@ export async function claimOrReplay(
   const expiresAtMs = tx.nowMs + services.idempotencyRetentionMs;
   const claim = await tx.claimIdempotencyKey(request.apiKeyId, request.key, request.fingerprint, expiresAtMs);
   if (claim === 'claimed') return null;
-  return replyFor(services.cipher, request, judgeIdempotency(claim, request.fingerprint, tx.nowMs));
+  return replyFor(
+    services.cipher,
+    request,
+    judgeIdempotency(claim, request.fingerprint, tx.nowMs, request.plainFingerprint),
+  );
 }
 
 /** Completes a claimed key in the same transaction: the record keeps the exact bytes, sealed. */

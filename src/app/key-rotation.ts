@@ -11,6 +11,7 @@ import {
   DATA_KEY_VARIABLE,
   dataKeyFingerprint,
   KEY_RECORD_SETTING,
+  KeyMismatchError,
   type KeyRecord,
   type KeySource,
   legacyAuditMismatch,
@@ -19,6 +20,7 @@ import {
   noteSignedBy,
   parseKeyRecord,
   serializeKeyRecord,
+  shortFingerprint,
 } from '../security/key-fingerprints.ts';
 import { deriveIndexKey, ENVELOPE_KEY_PREFIX_CHARS, PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
@@ -258,6 +260,7 @@ export async function reencryptData(
     EncryptedColumn,
     number
   >;
+  await requireNewestPrimary(services, cipher.primaryKeyFingerprint);
   for (const column of Object.keys(ENCRYPTED_COLUMNS) as EncryptedColumn[]) {
     const context = ENCRYPTION_CONTEXTS[column];
     let after: string | null = null;
@@ -289,6 +292,25 @@ export async function reencryptData(
   return { reencrypted, retired, primary };
 }
 
+/**
+ * Re-encryption runs only forwards: under the newest key the record knows (the one the last rotation
+ * started with). Run with an older primary (say, the configuration from before the rotation), it would
+ * re-encrypt new values back under the old key and then retire the key the running servers encrypt with.
+ */
+async function requireNewestPrimary(services: Services, primary: string): Promise<void> {
+  const stored = await services.store.reads.getSetting(KEY_RECORD_SETTING);
+  if (stored === undefined) throw new Error('this database has no key record: start the server once first');
+  assertNewestPrimary(parseKeyRecord(stored).dataKeys, primary);
+}
+
+function assertNewestPrimary(recorded: string[], primary: string): void {
+  if (recorded[0] === primary) return;
+  throw new KeyMismatchError(
+    DATA_KEY_VARIABLE,
+    `${DATA_KEY_VARIABLE} is not the newest key recorded for this database (fingerprint ${shortFingerprint(primary)}; newest ${shortFingerprint(recorded[0]!)}): reencrypt runs with the new key as DATA_ENCRYPTION_KEY and the old ones in DATA_ENCRYPTION_KEYS_PREVIOUS`,
+  );
+}
+
 async function recordPrimaryAlone(
   tx: Tx,
   services: Services,
@@ -299,6 +321,7 @@ async function recordPrimaryAlone(
   const stored = await tx.getSetting(KEY_RECORD_SETTING);
   if (stored === undefined) throw new Error('this database has no key record: start the server once first');
   const record = parseKeyRecord(stored);
+  assertNewestPrimary(record.dataKeys, primary);
   const retired = record.dataKeys.filter((fp) => fp !== primary);
   const blindIndexKey = services.cipher.isUnderPrimaryKey(record.blindIndexKey)
     ? record.blindIndexKey

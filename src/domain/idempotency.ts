@@ -69,8 +69,11 @@ export function judgeIdempotency(
   record: IdempotencyRecord | undefined,
   fingerprint: string,
   nowMs: number,
+  /** The same request's fingerprint in an older form, still held by records stored before the change. */
+  legacyFingerprint?: string,
 ): IdempotencyVerdict {
   if (record === undefined || record.expiresAtMs <= nowMs) return { kind: 'fresh' };
-  if (record.fingerprint !== fingerprint) return { kind: 'mismatch' };
+  if (record.fingerprint !== fingerprint && record.fingerprint !== legacyFingerprint)
+    return { kind: 'mismatch' };
   return { kind: 'replay', response: { statusCode: record.statusCode, body: record.body } };
 }

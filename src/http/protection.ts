@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import ipaddr from 'ipaddr.js';
 import type { LimitsConfig } from '../config.ts';
 import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
@@ -27,8 +28,11 @@ const SHEDDING_EXEMPT_ROUTES = new Set(['/health', '/ready']);
  * Between requests, an idle keep-alive connection is closed after three request timeouts, at most 72 s
  * (fastify's default: longer than the 60 s idle timeout of common load balancers, so they close first and
  * never reuse a connection the server is closing). A connection on which nothing moves during a request (say,
- * a client that stops reading the response) is destroyed after twice the request timeout.
+ * a client that stops reading the response) is destroyed after twice the request timeout, and never before
+ * SOCKET_IDLE_MS_MIN: a handler may legitimately work that long without a byte moving (the audit verify
+ * request waits up to 25 s), and the socket's idle timer must not cut its answer off.
  */
+const SOCKET_IDLE_MS_MIN = 60_000;
 export function timeoutOptions(limits: LimitsConfig) {
   const checkIntervalMs = Math.min(1000, Math.max(25, Math.floor(limits.requestTimeoutMs / 5)));
   const requestTimeoutMs = limits.requestTimeoutMs - checkIntervalMs;
@@ -36,7 +40,7 @@ export function timeoutOptions(limits: LimitsConfig) {
   return {
     requestTimeout: requestTimeoutMs,
     keepAliveTimeout: Math.min(72_000, 3 * limits.requestTimeoutMs),
-    connectionTimeout: 2 * limits.requestTimeoutMs,
+    connectionTimeout: Math.max(2 * limits.requestTimeoutMs, SOCKET_IDLE_MS_MIN),
     http: {
       connectionsCheckingInterval: checkIntervalMs,
       headersTimeout: requestTimeoutMs,
@@ -161,15 +165,30 @@ export function authFailureLimit(limits: LimitsConfig) {
   return {
     async gate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
       if (request.routeOptions.config.roles === undefined) return;
-      const state = buckets.peek(request.ip);
+      const state = buckets.peek(clientNetwork(request.ip));
       if (state.allowed) return;
       reply.header('retry-after', String(state.retryAfterSeconds));
       throw new AppError('RATE_LIMITED', 'too many failed authentications from this address; retry later');
     },
     async count(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-      if (reply.statusCode === 401) buckets.take(request.ip);
+      if (reply.statusCode === 401) buckets.take(clientNetwork(request.ip));
     },
   };
+}
+
+/**
+ * The unit one client controls: its IPv4 address, or its IPv6 /64 (a single host is routinely handed a whole
+ * /64, so counting addresses would give it 2^64 fresh allowances). An IPv4-mapped address counts as its IPv4.
+ */
+export function clientNetwork(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  let parsed = ipaddr.parse(address);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
+  return `${parts.map((p) => p.toString(16)).join(':')}::/64`;
 }
 
 /**
