@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { DEMO_API_KEY_ID } from '../src/app/api-keys.ts';
 import { authHook } from '../src/http/auth.ts';
 import { hashSecret } from '../src/security/api-keys.ts';
 import { auditLogs, createCustomer, type Json } from './support/fixtures.ts';
-import { assertError } from './support/foundation.ts';
+import { assertError, type ProcessResult, runKeysCli } from './support/foundation.ts';
 import {
   createTestDatabase,
   DEMO_TOKEN,
@@ -455,25 +454,14 @@ describe('the keys CLI', () => {
     await app.destroy();
   });
 
-  function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  function cli(...args: string[]): Promise<ProcessResult> {
     const { DEMO_API_TOKEN: _unused, ...env } = testEnv(app.db.url);
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/keys.ts', ...args], {
-        env: { ...process.env, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    return runKeysCli(env, args);
   }
 
   test('create, list, rotate and revoke, each audited as the cli', async () => {
     const created = await cli('create', '--role', 'auditor', '--name', 'cli auditor');
-    assert.equal(created.code, 0, created.stderr);
+    assert.equal(created.status, 0, created.stderr);
     const id = /created API key (key_\S+)/.exec(created.stdout)?.[1];
     const secret = /secret \(shown once, store it now\): (sk_\S+)/.exec(created.stdout)?.[1];
     assert.ok(id && secret, created.stdout);
@@ -484,7 +472,7 @@ describe('the keys CLI', () => {
     );
 
     const listed = await cli('list');
-    assert.equal(listed.code, 0, listed.stderr);
+    assert.equal(listed.status, 0, listed.stderr);
     assert.match(listed.stdout, new RegExp(`${id}\\s+auditor\\s+active`));
     assert.match(listed.stdout, /key_demo_admin\s+admin\s+active/);
     assert.ok(
@@ -493,7 +481,7 @@ describe('the keys CLI', () => {
     );
 
     const rotated = await cli('rotate', id, '--grace-seconds', '0');
-    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.equal(rotated.status, 0, rotated.stderr);
     const newSecret = /new secret \(shown once, store it now\): (sk_\S+)/.exec(rotated.stdout)?.[1];
     assert.ok(newSecret, rotated.stdout);
     assertError(
@@ -505,7 +493,7 @@ describe('the keys CLI', () => {
     assert.equal((await app.request('GET', '/v1/audit-logs', { token: newSecret })).status, 200);
 
     const revoked = await cli('revoke', id);
-    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.equal(revoked.status, 0, revoked.stderr);
     assert.match(revoked.stdout, new RegExp(`revoked API key ${id}`));
     assertError(
       await app.request('GET', '/v1/audit-logs', { token: newSecret }),
@@ -514,7 +502,7 @@ describe('the keys CLI', () => {
       'revoked',
     );
     const again = await cli('revoke', id);
-    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.status, 0, again.stderr);
     assert.match(again.stdout, /already revoked/);
 
     const entries = await keyAuditEntries(app, id);
@@ -544,7 +532,7 @@ describe('the keys CLI', () => {
       '--expires-at',
       expiresAt,
     );
-    assert.equal(scoped.code, 0, scoped.stderr);
+    assert.equal(scoped.status, 0, scoped.stderr);
     const id = /created API key (key_\S+)/.exec(scoped.stdout)?.[1];
     const read = await app.request('GET', `/v1/api-keys/${id}`);
     assert.deepEqual(read.json.apiKey.customerIds, [customer.id]);
@@ -553,17 +541,17 @@ describe('the keys CLI', () => {
     const keysBefore = (await app.request('GET', '/v1/api-keys?limit=500')).json.apiKeys.length;
     for (const args of [['nope'], ['create', '--role', 'owner'], ['rotate', id!, '--grace-seconds', '-1']]) {
       const res = await cli(...(args as string[]));
-      assert.equal(res.code, 2, `${args.join(' ')}: ${res.stdout}${res.stderr}`);
+      assert.equal(res.status, 2, `${args.join(' ')}: ${res.stdout}${res.stderr}`);
       assert.match(res.stderr, /usage/);
     }
     const unknown = await cli('create', '--role', 'payments', '--customer', 'cus_nobody');
-    assert.equal(unknown.code, 1);
+    assert.equal(unknown.status, 1);
     assert.match(unknown.stderr, /CUSTOMER_NOT_FOUND/);
     const missing = await cli('revoke', 'key_nope');
-    assert.equal(missing.code, 1);
+    assert.equal(missing.status, 1);
     assert.match(missing.stderr, /API_KEY_NOT_FOUND/);
     const past = await cli('create', '--role', 'payments', '--expires-at', '2000-01-01T00:00:00Z');
-    assert.equal(past.code, 1);
+    assert.equal(past.status, 1);
     assert.match(past.stderr, /VALIDATION_ERROR/);
     assert.equal((await app.request('GET', '/v1/api-keys?limit=500')).json.apiKeys.length, keysBefore);
   });

@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sweepOnce } from '../src/app/maintenance.ts';
-import { requestFingerprint } from '../src/domain/idempotency.ts';
 import {
   allPayments,
   apiKey,
   assertBooksValid,
   balanceOf,
+  idempotencyRecordOwner,
+  insertIdempotencyRecord,
   type Json,
   type Party,
   type PaymentBody,
   party,
   pay,
   rawRows,
-  rawSql,
   setKycStatus,
 } from './support/fixtures.ts';
 import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
@@ -353,28 +353,18 @@ describe('sealed records (issue 13)', () => {
     const [a, b] = await pair();
     const request = body(a, b, 2_500);
     const probe = await pay(t, body(a, b, 100));
-    const [owner] = await rawRows(
-      t.db,
-      'SELECT api_key_id FROM idempotency_records WHERE idempotency_key = ?',
-      [probe.key],
-    );
     const legacy = '{"payment":{"id":"pay_legacy","status":"posted"},"ledgerPosted":true}';
     const key = 'legacy-plaintext-record';
-    await rawSql(
-      t.db,
-      `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body,
-         resource_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        owner.api_key_id,
-        key,
-        requestFingerprint('POST', '/v1/payments', request),
-        201,
-        legacy,
-        'pay_legacy',
-        clock.now(),
-        clock.now() + DAY_MS,
-      ],
-    );
+    await insertIdempotencyRecord(t.db, {
+      apiKeyId: await idempotencyRecordOwner(t.db, probe.key),
+      key,
+      request: { method: 'POST', path: '/v1/payments', body: request },
+      statusCode: 201,
+      responseBody: legacy,
+      resourceId: 'pay_legacy',
+      createdAtMs: clock.now(),
+      expiresAtMs: clock.now() + DAY_MS,
+    });
     const replay = await pay(t, request, { key });
     assert.equal(replay.status, 201);
     assert.equal(replay.body, legacy);

@@ -2,18 +2,11 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { KEY_RECORD_SETTING, KeyMismatchError } from '../src/security/key-fingerprints.ts';
-import { type Json, rawRows, rawSql } from './support/fixtures.ts';
-import { inParallel, type ProcessResult, runMain } from './support/foundation.ts';
-import {
-  backend,
-  createTestDatabase,
-  startTestApp,
-  type TestApp,
-  type TestDatabase,
-  testEnv,
-} from './support/harness.ts';
+import { before, describe, test } from 'node:test';
+import { KEY_RECORD_SETTING } from '../src/security/key-fingerprints.ts';
+import { databasesForFile, type Json, keyRecord, rawRows, rawSql, refusedStart } from './support/fixtures.ts';
+import { inParallel, type ProcessResult, runKeysCli, runMain } from './support/foundation.ts';
+import { backend, startTestApp, type TestApp, type TestDatabase, testEnv } from './support/harness.ts';
 
 /**
  * Issue 13, "keys match the data": the database records what its data was written with (fingerprints of the
@@ -25,36 +18,10 @@ const K1 = randomBytes(32).toString('base64');
 const K2 = randomBytes(32).toString('base64');
 const seed = () => randomBytes(32).toString('base64');
 
-const databases: TestDatabase[] = [];
-async function freshDatabase(): Promise<TestDatabase> {
-  const db = await createTestDatabase();
-  databases.push(db);
-  return db;
-}
-after(async () => {
-  for (const db of databases) await db.drop();
-});
+const freshDatabase = databasesForFile();
 
 /** Starts the real app; the caller closes it. */
 const start = (db: TestDatabase, env: Record<string, string>) => startTestApp({ db, env });
-
-async function refused(db: TestDatabase, env: Record<string, string>): Promise<KeyMismatchError> {
-  let app: TestApp | undefined;
-  try {
-    app = await start(db, env);
-  } catch (error) {
-    assert.ok(error instanceof KeyMismatchError, `a KeyMismatchError, got ${String(error)}`);
-    assert.ok(!error.message.includes('\n'), 'one line');
-    return error;
-  }
-  await app.close();
-  assert.fail('the start was expected to be refused');
-}
-
-async function keyRecord(db: TestDatabase): Promise<Json> {
-  const [row] = await rawRows(db, 'SELECT value FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
-  return row === undefined ? undefined : JSON.parse(row.value);
-}
 
 async function customerCount(db: TestDatabase): Promise<number> {
   const [row] = await rawRows(db, 'SELECT COUNT(*) AS n FROM customers');
@@ -83,7 +50,7 @@ describe('a process with other keys than the data refuses to start', () => {
     );
 
     const customersBefore = await customerCount(db);
-    const error = await refused(db, { DATA_ENCRYPTION_KEY: K2 });
+    const error = await refusedStart(db, { DATA_ENCRYPTION_KEY: K2 });
     assert.equal(error.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(error.message, /^DATA_ENCRYPTION_KEY does not match the key this database was written with/);
     assert.match(error.message, /fingerprint [0-9a-f]{16}; expected [0-9a-f]{16}/);
@@ -106,7 +73,7 @@ describe('a process with other keys than the data refuses to start', () => {
     const db = await freshDatabase();
     const first = await start(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
     await first.close();
-    const error = await refused(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
+    const error = await refusedStart(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
     assert.equal(error.variable, 'AUDIT_SIGNING_KEY');
     assert.match(
       error.message,
@@ -114,7 +81,7 @@ describe('a process with other keys than the data refuses to start', () => {
     );
     assert.match(error.message, /npm run keys -- accept-audit-key/);
     // Without the variable, the development key kept with the data is another key too.
-    const dev = await refused(db, { DATA_ENCRYPTION_KEY: K1 });
+    const dev = await refusedStart(db, { DATA_ENCRYPTION_KEY: K1 });
     assert.equal(dev.variable, 'AUDIT_SIGNING_KEY');
     assert.match(
       dev.message,
@@ -137,7 +104,7 @@ describe('a process with other keys than the data refuses to start', () => {
     const replacement = JSON.stringify({ dataEncryptionKey: seed(), auditSigningKey: seed() });
     if (devKeysFile !== undefined) writeFileSync(devKeysFile, replacement);
     else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [replacement]);
-    const replaced = await refused(db, noKeys);
+    const replaced = await refusedStart(db, noKeys);
     assert.equal(replaced.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(
       replaced.message,
@@ -147,7 +114,7 @@ describe('a process with other keys than the data refuses to start', () => {
     // Lost.
     if (devKeysFile !== undefined) rmSync(devKeysFile);
     else await rawSql(db, "DELETE FROM settings WHERE key = 'dev_keys'");
-    const lost = await refused(db, noKeys);
+    const lost = await refusedStart(db, noKeys);
     assert.equal(lost.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(
       lost.message,
@@ -171,7 +138,7 @@ describe('a process with other keys than the data refuses to start', () => {
     await first.close();
     // As a build before the record wrote it: no record at all.
     await rawSql(db, 'DELETE FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
-    const error = await refused(db, { DATA_ENCRYPTION_KEY: K2 });
+    const error = await refusedStart(db, { DATA_ENCRYPTION_KEY: K2 });
     assert.equal(error.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(error.message, /does not match the key this database was written with/);
     assert.equal(await keyRecord(db), undefined, 'nothing recorded by the refused process');
@@ -195,7 +162,7 @@ describe('a process with other keys than the data refuses to start', () => {
     assert.equal((await first.request('GET', '/v1/audit-logs/checkpoint')).status, 200);
     await first.close();
     await rawSql(db, 'DELETE FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
-    const error = await refused(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
+    const error = await refusedStart(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
     assert.equal(error.variable, 'AUDIT_SIGNING_KEY');
     assert.match(error.message, /audit checkpoints were signed with/);
   });
@@ -260,13 +227,10 @@ describe('the one line a real process prints', () => {
 });
 
 describe('no command creates a key', () => {
-  const keysCli = (env: Record<string, string>, args: string[]) =>
-    runMain({ ...process.env, ...env }, { args: ['--import', 'tsx', 'src/cli/keys.ts', ...args] });
-
   test('the keys CLI without key variables: one line naming DATA_ENCRYPTION_KEY, and nothing created', async () => {
     const db = await freshDatabase();
     const env = { DATABASE_URL: db.url, DATA_ENCRYPTION_KEY: '', AUDIT_SIGNING_KEY: '' };
-    const result = await keysCli(env, ['list']);
+    const result = await runKeysCli(env, ['list']);
     const context = `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
     assert.equal(result.status, 1, context);
     const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
@@ -286,9 +250,10 @@ describe('no command creates a key', () => {
     const db = await freshDatabase();
     const server = await start(db, { DATA_ENCRYPTION_KEY: '' });
     await server.close();
-    const result = await keysCli({ DATABASE_URL: db.url, DATA_ENCRYPTION_KEY: '', AUDIT_SIGNING_KEY: '' }, [
-      'list',
-    ]);
+    const result = await runKeysCli(
+      { DATABASE_URL: db.url, DATA_ENCRYPTION_KEY: '', AUDIT_SIGNING_KEY: '' },
+      ['list'],
+    );
     const context = `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
     assert.equal(result.status, 0, context);
     assert.match(result.stderr, /DATA_ENCRYPTION_KEY is not set: using a generated development key/);

@@ -1,20 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { hashSecret } from '../src/security/api-keys.ts';
 import { PiiCipher } from '../src/security/pii-cipher.ts';
 import { MIGRATIONS } from '../src/storage/migrations.ts';
 import { migrateSqlite } from '../src/storage/sqlite.ts';
+import { databasesForFile } from './support/fixtures.ts';
 import { runMain } from './support/foundation.ts';
-import {
-  backend,
-  createTestDatabase,
-  startTestApp,
-  TEST_DATA_KEY,
-  type TestDatabase,
-  testEnv,
-} from './support/harness.ts';
+import { backend, startTestApp, TEST_DATA_KEY, type TestDatabase, testEnv } from './support/harness.ts';
 
 /**
  * Migrations on an existing database: a database left at schema version 1 (with data in it) is brought to the
@@ -92,16 +86,7 @@ before(() => {
   );
 });
 
-const databases: TestDatabase[] = [];
-async function freshDatabase(): Promise<TestDatabase> {
-  const db = await createTestDatabase();
-  databases.push(db);
-  return db;
-}
-
-after(async () => {
-  for (const db of databases) await db.drop();
-});
+const freshDatabase = databasesForFile();
 
 test('a database at schema version 1 is migrated to the latest on start, its data intact', async (t) => {
   const db = await freshDatabase();

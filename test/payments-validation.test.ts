@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { allPayments, auditLogs, balanceOf, type Party, party, pay } from './support/fixtures.ts';
+import { type Party, party, pay, paymentsState, usd } from './support/fixtures.ts';
 import { startTestApp, type TestApp } from './support/harness.ts';
 
 /**
@@ -20,14 +20,9 @@ after(async () => {
   await t.destroy();
 });
 
-const valid = () => ({
-  sourceAccountId: a.accountId,
-  destinationAccountId: b.accountId,
-  amountCents: 100,
-  currency: 'USD',
-});
+const valid = () => usd(a, b, 100);
 const without = (field: string) => () => {
-  const body: Record<string, unknown> = valid();
+  const body: Record<string, unknown> = { ...valid() };
   delete body[field];
   return body;
 };
@@ -79,14 +74,7 @@ const CASES: { name: string; body: () => unknown }[] = [
   { name: 'note with a lone surrogate', body: withField('note', 'abc\ud800def') },
 ];
 
-async function snapshot() {
-  return {
-    payments: (await allPayments(t)).length,
-    audit: (await auditLogs(t)).length,
-    a: await balanceOf(t, a.accountId),
-    b: await balanceOf(t, b.accountId),
-  };
-}
+const snapshot = () => paymentsState(t, [a, b]);
 
 test('every malformed payment body is a 400 VALIDATION_ERROR that changes nothing', async () => {
   const before = await snapshot();

@@ -6,11 +6,12 @@ import {
   assertBooksValid,
   auditLogs,
   balanceOf,
+  heldPayment,
   type Json,
   listAll,
-  type Party,
   party,
   pay,
+  REVIEW_AMOUNT,
   rawSql,
 } from './support/fixtures.ts';
 import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
@@ -20,7 +21,6 @@ import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
  * amount into a posting, reject and expiry release it; each happens once, and concurrent approve and reject
  * of one payment end in exactly one outcome. Amounts of 250,000 cents go to review by the seed's rule.
  */
-const REVIEW_AMOUNT = 250_000;
 const HOUR_MS = 3_600_000;
 
 let t: TestApp;
@@ -36,21 +36,6 @@ after(async () => {
   await t.destroy();
 });
 
-/** A sender with 1,000,000 cents, a receiver, and a payment of theirs held for review. */
-async function heldPayment(): Promise<{ sender: Party; receiver: Party; payment: Json }> {
-  const sender = await party(t, { balance: 1_000_000 });
-  const receiver = await party(t, { balance: 0 });
-  const res = await pay(t, {
-    sourceAccountId: sender.accountId,
-    destinationAccountId: receiver.accountId,
-    amountCents: REVIEW_AMOUNT,
-    currency: 'USD',
-  });
-  assert.equal(res.status, 202, res.body);
-  assert.equal(res.json.payment.status, 'manual_review');
-  return { sender, receiver, payment: res.json.payment };
-}
-
 const resolve = (id: string, action: 'approve' | 'reject', body: Json = {}) =>
   t.request('POST', `/v1/payments/${id}/${action}`, { token: compliance.token, body });
 
@@ -59,7 +44,7 @@ async function auditOf(paymentId: string): Promise<Json[]> {
 }
 
 test('compliance sees the held payment in the review queue', async () => {
-  const { payment } = await heldPayment();
+  const { payment } = await heldPayment(t);
   const queue = await t.request('GET', '/v1/payments?status=manual_review&limit=500', {
     token: compliance.token,
   });
@@ -68,7 +53,7 @@ test('compliance sees the held payment in the review queue', async () => {
 });
 
 test('hold → approve posts exactly the held amount, once', async () => {
-  const { sender, receiver, payment } = await heldPayment();
+  const { sender, receiver, payment } = await heldPayment(t);
   const held = await balanceOf(t, sender.accountId);
   assert.equal(held.heldBalanceCents, REVIEW_AMOUNT);
   assert.equal(held.availableBalanceCents, 1_000_000 - REVIEW_AMOUNT);
@@ -116,7 +101,7 @@ test('hold → approve posts exactly the held amount, once', async () => {
 });
 
 test('hold → reject releases the hold and declines the payment', async () => {
-  const { sender, receiver, payment } = await heldPayment();
+  const { sender, receiver, payment } = await heldPayment(t);
   const res = await resolve(payment.id, 'reject', { note: 'Customer could not confirm' });
   assert.equal(res.status, 200, res.body);
   assert.equal(res.json.ledgerPosted, false);
@@ -163,7 +148,7 @@ test('resolving an unknown payment is 404; a posted or declined one is 409', asy
 });
 
 test('concurrent approve and reject of one payment end in exactly one outcome', async () => {
-  const cases = await Promise.all(Array.from({ length: 5 }, () => heldPayment()));
+  const cases = await Promise.all(Array.from({ length: 5 }, () => heldPayment(t)));
   for (const { sender, receiver, payment } of cases) {
     const results = await Promise.all([resolve(payment.id, 'approve'), resolve(payment.id, 'reject')]);
     const winners = results.filter((r) => r.status === 200 || r.status === 201);
@@ -188,7 +173,7 @@ test('concurrent approve and reject of one payment end in exactly one outcome', 
 });
 
 test('hold → expiry: the sweep declines holds older than REVIEW_HOLD_EXPIRY_HOURS (72) and releases them', async () => {
-  const { sender, payment } = await heldPayment();
+  const { sender, payment } = await heldPayment(t);
   // Resolve every older hold first, so this test only sees its own.
   clock.advance(71 * HOUR_MS);
   await sweepOnce(t.app.services);
@@ -237,7 +222,7 @@ test('every resolution wrote its outbox event, and the books verify', async () =
 });
 
 test('ledger verify catches a review without its hold (tampering), and passes again once repaired', async () => {
-  const { payment } = await heldPayment();
+  const { payment } = await heldPayment(t);
   assert.equal((await resolve(payment.id, 'reject')).status, 200);
   await rawSql(t.db, `UPDATE payments SET status = 'manual_review' WHERE id = ?`, [payment.id]);
   const broken = await t.request('GET', '/v1/ledger/verify');

@@ -5,7 +5,7 @@ import { createPayment } from '../src/app/create-payment.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { transfer } from '../src/domain/ledger.ts';
 import { hashSecret } from '../src/security/api-keys.ts';
-import { balanceOf, type Party, party } from './support/fixtures.ts';
+import { balanceOf, holdCommitter, type Party, party, usd } from './support/fixtures.ts';
 import { DEMO_TOKEN, manualClock, startTestApp, type TestApp } from './support/harness.ts';
 
 /**
@@ -28,31 +28,6 @@ before(async () => {
 });
 after(() => t.close());
 
-/**
- * Holds the committer with a command alone in its batch, so that what is submitted next queues up behind it
- * and forms ONE batch when the returned function releases it.
- */
-async function holdCommitter(): Promise<() => Promise<void>> {
-  const { committer } = t.app.services;
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let running!: () => void;
-  const started = new Promise<void>((resolve) => {
-    running = resolve;
-  });
-  const blocker = committer.submit(async () => {
-    running();
-    await gate;
-  });
-  await started;
-  return async () => {
-    open();
-    await blocker;
-  };
-}
-
 async function demoActor() {
   const key = await t.app.services.store.reads.findApiKeyByHash(hashSecret(DEMO_TOKEN));
   assert.ok(key, 'the demo key exists');
@@ -63,23 +38,12 @@ test('commands in one batch see each other, and a failed one leaves nothing behi
   const { committer } = t.app.services;
   const who = await demoActor();
   const batchesBefore = committer.batchesApplied;
-  const release = await holdCommitter();
+  const { release, queued } = await holdCommitter(t);
 
-  const request = (from: Party, to: Party, amountCents: number) => ({
-    sourceAccountId: from.accountId,
-    destinationAccountId: to.accountId,
-    amountCents,
-    currency: 'USD',
-  });
   // createPayment reads before it submits: wait for each to queue, so the batch runs in this order.
-  const queued = async (n: number) => {
-    for (let i = 0; i < 1_000 && committer.queuedCommands < n; i++)
-      await new Promise((r) => setTimeout(r, 2));
-    assert.equal(committer.queuedCommands, n, `${n} commands wait behind the blocker`);
-  };
-  const first = createPayment(t.app.services, who, 'wb-key-1', request(a, b, 100));
+  const first = createPayment(t.app.services, who, 'wb-key-1', usd(a, b, 100));
   await queued(1);
-  const replay = createPayment(t.app.services, who, 'wb-key-1', request(a, b, 100));
+  const replay = createPayment(t.app.services, who, 'wb-key-1', usd(a, b, 100));
   await queued(2);
   const failed = committer.submit(async (tx) => {
     const accounts = await tx.lockAccounts([a.accountId, b.accountId]);
@@ -91,7 +55,7 @@ test('commands in one batch see each other, and a failed one leaves nothing behi
     const accounts = await tx.lockAccounts([a.accountId, b.accountId]);
     return [accounts.get(a.accountId)!.postedBalanceCents, accounts.get(b.accountId)!.postedBalanceCents];
   });
-  const back = createPayment(t.app.services, who, 'wb-key-2', request(b, a, 30));
+  const back = createPayment(t.app.services, who, 'wb-key-2', usd(b, a, 30));
   await queued(5);
   await release();
 
@@ -146,7 +110,7 @@ test('in one batch, exactly the commands that succeed commit (property)', { time
         return true;
       });
 
-      const release = await holdCommitter();
+      const { release } = await holdCommitter(t);
       const outcomes = operations.map((op, i) => {
         const [from, to] = pairs[i]!;
         const run = committer.submit(

@@ -8,15 +8,12 @@ import {
   revokeApiKey,
   rotateApiKey,
 } from '../app/api-keys.ts';
-import type { Services } from '../app/services.ts';
-import { buildServices } from '../app.ts';
 import { type Config, ConfigError, loadConfig } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
-import { newId } from '../domain/ids.ts';
-import { type Actor, ROLES, type Role } from '../domain/types.ts';
-import { openStore } from '../storage/open-store.ts';
+import { ROLES, type Role } from '../domain/types.ts';
 import type { ApiKeyPosition } from '../storage/store.ts';
 import { KEY_MATERIAL_COMMANDS } from './reencrypt.ts';
+import { cliActor, stderr, withServices } from './services.ts';
 
 /**
  * `npm run keys -- <command> ...`: API key management on the configured database (same DATABASE_URL and
@@ -74,38 +71,6 @@ function usage(): string {
 
 class UsageError extends Error {}
 
-const cliActor = (): Actor => ({ apiKeyId: 'cli', role: 'admin', requestId: newId('req') });
-
-/**
- * Opens the store and wires the services as the server does, prints to stderr any key that had to be
- * generated (a development key, see src/security/dev-keys.ts), runs `fn`, and closes the store.
- */
-async function withServices<R>(config: Config, fn: (services: Services) => Promise<R>): Promise<R> {
-  const store = await openStore(config, Date.now);
-  try {
-    const { services, generatedKeys } = await buildServices(config, store, {
-      clock: Date.now,
-      batchMax: 1,
-      onFatal: (error) => {
-        process.stderr.write(`keys: invariant violated: ${error.message}\n`);
-        process.exit(70);
-      },
-    });
-    for (const variable of generatedKeys) {
-      process.stderr.write(
-        `warning: ${variable} is not set: using a generated development key kept with the data. Set it in production.\n`,
-      );
-    }
-    try {
-      return await fn(services);
-    } finally {
-      await services.committer.drain();
-    }
-  } finally {
-    await store.close();
-  }
-}
-
 const str = (v: Values[string]): string | undefined => (typeof v === 'string' ? v : undefined);
 
 async function createCommand({ positionals, values, config }: Parameters<KeysCommand['run']>[0]) {
@@ -116,7 +81,7 @@ async function createCommand({ positionals, values, config }: Parameters<KeysCom
   const customerIds = Array.isArray(customers) ? customers.map(String) : null;
   const expiresAt = str(values['expires-at']);
   const expiresAtMs = expiresAt === undefined ? null : parseIsoTime(expiresAt, '/expires-at');
-  const { key, secret } = await withServices(config, (services) =>
+  const { key, secret } = await withServices(config, stderr, (services) =>
     createApiKey(services, cliActor(), role, name, { customerIds, expiresAtMs }),
   );
   const scope = key.customerIds === null ? '' : `, ${key.customerIds.length} customer(s)`;
@@ -131,7 +96,7 @@ async function listCommand({ positionals, values, config }: Parameters<KeysComma
   if (positionals.length > 0 || !/^[0-9]{1,5}$/.test(limitText)) throw new UsageError();
   const limit = Number(limitText);
   if (limit < 1 || limit > LIST_MAX) throw new UsageError();
-  const { keys, more } = await withServices(config, async (services) => {
+  const { keys, more } = await withServices(config, stderr, async (services) => {
     const views: ApiKeyView[] = [];
     let after: ApiKeyPosition | null = null;
     for (;;) {
@@ -149,7 +114,7 @@ async function listCommand({ positionals, values, config }: Parameters<KeysComma
 
 async function revokeCommand({ positionals, config }: Parameters<KeysCommand['run']>[0]) {
   if (positionals.length !== 1) throw new UsageError();
-  const result = await withServices(config, (services) =>
+  const result = await withServices(config, stderr, (services) =>
     // The CLI is the recovery path, so it may revoke the last admin key; it says so instead of refusing.
     revokeApiKey(services, cliActor(), positionals[0]!, {
       reason: 'revoked with the keys command',
@@ -168,7 +133,7 @@ async function revokeCommand({ positionals, config }: Parameters<KeysCommand['ru
 async function rotateCommand({ positionals, values, config }: Parameters<KeysCommand['run']>[0]) {
   const graceText = str(values['grace-seconds']) ?? '0';
   if (positionals.length !== 1 || !/^[0-9]{1,7}$/.test(graceText)) throw new UsageError();
-  const { key, secret } = await withServices(config, (services) =>
+  const { key, secret } = await withServices(config, stderr, (services) =>
     rotateApiKey(services, cliActor(), positionals[0]!, Number(graceText)),
   );
   process.stdout.write(`rotated API key ${key.id}\n`);

@@ -1,12 +1,8 @@
 import { acceptAuditKey, reencryptData } from '../app/key-rotation.ts';
-import type { Services } from '../app/services.ts';
-import { type BuildServicesOptions, buildServices } from '../app.ts';
 import type { Config } from '../config.ts';
-import { newId } from '../domain/ids.ts';
-import type { Actor } from '../domain/types.ts';
 import { shortFingerprint } from '../security/key-fingerprints.ts';
-import { openStore } from '../storage/open-store.ts';
 import type { KeysCommand } from './keys.ts';
+import { cliActor, type Output, stderr, stdout, withServices } from './services.ts';
 
 /**
  * The key-material subcommands of `npm run keys` (docs/deployment.md#rotating-keys):
@@ -20,45 +16,9 @@ import type { KeysCommand } from './keys.ts';
  * Like every keys subcommand they never create a key: without DATA_ENCRYPTION_KEY / AUDIT_SIGNING_KEY they use
  * the development keys kept with the data (with a warning), or stop with one line naming the variable.
  */
-export type Output = (line: string) => void;
-
-const cliActor = (): Actor => ({ apiKeyId: 'cli', role: 'admin', requestId: newId('req') });
-
-async function withServices<R>(
-  config: Config,
-  warn: Output,
-  options: Pick<BuildServicesOptions, 'auditKeyCheck'>,
-  fn: (services: Services) => Promise<R>,
-): Promise<R> {
-  const store = await openStore(config, Date.now);
-  try {
-    const { services, generatedKeys } = await buildServices(config, store, {
-      clock: Date.now,
-      // Slices are submitted one at a time; a batch of one keeps each slice its own transaction.
-      batchMax: 1,
-      onFatal: (error) => {
-        process.stderr.write(`keys: invariant violated: ${error.message}\n`);
-        process.exit(70);
-      },
-      mayCreateDevKeys: false,
-      ...options,
-    });
-    for (const variable of generatedKeys) {
-      warn(`warning: ${variable} is not set: using the development key kept with the data`);
-    }
-    try {
-      return await fn(services);
-    } finally {
-      await services.committer.drain();
-    }
-  } finally {
-    await store.close();
-  }
-}
-
 /** `keys reencrypt`: exit code 0 when every value is under the primary key and it is recorded alone. */
 export async function reencrypt(config: Config, out: Output, warn: Output): Promise<number> {
-  const result = await withServices(config, warn, {}, (services) =>
+  const result = await withServices(config, warn, (services) =>
     reencryptData(services, cliActor(), {
       onSlice: (column, count) => {
         if (count > 0) warn(`${column}: ${count} values re-encrypted`);
@@ -80,8 +40,11 @@ export async function reencrypt(config: Config, out: Output, warn: Output): Prom
 
 /** `keys accept-audit-key`: records the configured AUDIT_SIGNING_KEY as the audit log's signing key. */
 export async function acceptAuditSigningKey(config: Config, out: Output, warn: Output): Promise<number> {
-  const result = await withServices(config, warn, { auditKeyCheck: 'skip' }, (services) =>
-    acceptAuditKey(services, cliActor(), services.auditLog.signer),
+  const result = await withServices(
+    config,
+    warn,
+    (services) => acceptAuditKey(services, cliActor(), services.auditLog.signer),
+    { auditKeyCheck: 'skip' },
   );
   if (!result.changed) {
     out(`AUDIT_SIGNING_KEY (public key ${shortFingerprint(result.fingerprint)}) is already the recorded key`);
@@ -93,9 +56,6 @@ export async function acceptAuditSigningKey(config: Config, out: Output, warn: O
   out('restart every process with the new AUDIT_SIGNING_KEY and give verifiers the new verifier key');
   return 0;
 }
-
-const stdout: Output = (line) => process.stdout.write(`${line}\n`);
-const stderr: Output = (line) => process.stderr.write(`${line}\n`);
 
 /** Entries for the keys CLI's dispatch table (src/cli/keys.ts). */
 export const KEY_MATERIAL_COMMANDS: Record<string, KeysCommand> = {

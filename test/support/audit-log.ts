@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { type AuditEntry, auditEntryHash, GENESIS_HASH } from '../../src/domain/audit.ts';
 import { auditLeafHash } from '../../src/domain/audit-tree.ts';
 import { type MerkleNode, nodeKey, nodesCompletedBy } from '../../src/domain/merkle.ts';
+import { runScript } from './foundation.ts';
 import { backend, type TestApp, type TestDatabase } from './harness.ts';
 
 /**
@@ -186,17 +186,7 @@ export interface CliResult {
 }
 
 /** Runs `tools/audit-verify/verify.ts` in a child process (async: the server under test must keep serving). */
-export function runVerifier(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'tools/audit-verify/verify.ts', ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+export async function runVerifier(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const { status, stdout, stderr } = await runScript('tools/audit-verify/verify.ts', args, env);
+  return { code: status, stdout, stderr };
 }

@@ -1,16 +1,27 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { after } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { createApiKey } from '../../src/app/api-keys.ts';
 import { SYSTEM_ACTOR } from '../../src/app/services.ts';
+import { requestFingerprint } from '../../src/domain/idempotency.ts';
 import type { Role } from '../../src/domain/types.ts';
-import { backend, type TestApp, type TestDatabase, type TestResponse } from './harness.ts';
+import { KEY_RECORD_SETTING, KeyMismatchError } from '../../src/security/key-fingerprints.ts';
+import {
+  backend,
+  createTestDatabase,
+  startTestApp,
+  type TestApp,
+  type TestDatabase,
+  type TestResponse,
+} from './harness.ts';
 
 /**
  * Set-up helpers shared by the payment tests. Everything goes through the public HTTP API as the demo admin
- * (customers, accounts) except API key creation, which has no route, and the raw-database helpers, which
- * exist only for states the API cannot (yet) produce and for tampering.
+ * (customers, accounts) except API key creation, which has no route, the raw-database helpers, which
+ * exist only for states the API cannot (yet) produce and for tampering, and, at the end, the helpers of tests
+ * that start apps on databases of their own (key checks) or line commands up in one batch (the committer).
  */
 
 /** Response JSON: its shape is what the tests assert, so it is not typed ahead of them. */
@@ -81,6 +92,20 @@ export interface PaymentBody {
   metadata?: Record<string, string>;
 }
 
+/** A payment body in USD from one party's account to another's. */
+export const usd = (
+  from: Party,
+  to: Party,
+  amountCents: number,
+  extra: Partial<PaymentBody> = {},
+): PaymentBody => ({
+  sourceAccountId: from.accountId,
+  destinationAccountId: to.accountId,
+  amountCents,
+  currency: 'USD',
+  ...extra,
+});
+
 /** POST /v1/payments with an Idempotency-Key (a fresh one unless given). */
 export async function pay(
   c: Client,
@@ -100,6 +125,31 @@ export async function balanceOf(c: Client, accountId: string): Promise<Json> {
   const res = await c.request('GET', `/v1/accounts/${accountId}/balance`);
   assert.equal(res.status, 200, res.body);
   return res.json.account;
+}
+
+/** The seed's review threshold: a payment of this amount is held for review (202). */
+export const REVIEW_AMOUNT = 250_000;
+
+/** A sender with 1,000,000 cents, a receiver with none, and a payment of theirs held for review. */
+export async function heldPayment(c: Client): Promise<{ sender: Party; receiver: Party; payment: Json }> {
+  const sender = await party(c, { balance: 1_000_000 });
+  const receiver = await party(c, { balance: 0 });
+  const res = await pay(c, usd(sender, receiver, REVIEW_AMOUNT));
+  assert.equal(res.status, 202, res.body);
+  assert.equal(res.json.payment.status, 'manual_review');
+  return { sender, receiver, payment: res.json.payment };
+}
+
+/**
+ * What a refused payment request must leave unchanged: the number of payments and of audit entries, and the
+ * balances of the given parties' accounts.
+ */
+export async function paymentsState(c: Client, parties: Party[]): Promise<Json> {
+  return {
+    payments: (await allPayments(c)).length,
+    audit: (await auditLogs(c)).length,
+    balances: await Promise.all(parties.map((p) => balanceOf(c, p.accountId))),
+  };
 }
 
 /** A new API key with the given role; returns the secret to use as a bearer token, and the key id. */
@@ -204,6 +254,51 @@ function numbered(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
+/**
+ * Writes an idempotency record straight into the database, as an older build left it (a plaintext response
+ * body, from before bodies were sealed): the request it answers is `method path` with `body`.
+ */
+export async function insertIdempotencyRecord(
+  db: TestDatabase,
+  record: {
+    apiKeyId: string;
+    key: string;
+    request: { method: string; path: string; body: unknown };
+    statusCode: number;
+    responseBody: string;
+    resourceId: string;
+    createdAtMs: number;
+    expiresAtMs: number;
+  },
+): Promise<void> {
+  const { method, path, body } = record.request;
+  const changed = await rawSql(
+    db,
+    `INSERT INTO idempotency_records (api_key_id, idempotency_key, fingerprint, status_code, response_body,
+       resource_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    [
+      record.apiKeyId,
+      record.key,
+      requestFingerprint(method, path, body),
+      record.statusCode,
+      record.responseBody,
+      record.resourceId,
+      record.createdAtMs,
+      record.expiresAtMs,
+    ],
+  );
+  assert.equal(changed, 1);
+}
+
+/** The id of the API key that wrote the idempotency record under `key`. */
+export async function idempotencyRecordOwner(db: TestDatabase, key: string): Promise<string> {
+  const [row] = await rawRows(db, 'SELECT api_key_id FROM idempotency_records WHERE idempotency_key = ?', [
+    key,
+  ]);
+  assert.ok(row, `an idempotency record under ${key}`);
+  return row.api_key_id;
+}
+
 export async function setKycStatus(
   db: TestDatabase,
   customerId: string,
@@ -214,3 +309,74 @@ export async function setKycStatus(
 }
 
 export const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+
+/**
+ * Fresh test databases for a file whose tests start apps of their own on them: call once at the top of the
+ * file; each call of the function it returns creates one, and all are dropped after the file's tests.
+ */
+export function databasesForFile(): () => Promise<TestDatabase> {
+  const databases: TestDatabase[] = [];
+  after(async () => {
+    for (const db of databases) await db.drop();
+  });
+  return async () => {
+    const db = await createTestDatabase();
+    databases.push(db);
+    return db;
+  };
+}
+
+/** The record of the keys the database's data was written with (undefined before a first start). */
+export async function keyRecord(db: TestDatabase): Promise<Json> {
+  const [row] = await rawRows(db, 'SELECT value FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
+  return row === undefined ? undefined : JSON.parse(row.value);
+}
+
+/** Starts the app on `db` with `env`, expecting it to refuse with a one-line KeyMismatchError, which it returns. */
+export async function refusedStart(db: TestDatabase, env: Record<string, string>): Promise<KeyMismatchError> {
+  let app: TestApp | undefined;
+  try {
+    app = await startTestApp({ db, env });
+  } catch (error) {
+    assert.ok(error instanceof KeyMismatchError, `a KeyMismatchError, got ${String(error)}`);
+    assert.ok(!error.message.includes('\n'), 'one line');
+    return error;
+  }
+  await app.close();
+  assert.fail('the start was expected to be refused');
+}
+
+/**
+ * Holds the app's committer with a command alone in its batch, so that what is submitted next queues up behind
+ * it and forms ONE batch when `release` lets the blocker finish. `queued(n)` waits until `n` commands wait
+ * behind the blocker (a command that reads before it submits is queued only later), and asserts they do.
+ */
+export async function holdCommitter(
+  t: TestApp,
+): Promise<{ release: () => Promise<void>; queued: (n: number) => Promise<void> }> {
+  const { committer } = t.app.services;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  let running!: () => void;
+  const started = new Promise<void>((resolve) => {
+    running = resolve;
+  });
+  const blocker = committer.submit(async () => {
+    running();
+    await gate;
+  });
+  await started;
+  return {
+    release: async () => {
+      open();
+      await blocker;
+    },
+    queued: async (n) => {
+      for (let i = 0; i < 2_000 && committer.queuedCommands < n; i++)
+        await new Promise((r) => setTimeout(r, 2));
+      assert.equal(committer.queuedCommands, n, `${n} commands wait behind the blocker`);
+    },
+  };
+}

@@ -172,6 +172,22 @@ export function runMain(
   });
 }
 
+/**
+ * Runs a command-line entry point, `node --import tsx <script> ...args`, to completion (like `runMain`), in the
+ * test process's environment plus `env`.
+ */
+export function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<ProcessResult> {
+  return runMain({ ...process.env, ...env }, { args: ['--import', 'tsx', script, ...args] });
+}
+
+/** `npm run keys -- ...args` (src/cli/keys.ts), on the database and keys `env` names. */
+export const runKeysCli = (env: Record<string, string | undefined>, args: string[]): Promise<ProcessResult> =>
+  runScript('src/cli/keys.ts', args, env);
+
 /** Runs the tasks with at most `limit` in flight; results in task order. */
 export async function inParallel<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<T[]> {
   const results: T[] = new Array(tasks.length);
