@@ -6,8 +6,10 @@ import { reindexCustomerDocuments } from './app/identity-index.ts';
 import {
   type CheckedKeys,
   checkKeysMatchData,
+  KEY_WATCH_INTERVAL_MS,
   type KeyCheckOptions,
   keysRecorded,
+  startKeyWatch,
 } from './app/key-rotation.ts';
 import { startSweeper } from './app/maintenance.ts';
 import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
@@ -166,6 +168,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
     logger.error({ err: error }, 'maintenance sweep failed'),
   );
+  // A rotation begun by another process after this one started: switch to the new data key, or stop.
+  const stopKeyWatch = startKeyWatch(services, KEY_WATCH_INTERVAL_MS, {
+    switched: (primary) =>
+      logger.warn({ keyFingerprint: primary.slice(0, 16) }, 'switched to the newest data key'),
+    stale: (message) => onFatal(new Error(message)),
+    error: (error) => logger.error({ err: error }, 'key record check failed'),
+  });
   const stopCheckpointer = startCheckpointer(services.auditLog, config.auditCheckpointIntervalMs, (error) =>
     logger.error({ err: error }, 'audit checkpoint failed'),
   );
@@ -178,6 +187,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     dispatcher,
     async close() {
       stopSweeper();
+      stopKeyWatch();
       stopCheckpointer();
       await dispatcher.stop();
       await server.close();

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ENCRYPTION_CONTEXTS, reencryptData } from '../src/app/key-rotation.ts';
+import { checkRunningKeys, ENCRYPTION_CONTEXTS, reencryptData } from '../src/app/key-rotation.ts';
 import { acceptAuditSigningKey, reencrypt } from '../src/cli/reencrypt.ts';
 import { loadConfig } from '../src/config.ts';
 import { BLIND_INDEX_KEY_CONTEXT } from '../src/security/key-fingerprints.ts';
@@ -244,6 +244,40 @@ describe('rotating the data key', () => {
       assert.equal((await t3.request('GET', '/v1/customers?limit=500')).status, 200);
     } finally {
       await t3.close();
+    }
+  });
+
+  test('a process started before the rotation switches to the new key if it holds it, and is stale if not', async () => {
+    const db = await freshDatabase();
+    const first = await startTestApp({ db, env: ENV_K1 });
+    await first.close();
+    // Step 1 of the rotation: the new key is in DATA_ENCRYPTION_KEYS_PREVIOUS. And a process left behind.
+    const ready = await startTestApp({ db, env: { ...ENV_K1, DATA_ENCRYPTION_KEYS_PREVIOUS: K2 } });
+    const behind = await startTestApp({ db, env: ENV_K1 });
+    const rotating = await startTestApp({ db, env: ENV_ROTATING }); // records K2 as the newest key
+    try {
+      assert.deepEqual(await checkRunningKeys(ready.app.services), {
+        kind: 'switched',
+        primary: (await keyRecord(db))!.dataKeys[0],
+      });
+      const customer = await newCustomer(ready, 'NL-SWITCH-0001', 'Switched Writer');
+      assert.equal(customer.status, 201, customer.body);
+      const [row] = await rawRows(db, 'SELECT name_enc FROM customers WHERE id = ?', [
+        customer.json.customer.id,
+      ]);
+      assert.ok(String(row.name_enc).startsWith(`v1.${keyIdOf(K2)}.`), 'written under the new key at once');
+      assert.deepEqual(await checkRunningKeys(ready.app.services), { kind: 'current' });
+
+      const stale = await checkRunningKeys(behind.app.services);
+      assert.equal(stale.kind, 'stale');
+      assert.match(
+        (stale as { message: string }).message,
+        /^DATA_ENCRYPTION_KEY: another process began a rotation/,
+      );
+    } finally {
+      await behind.close();
+      await rotating.close();
+      await ready.close();
     }
   });
 

@@ -86,6 +86,63 @@ function sources(keys: KeyMaterial): { data: KeySource; audit: KeySource } {
   };
 }
 
+export type RunningKeysCheck =
+  | { kind: 'current' }
+  | { kind: 'switched'; primary: string }
+  | { kind: 'stale'; variable: string; message: string };
+
+/**
+ * A running process and a rotation begun after it started. The start-up check cannot see what happens later: a
+ * process started before a rotation would go on encrypting under the old key, during and after `reencrypt`,
+ * and its values would be stranded once the old key is removed. So every process re-reads the record now and
+ * then (startKeyWatch): when the newest recorded data key is one it holds (step 1 of the rotation put the new
+ * key in DATA_ENCRYPTION_KEYS_PREVIOUS everywhere), it switches to it; when it does not hold it, or the audit
+ * key was changed (accept-audit-key), it is stale and must stop.
+ */
+export async function checkRunningKeys(services: Services): Promise<RunningKeysCheck> {
+  const stored = await services.store.reads.getSetting(KEY_RECORD_SETTING);
+  if (stored === undefined) return { kind: 'current' };
+  const record = parseKeyRecord(stored);
+  const audit = auditKeyFingerprint(services.auditLog.signer.publicKey);
+  if (record.auditPublicKey !== audit) {
+    const message = `${AUDIT_KEY_VARIABLE} is no longer this database's audit key (accept-audit-key recorded ${shortFingerprint(record.auditPublicKey)}): restart with the new key`;
+    return { kind: 'stale', variable: AUDIT_KEY_VARIABLE, message };
+  }
+  const newest = record.dataKeys[0]!;
+  if (newest === services.cipher.primaryKeyFingerprint) return { kind: 'current' };
+  if (services.cipher.usePrimary(newest)) return { kind: 'switched', primary: newest };
+  const message = `${DATA_KEY_VARIABLE}: another process began a rotation to the data key ${shortFingerprint(newest)}, which this process does not hold; restart it with that key`;
+  return { kind: 'stale', variable: DATA_KEY_VARIABLE, message };
+}
+
+const REENCRYPT_PASSES = 2;
+
+/** How often each process re-reads the key record: one indexed read. */
+export const KEY_WATCH_INTERVAL_MS = 10_000;
+
+export function startKeyWatch(
+  services: Services,
+  intervalMs: number,
+  on: { switched(primary: string): void; stale(message: string): void; error(error: unknown): void },
+): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    checkRunningKeys(services)
+      .then((check) => {
+        if (check.kind === 'switched') on.switched(check.primary);
+        if (check.kind === 'stale') on.stale(check.message);
+      })
+      .catch(on.error)
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Whether the database has recorded its keys (then no development key may be created for it). */
 export async function keysRecorded(store: Store): Promise<boolean> {
   return (await store.reads.getSetting(KEY_RECORD_SETTING)) !== undefined;
@@ -261,28 +318,32 @@ export async function reencryptData(
     number
   >;
   await requireNewestPrimary(services, cipher.primaryKeyFingerprint);
-  for (const column of Object.keys(ENCRYPTED_COLUMNS) as EncryptedColumn[]) {
-    const context = ENCRYPTION_CONTEXTS[column];
-    let after: string | null = null;
-    do {
-      const from: string | null = after;
-      const slice = await committer.submit(
-        async (tx) => {
-          const chunk = await tx.staleEncryptedValues(column, prefix, from, sliceRows);
-          const rows = chunk.values.map((v) => ({
-            rowKey: v.rowKey,
-            before: v.value,
-            after: cipher.reencrypt(v.value, context),
-          }));
-          const changed = rows.length === 0 ? 0 : await tx.replaceEncryptedValues(column, rows);
-          return { next: chunk.next, changed };
-        },
-        { names: [REENCRYPT_LOCK] },
-      );
-      reencrypted[column] += slice.changed;
-      options.onSlice?.(column, slice.changed);
-      after = slice.next;
-    } while (after !== null);
+  // Twice: a value written under an old key while the first pass ran (a process that had not yet switched:
+  // startKeyWatch switches or stops it within KEY_WATCH_INTERVAL_MS) is caught by the second.
+  for (let pass = 1; pass <= REENCRYPT_PASSES; pass++) {
+    for (const column of Object.keys(ENCRYPTED_COLUMNS) as EncryptedColumn[]) {
+      const context = ENCRYPTION_CONTEXTS[column];
+      let after: string | null = null;
+      do {
+        const from: string | null = after;
+        const slice = await committer.submit(
+          async (tx) => {
+            const chunk = await tx.staleEncryptedValues(column, prefix, from, sliceRows);
+            const rows = chunk.values.map((v) => ({
+              rowKey: v.rowKey,
+              before: v.value,
+              after: cipher.reencrypt(v.value, context),
+            }));
+            const changed = rows.length === 0 ? 0 : await tx.replaceEncryptedValues(column, rows);
+            return { next: chunk.next, changed };
+          },
+          { names: [REENCRYPT_LOCK] },
+        );
+        reencrypted[column] += slice.changed;
+        options.onSlice?.(column, slice.changed);
+        after = slice.next;
+      } while (after !== null);
+    }
   }
   const primary = cipher.primaryKeyFingerprint;
   const retired = await committer.submit(

@@ -26,9 +26,9 @@ export interface PiiCipherOptions {
 export class PiiCipher {
   private readonly keys = new Map<string, Buffer>();
   /** The id (in envelopes) of the key new values are encrypted with. */
-  readonly primaryKeyId: string;
+  private primaryId: string;
   /** The primary key's fingerprint, as the database records it (src/security/key-fingerprints.ts). */
-  readonly primaryKeyFingerprint: string;
+  private primaryFingerprint: string;
   private readonly indexKey: Buffer;
 
   /** `keys[0]` is the primary (encrypting) key; any others only decrypt. */
@@ -38,22 +38,45 @@ export class PiiCipher {
       if (key.length !== KEY_BYTES) throw new Error('data encryption keys are 32 bytes');
       this.keys.set(keyId(key), key);
     }
-    this.primaryKeyId = keyId(keys[0]!);
-    this.primaryKeyFingerprint = dataKeyFingerprint(keys[0]!);
+    this.primaryId = keyId(keys[0]!);
+    this.primaryFingerprint = dataKeyFingerprint(keys[0]!);
     const indexKey = options.indexKey ?? deriveIndexKey(keys[0]!);
     if (indexKey.length !== KEY_BYTES) throw new Error('the blind-index key is 32 bytes');
     this.indexKey = indexKey;
   }
 
+  get primaryKeyId(): string {
+    return this.primaryId;
+  }
+
+  get primaryKeyFingerprint(): string {
+    return this.primaryFingerprint;
+  }
+
+  /**
+   * Makes another configured key the primary (a rotation begun by another process: src/app/key-rotation.ts,
+   * `watchKeys`). False when this cipher does not hold that key. Takes effect for the next encrypt: encrypt is
+   * synchronous, so no value is ever half under one key.
+   */
+  usePrimary(fingerprint: string): boolean {
+    for (const [id, key] of this.keys) {
+      if (dataKeyFingerprint(key) !== fingerprint) continue;
+      this.primaryId = id;
+      this.primaryFingerprint = fingerprint;
+      return true;
+    }
+    return false;
+  }
+
   encrypt(plaintext: string, context: string): string {
-    const key = this.keys.get(this.primaryKeyId)!;
+    const key = this.keys.get(this.primaryId)!;
     const nonce = randomBytes(NONCE_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key, nonce);
     // The context (e.g. "customer.name") is authenticated, so a ciphertext cannot be moved to another column.
     cipher.setAAD(Buffer.from(context));
     const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
     const parts = [nonce, cipher.getAuthTag(), ciphertext].map((b) => b.toString('base64url'));
-    return ['v1', this.primaryKeyId, ...parts].join('.');
+    return ['v1', this.primaryId, ...parts].join('.');
   }
 
   decrypt(envelope: string, context: string): string {
@@ -78,7 +101,7 @@ export class PiiCipher {
 
   /** Whether an envelope was written with the primary key (key rotation skips those). */
   isUnderPrimaryKey(envelope: string): boolean {
-    return envelope.startsWith(`v1.${this.primaryKeyId}.`);
+    return envelope.startsWith(`v1.${this.primaryId}.`);
   }
 
   /** Whether an envelope names one of this cipher's keys (it may still fail to authenticate). */
