@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { DEMO_API_KEY_ID } from '../src/app/api-keys.ts';
 import { authHook } from '../src/http/auth.ts';
 import { hashSecret } from '../src/security/api-keys.ts';
-import { auditLogs, createCustomer, type Json } from './support/fixtures.ts';
+import { auditLogs, createCustomer, type Json, rawRows } from './support/fixtures.ts';
 import { assertError, type ProcessResult, runKeysCli } from './support/foundation.ts';
 import {
   createTestDatabase,
@@ -554,5 +554,48 @@ describe('the keys CLI', () => {
     assert.equal(past.status, 1);
     assert.match(past.stderr, /VALIDATION_ERROR/);
     assert.equal((await app.request('GET', '/v1/api-keys?limit=500')).json.apiKeys.length, keysBefore);
+  });
+});
+
+describe('Idempotency-Key on the key changes', () => {
+  test('a retried create or rotate replays the first answer (the same secret); one key, one rotation', async () => {
+    const body = { role: 'auditor', name: 'retried create' };
+    const idem = `create-${Date.now()}`;
+    const first = await t.request('POST', '/v1/api-keys', { body, idempotencyKey: idem });
+    assert.equal(first.status, 201, first.body);
+    assert.equal(first.headers['idempotency-replayed'], 'false');
+    const again = await t.request('POST', '/v1/api-keys', { body, idempotencyKey: idem });
+    assert.equal(again.status, 201);
+    assert.equal(again.headers['idempotency-replayed'], 'true');
+    assert.equal(again.body, first.body, 'byte for byte, the secret included');
+    const other = await t.request('POST', '/v1/api-keys', {
+      body: { ...body, name: 'another' },
+      idempotencyKey: idem,
+    });
+    assertError(other, 409, 'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD', 'reused key');
+    const id = first.json.apiKey.id;
+    assert.equal((await keyAuditEntries(t, id)).filter((e) => e.eventType === 'api_key.created').length, 1);
+
+    const rotateKey = `rotate-${Date.now()}`;
+    const rotated = await t.request('POST', `/v1/api-keys/${id}/rotate`, {
+      body: {},
+      idempotencyKey: rotateKey,
+    });
+    assert.equal(rotated.status, 200, rotated.body);
+    const rotatedAgain = await t.request('POST', `/v1/api-keys/${id}/rotate`, {
+      body: {},
+      idempotencyKey: rotateKey,
+    });
+    assert.equal(rotatedAgain.body, rotated.body);
+    assert.equal(rotatedAgain.headers['idempotency-replayed'], 'true');
+    assert.equal((await keyAuditEntries(t, id)).filter((e) => e.eventType === 'api_key.rotated').length, 1);
+    // The replayed secret is the one that works.
+    assert.equal((await t.request('GET', '/v1/audit-logs', { token: rotated.json.secret })).status, 200);
+    const [row] = await rawRows(
+      t.db,
+      'SELECT response_body FROM idempotency_records WHERE idempotency_key = ?',
+      [rotateKey],
+    );
+    assert.ok(!String(row.response_body).includes(rotated.json.secret), 'the stored copy is sealed');
   });
 });

@@ -309,15 +309,18 @@ export async function createApiKeyIdempotent(
   const customerIds = body.customerIds ? [...body.customerIds] : null;
   const expiresAtMs = body.expiresAt === undefined ? null : parseIsoTime(body.expiresAt, '/expiresAt');
   const fields = { role: body.role, name: body.name, customerIds, expiresAtMs };
-  checkNewApiKey(fields, services.clock());
   const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/api-keys', body);
-  return runIdempotent(services, request, () => ({
-    execute: async (tx) => {
-      const secret = newSecret();
-      const row = await insertApiKey(tx, actor, fields, secret);
-      return jsonOutcome(201, { apiKey: apiKeyView(row, tx.nowMs), secret }, row.id);
-    },
-  }));
+  // Checked after the replay fast path: a retry once `expiresAt` has passed still gets its stored answer.
+  return runIdempotent(services, request, () => {
+    checkNewApiKey(fields, services.clock());
+    return {
+      execute: async (tx) => {
+        const secret = newSecret();
+        const row = await insertApiKey(tx, actor, fields, secret);
+        return jsonOutcome(201, { apiKey: apiKeyView(row, tx.nowMs), secret }, row.id);
+      },
+    };
+  });
 }
 
 export async function revokeApiKeyIdempotent(
