@@ -82,6 +82,8 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** A mistyped NODE_ENV ("prod", "Production") must not quietly run a production database in development mode. */
+const NODE_ENVS = ['development', 'production', 'test'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const HOUR_MS = 3_600_000;
 /** Older data keys kept for decryption: a rotation needs one; a few cover rotations that overlap. */
@@ -123,7 +125,7 @@ export function loadConfig(env: Env): Config {
       connectionsMax: integer(env, 'CONNECTIONS_MAX', 10_000, 1, 1_000_000),
       eventLoopDelayMaxMs: integer(env, 'EVENT_LOOP_DELAY_MAX_MS', 1000, 0, 60_000),
     },
-    production: raw(env, 'NODE_ENV') === 'production',
+    production: oneOf(env, 'NODE_ENV', 'development', NODE_ENVS) === 'production',
   };
   // After every value parsed: a malformed value is named first, then what production does not allow.
   if (config.production) refuseDevelopmentSettings(env, config);
@@ -150,6 +152,12 @@ function refuseDevelopmentSettings(env: Env, config: Config): void {
     throw new ConfigError(
       'SEED_DEMO_DATA',
       `must be set to false ${why} (demo customers and minted balances)`,
+    );
+  }
+  if (config.webhooks.allowPrivateTargets) {
+    throw new ConfigError(
+      'WEBHOOK_ALLOW_PRIVATE_TARGETS',
+      `must not be true ${why} (it turns off the SSRF guard on webhook URLs)`,
     );
   }
 }

@@ -361,3 +361,27 @@ test('a request that arrives while the server shuts down gets 503 in the envelop
     await closingApp.destroy();
   }
 });
+
+test('a body that is not valid UTF-8 is 400 INVALID_JSON, never stored with replacement characters', async () => {
+  const before = await paymentsState(t, []);
+  for (const bytes of [
+    Buffer.from([0xff]),
+    Buffer.from([0xed, 0xa0, 0x80]), // an encoded surrogate
+    Buffer.from([0xc0, 0xaf]), // an overlong '/'
+  ]) {
+    const body = Buffer.concat([
+      Buffer.from('{"name":"A'),
+      bytes,
+      Buffer.from('","country":"GB","documentReference":"D"}'),
+    ]);
+    const res = await t.app.server.inject({
+      method: 'POST',
+      url: '/v1/customers',
+      headers: { authorization: `Bearer ${DEMO_TOKEN}`, 'content-type': 'application/json' },
+      payload: body,
+    });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(JSON.parse(res.body).error.code, 'INVALID_JSON');
+  }
+  assert.deepEqual(await paymentsState(t, []), before, 'nothing stored');
+});

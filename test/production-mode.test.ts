@@ -45,6 +45,11 @@ const REFUSALS: [string, string, Record<string, string>][] = [
   ['DEMO_API_TOKEN', 'must not be set', { ...PRODUCTION, DEMO_API_TOKEN: 'demo-fintech-token' }],
   ['SEED_DEMO_DATA', 'must be set to false', { ...PRODUCTION, SEED_DEMO_DATA: '' }],
   ['SEED_DEMO_DATA', 'must be set to false', { ...PRODUCTION, SEED_DEMO_DATA: 'true' }],
+  [
+    'WEBHOOK_ALLOW_PRIVATE_TARGETS',
+    'must not be true',
+    { ...PRODUCTION, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' },
+  ],
 ];
 
 describe('loadConfig in production', () => {
@@ -74,13 +79,21 @@ describe('loadConfig in production', () => {
   });
 
   test('outside production the development defaults stay (quick start without .env)', () => {
-    for (const nodeEnv of [undefined, 'development', 'test', 'Production']) {
+    for (const nodeEnv of [undefined, 'development', 'test']) {
       const config = loadConfig(nodeEnv === undefined ? {} : { NODE_ENV: nodeEnv });
       assert.equal(config.production, false, String(nodeEnv));
       assert.equal(config.seedDemoData, true);
       assert.equal(config.dataEncryptionKeys, null);
     }
   });
+});
+
+test('a mistyped NODE_ENV is refused, not run quietly in development mode', () => {
+  for (const nodeEnv of ['Production', 'prod', 'production ', 'staging']) {
+    const error = configError({ NODE_ENV: nodeEnv });
+    assert.equal(error.variable, 'NODE_ENV', nodeEnv);
+    assert.match(error.message, /must be one of development, production, test/);
+  }
 });
 
 describe('a real process in production', () => {

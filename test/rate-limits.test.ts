@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { clientNetwork, TokenBuckets } from '../src/http/protection.ts';
+import { clientNetwork, requestCost, TokenBuckets } from '../src/http/protection.ts';
 import { apiKey } from './support/fixtures.ts';
 import { assertError } from './support/foundation.ts';
 import { DEMO_TOKEN, startTestApp, type TestApp, type TestResponse } from './support/harness.ts';
@@ -195,4 +195,20 @@ test('failed authentications are counted per IPv4 address and per IPv6 /64', () 
   assert.equal(clientNetwork('::ffff:203.0.113.7'), '203.0.113.7', 'an IPv4-mapped peer is its IPv4 address');
   assert.equal(clientNetwork('2001:db8:1:2:aaaa::1'), clientNetwork('2001:db8:1:2:bbbb::9'), 'one /64');
   assert.notEqual(clientNetwork('2001:db8:1:2::1'), clientNetwork('2001:db8:1:3::1'));
+});
+
+test('a list page costs its limit in units of 50 rows: the bucket measures work, not calls', () => {
+  const cost = (method: string, query: Record<string, unknown>) =>
+    requestCost({ method, query } as unknown as Parameters<typeof requestCost>[0]);
+  assert.equal(cost('GET', {}), 1);
+  assert.equal(cost('GET', { limit: '50' }), 1);
+  assert.equal(cost('GET', { limit: '51' }), 2);
+  assert.equal(cost('GET', { limit: '500' }), 10);
+  assert.equal(cost('POST', { limit: '500' }), 1);
+  const buckets = new TokenBuckets(1, 20, 10);
+  assert.equal(buckets.take('k', 10).allowed, true);
+  assert.equal(buckets.take('k', 10).allowed, true);
+  const refused = buckets.take('k', 10);
+  assert.equal(refused.allowed, false, 'two pages of 500 spend a burst of 20');
+  assert.ok(refused.retryAfterSeconds >= 9, 'until ten tokens are back');
 });

@@ -517,3 +517,31 @@ test('events written before migration 10 are attributed to their accounts and cu
   t = await startTestApp({ db: t.db, clock: clock.now });
   assert.deepEqual(idsOf(await list('/v1/events', 'events', audA.token)), before);
 });
+
+test('Prefer: receipt is not applied for a scoped key (its audit entry holds the counterparty features)', async () => {
+  clock.advance(61_000);
+  const body = {
+    sourceAccountId: A.accountId,
+    destinationAccountId: B.accountId,
+    amountCents: 1_234,
+    currency: 'USD',
+  };
+  const scoped = await t.request('POST', '/v1/payments', {
+    body,
+    token: payA.token,
+    idempotencyKey: `receipt-${randomUUID()}`,
+    headers: { prefer: 'receipt' },
+  });
+  assert.equal(scoped.status, 201, scoped.body);
+  assert.equal(scoped.headers['preference-applied'], undefined);
+  assert.equal(scoped.json.receipt, undefined);
+  clock.advance(61_000);
+  const unscoped = await t.request('POST', '/v1/payments', {
+    body: { ...body, amountCents: 1_235 },
+    token: payAll.token,
+    idempotencyKey: `receipt-${randomUUID()}`,
+    headers: { prefer: 'receipt' },
+  });
+  assert.equal(unscoped.status, 201, unscoped.body);
+  assert.equal(unscoped.headers['preference-applied'], 'receipt');
+});

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { AppError, type ErrorDetail } from '../domain/errors.ts';
 import type { HttpApp } from './types.ts';
 
@@ -31,9 +32,14 @@ export function useJsonBody(app: HttpApp, bodyLimitBytes: number): void {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(
     'application/json',
-    { parseAs: 'string', bodyLimit: bodyLimitBytes },
+    { parseAs: 'buffer', bodyLimit: bodyLimitBytes },
     (request, body, done) => {
-      const text = body as string;
+      // Decoding as text would silently turn malformed UTF-8 into U+FFFD and store that: refused instead.
+      if (!isUtf8(body as Buffer)) {
+        done(new AppError('INVALID_JSON', 'the body is not valid UTF-8'), undefined);
+        return;
+      }
+      const text = (body as Buffer).toString('utf8');
       // The structure scan runs first: it bounds the depth before anything recursive sees the body.
       const structure = scanJsonStructure(text);
       if (structure.tooDeepAt !== null) {

@@ -1,5 +1,5 @@
-import { performance } from 'node:perf_hooks';
-import underPressure from '@fastify/under-pressure';
+import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import ipaddr from 'ipaddr.js';
 import type { LimitsConfig } from '../config.ts';
@@ -18,6 +18,8 @@ export const AUTH_FAILURE_ADDRESSES_MAX = 50_000;
 /** Shedding samples the event-loop delay this often (the mean over the interval is compared). */
 const SHEDDING_SAMPLE_INTERVAL_MS = 500;
 const SHEDDING_RETRY_AFTER_SECONDS = 2;
+/** The histogram's sampling resolution; its own timer adds this much to every measured delay. */
+const SHEDDING_RESOLUTION_MS = 10;
 /** Liveness and readiness answer under load: an orchestrator must not restart or drain a busy process. */
 const SHEDDING_EXEMPT_ROUTES = new Set(['/health', '/ready']);
 
@@ -87,12 +89,13 @@ export class TokenBuckets {
     return state;
   }
 
-  /** Spends one token when there is one. */
-  take(key: string): BucketState {
+  /** Spends `cost` tokens when there are that many (a cost above the burst is charged as the burst). */
+  take(key: string, cost = 1): BucketState {
     const state = this.refill(key);
-    const allowed = state.tokens >= 1;
-    if (allowed) state.tokens -= 1;
-    return this.describe(state.tokens, allowed);
+    const charge = Math.min(cost, this.burst);
+    const allowed = state.tokens >= charge;
+    if (allowed) state.tokens -= charge;
+    return this.describe(state.tokens, allowed, charge);
   }
 
   /** Looks without spending: would a request now be admitted? */
@@ -107,12 +110,12 @@ export class TokenBuckets {
     return this.buckets.size;
   }
 
-  private describe(tokens: number, allowed: boolean): BucketState {
+  private describe(tokens: number, allowed: boolean, needed = 1): BucketState {
     return {
       allowed,
       remaining: Math.max(0, Math.floor(tokens)),
-      // Whole seconds, at least 1: until one token is back.
-      retryAfterSeconds: Math.max(1, Math.ceil((1 - tokens) / this.ratePerSecond)),
+      // Whole seconds, at least 1: until the tokens the request needs are back.
+      retryAfterSeconds: Math.max(1, Math.ceil((needed - tokens) / this.ratePerSecond)),
       resetSeconds: Math.max(0, Math.ceil((this.burst - tokens) / this.ratePerSecond)),
     };
   }
@@ -140,7 +143,7 @@ export function perKeyRateLimit(limits: LimitsConfig) {
   return async function limitPerKey(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const apiKeyId = request.actor?.apiKeyId;
     if (apiKeyId === undefined) return;
-    const state = buckets.take(apiKeyId);
+    const state = buckets.take(apiKeyId, requestCost(request));
     reply.header('ratelimit-limit', String(buckets.burst));
     reply.header('ratelimit-remaining', String(state.remaining));
     reply.header('ratelimit-reset', String(state.allowed ? state.resetSeconds : state.retryAfterSeconds));
@@ -152,6 +155,27 @@ export function perKeyRateLimit(limits: LimitsConfig) {
       );
     }
   };
+}
+
+/** A list page costs one token per LIST_ROWS_PER_TOKEN rows it asks for. */
+const LIST_ROWS_PER_TOKEN = 50;
+
+/**
+ * What a request costs in tokens: 1, or for a list page its `limit` in units of 50 rows (a page of 500 costs
+ * 10). Counting requests alone let one key stay under its rate with 400 concurrent pages of 500 (800 KB each)
+ * and stall every other client; the cost makes the bucket measure the work, not the calls.
+ */
+export function requestCost(request: FastifyRequest): number {
+  if (request.method !== 'GET') return 1;
+  const limit = (request.query as { limit?: unknown } | undefined)?.limit;
+  // Before validation the query is text; out-of-range values are refused later, so only their cost matters here.
+  const rows =
+    typeof limit === 'string' && /^[0-9]{1,4}$/.test(limit)
+      ? Number(limit)
+      : typeof limit === 'number' && Number.isSafeInteger(limit)
+        ? limit
+        : 0;
+  return Math.max(1, Math.ceil(rows / LIST_ROWS_PER_TOKEN));
 }
 
 /**
@@ -192,24 +216,60 @@ export function clientNetwork(address: string): string {
 }
 
 /**
- * Load shedding with @fastify/under-pressure: while the mean event-loop delay over the last sample is above
- * EVENT_LOOP_DELAY_MAX_MS, new requests get 503 SERVICE_UNAVAILABLE with Retry-After instead of queueing
- * behind the work already admitted (a sample with no loop turn at all counts as infinitely late: the loop was
- * blocked for the whole interval). /health and /ready are exempt. EVENT_LOOP_DELAY_MAX_MS=0 turns it off. Register it after the request-id hook
- * and before authentication, so a shed request costs no database lookup.
+ * Load shedding on event-loop delay: while the mean delay over the last sample interval is above
+ * EVENT_LOOP_DELAY_MAX_MS (an interval with no loop turn at all counts as lagging: the loop was blocked for all
+ * of it), new requests get 503 SERVICE_UNAVAILABLE with Retry-After instead of queueing behind the work already
+ * admitted. /health and /ready are exempt. EVENT_LOOP_DELAY_MAX_MS=0 turns it off. Registered as an onRequest
+ * hook after the request-id hook and before authentication, so a shed request costs no database lookup.
+ *
+ * perf_hooks' own histogram rather than @fastify/under-pressure: that plugin also samples memory on a timer,
+ * and `process.memoryUsage()` throws EMFILE, uncaught, when the process is out of file descriptors, which is
+ * exactly when a flood of connections is underway: the protection would take the process down.
  */
 export function registerLoadShedding(app: HttpApp, limits: LimitsConfig): void {
   if (limits.eventLoopDelayMaxMs === 0) return;
-  void app.register(underPressure, {
-    maxEventLoopDelay: limits.eventLoopDelayMaxMs,
-    sampleInterval: SHEDDING_SAMPLE_INTERVAL_MS,
-    pressureHandler: (request, reply) => {
-      const route = request.routeOptions.url;
-      if (route !== undefined && SHEDDING_EXEMPT_ROUTES.has(route)) return;
-      // No log line of its own: shedding must stay cheap; the access line records the 503.
-      reply.header('retry-after', String(SHEDDING_RETRY_AFTER_SECONDS));
-      // Thrown, not sent: the error handler writes the envelope and the hook chain stops here.
-      throw new AppError('SERVICE_UNAVAILABLE', 'the server is overloaded; retry after Retry-After seconds');
-    },
+  const histogram = monitorEventLoopDelay({ resolution: SHEDDING_RESOLUTION_MS });
+  histogram.enable();
+  let lagging = false;
+  const timer = setInterval(() => {
+    const meanMs = histogram.count === 0 ? Number.POSITIVE_INFINITY : histogram.mean / 1e6;
+    lagging = meanMs - SHEDDING_RESOLUTION_MS > limits.eventLoopDelayMaxMs;
+    histogram.reset();
+  }, SHEDDING_SAMPLE_INTERVAL_MS);
+  timer.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(timer);
+    histogram.disable();
   });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!lagging) return;
+    const route = request.routeOptions.url;
+    if (route !== undefined && SHEDDING_EXEMPT_ROUTES.has(route)) return;
+    // No log line of its own: shedding must stay cheap; the access line records the 503.
+    reply.header('retry-after', String(SHEDDING_RETRY_AFTER_SECONDS));
+    throw new AppError('SERVICE_UNAVAILABLE', 'the server is overloaded; retry after Retry-After seconds');
+  });
+}
+
+/** Descriptors kept free for the database, log output and files when connections are capped. */
+const DESCRIPTORS_RESERVED = 256;
+
+/**
+ * CONNECTIONS_MAX, but never more than the process's open-file limit allows (less a reserve): beyond it, accept
+ * fails with EMFILE and the database and log writes that need a descriptor fail with it. Linux only
+ * (/proc/self/limits); elsewhere the configured value stands.
+ */
+export function connectionsMaxFor(configured: number): { connectionsMax: number; fileLimit: number | null } {
+  let fileLimit: number | null = null;
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line === undefined ? undefined : /^Max open files\s+(\d+)/.exec(line)?.[1];
+    if (soft !== undefined) fileLimit = Number(soft);
+  } catch {
+    // not Linux: keep the configured cap
+  }
+  if (fileLimit === null) return { connectionsMax: configured, fileLimit };
+  return { connectionsMax: Math.max(1, Math.min(configured, fileLimit - DESCRIPTORS_RESERVED)), fileLimit };
 }

@@ -14,7 +14,13 @@ import {
   RETRY_AFTER_DEFAULT_SECONDS,
 } from './error-handler.ts';
 import { checkRequestText, useJsonBody } from './json-body.ts';
-import { authFailureLimit, perKeyRateLimit, registerLoadShedding, timeoutOptions } from './protection.ts';
+import {
+  authFailureLimit,
+  connectionsMaxFor,
+  perKeyRateLimit,
+  registerLoadShedding,
+  timeoutOptions,
+} from './protection.ts';
 import {
   clearInFlight,
   clientRequestIdOf,
@@ -64,7 +70,14 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     clientErrorHandler: clientErrorHandler(options.logger as FastifyBaseLogger),
   }).withTypeProvider<TypeBoxTypeProvider>();
   // Beyond the cap Node closes new connections at once (documented: refused, no response).
-  app.server.maxConnections = options.limits.connectionsMax;
+  const connections = connectionsMaxFor(options.limits.connectionsMax);
+  app.server.maxConnections = connections.connectionsMax;
+  if (connections.connectionsMax < options.limits.connectionsMax) {
+    options.logger.warn(
+      { connectionsMax: connections.connectionsMax, fileLimit: connections.fileLimit },
+      'CONNECTIONS_MAX is above what the open-file limit allows: capped (raise ulimit -n to allow more)',
+    );
+  }
 
   useStrictValidation(app);
   // JSON only: fastify's built-in text/plain parser would let a non-JSON body reach validation.

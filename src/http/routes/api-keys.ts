@@ -133,6 +133,9 @@ function encodeKeyCursor(position: ApiKeyPosition | null): string | null {
   return Buffer.from(JSON.stringify({ t: position.createdAtMs, i: position.id })).toString('base64url');
 }
 
+/** What an API key id can be (the cursor names one): `key_` and a generated id, or a fixed one like the demo key's. */
+const API_KEY_ID_PATTERN = /^key_[A-Za-z0-9_]{1,60}$/;
+
 function decodeKeyCursor(cursor: string | undefined): ApiKeyPosition | null {
   if (cursor === undefined) return null;
   try {
@@ -146,8 +149,7 @@ function decodeKeyCursor(cursor: string | undefined): ApiKeyPosition | null {
       Number.isSafeInteger(t) &&
       t >= 0 &&
       typeof i === 'string' &&
-      i.length >= 1 &&
-      i.length <= 64
+      API_KEY_ID_PATTERN.test(i)
     ) {
       return { createdAtMs: t, id: i };
     }

@@ -3,7 +3,7 @@ import { createPayment } from '../../app/create-payment.ts';
 import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import { createRefund } from '../../app/refunds.ts';
 import { type ReviewAction, resolveReview } from '../../app/review.ts';
-import { paymentScopeOf, readScopeOf } from '../../app/scope.ts';
+import { paymentScopeOf, readScopeOf, scopeOf } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
@@ -25,8 +25,11 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       const key = idempotencyKeyOf(req);
       // The stored (and replayed) body shows the decision as the caller's role may see it (req.actor).
       const result = await createPayment(services, req.actor, key, req.body);
-      // `Prefer: receipt` appends a computed receipt after the stored bytes (src/app/receipts.ts).
-      const withProof = prefersReceipt(req.headers.prefer) ? await withReceipt(services, result.body) : null;
+      // `Prefer: receipt` appends a computed receipt after the stored bytes (src/app/receipts.ts). Not for a
+      // scoped key: the receipt's audit entry holds the full decision, the counterparty's features included,
+      // which a key limited to some customers must not see (RFC 7240: a preference may be ignored).
+      const receipt = prefersReceipt(req.headers.prefer) && scopeOf(req.actor) === null;
+      const withProof = receipt ? await withReceipt(services, result.body) : null;
       if (withProof !== null) reply.header('preference-applied', 'receipt');
       // The body is sent as the stored string, byte for byte, so every replay is identical.
       return sendStored(reply, result, withProof ?? result.body);
