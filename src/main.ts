@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { createApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 
@@ -21,6 +22,9 @@ try {
 
 let app: Awaited<ReturnType<typeof createApp>>;
 try {
+  // The address first: a start that cannot serve must not change shared state on its way out (start-up
+  // revokes or re-keys the demo key for every process of the database, and runs migrations).
+  await assertAddressFree(config.host, config.port);
   app = await createApp(config);
   await app.server.listen({ port: config.port, host: config.host });
 } catch (error) {
@@ -46,5 +50,17 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
         app.logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
       });
+  });
+}
+
+/** Listens on the address and lets go of it again; fails as listen would (EADDRINUSE, EACCES). */
+function assertAddressFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new Error(`cannot listen on ${host}:${port} (${error.code ?? error.message})`)),
+    );
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
   });
 }
