@@ -111,6 +111,17 @@ describe('a process with other keys than the data refuses to start', () => {
       /^DATA_ENCRYPTION_KEY is not set, and the development key in .* does not match the key this database was written with/,
     );
 
+    // Damaged: a message that names the file and what to do, not a parse error from deep inside.
+    for (const damaged of [
+      '{}',
+      'not json',
+      JSON.stringify({ dataEncryptionKey: 'short', auditSigningKey: 'x' }),
+    ]) {
+      if (devKeysFile !== undefined) writeFileSync(devKeysFile, damaged);
+      else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [damaged]);
+      await assert.rejects(start(db, noKeys), /the development keys in .* are damaged/, damaged);
+    }
+
     // Lost.
     if (devKeysFile !== undefined) rmSync(devKeysFile);
     else await rawSql(db, "DELETE FROM settings WHERE key = 'dev_keys'");
@@ -235,11 +246,15 @@ describe('no command creates a key', () => {
     assert.equal(result.status, 1, context);
     const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
     assert.equal(lines.length, 1, context);
+    if (db.sqlitePath !== undefined) {
+      // No database file yet: the command refuses before anything, and creates neither a database nor keys.
+      assert.match(lines[0]!, /no database at .*: check DATABASE_URL/);
+      assert.ok(!existsSync(db.sqlitePath), 'no database file');
+      assert.ok(!existsSync(join(dirname(db.sqlitePath), 'dev-keys.json')), 'no development key file');
+      return;
+    }
     assert.match(lines[0]!, /DATA_ENCRYPTION_KEY is not set and there are no development keys/);
     assert.match(lines[0]!, /set DATA_ENCRYPTION_KEY and AUDIT_SIGNING_KEY/);
-    if (db.sqlitePath !== undefined) {
-      assert.ok(!existsSync(join(dirname(db.sqlitePath), 'dev-keys.json')), 'no development key file');
-    }
     const devKeys = await rawRows(db, "SELECT key FROM settings WHERE key IN ('dev_keys', ?)", [
       KEY_RECORD_SETTING,
     ]);

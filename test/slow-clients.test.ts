@@ -49,6 +49,18 @@ describe('timeouts', () => {
     assertTimedOut(exchange, 'POST /nope, 1 of 100000 bytes');
   });
 
+  test('an unauthenticated POST answered 401 before its body arrived is closed, with no 408 after it', async () => {
+    const exchange = await rawHttp(
+      port,
+      'POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"a',
+      WAIT_MS,
+    );
+    assert.ok(exchange.closed, 'the server closed the connection');
+    assert.equal(exchange.response?.status, 401, exchange.received.slice(0, 200));
+    assert.equal(exchange.response?.headers['connection'], 'close');
+    assert.equal(exchange.received.match(/HTTP\/1\.1 /g)?.length, 1, 'one response only');
+  });
+
   test('an authenticated payment whose body stalls after the handler chain started is answered 408', async () => {
     const exchange = await rawHttp(
       port,

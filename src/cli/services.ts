@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Services } from '../app/services.ts';
 import { type BuildServicesOptions, buildServices } from '../app.ts';
 import type { Config } from '../config.ts';
@@ -28,6 +29,12 @@ export async function withServices<R>(
   fn: (services: Services) => Promise<R>,
   options: Pick<BuildServicesOptions, 'auditKeyCheck'> = {},
 ): Promise<R> {
+  // A command works on the server's database; a mistyped path must not create (and migrate) a new one.
+  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
+    throw new Error(
+      `no database at ${config.database.path}: check DATABASE_URL (start the server once to create it)`,
+    );
+  }
   const store = await openStore(config, Date.now);
   try {
     const { services, generatedKeys } = await buildServices(config, store, {

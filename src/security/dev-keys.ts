@@ -57,10 +57,31 @@ async function existingDevKeys(config: Config, store: Store): Promise<DevKeys | 
   if (db.kind === 'sqlite-memory') return undefined;
   if (db.kind === 'sqlite') {
     const file = devKeysLocation(config);
-    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as DevKeys) : undefined;
+    return existsSync(file) ? parseDevKeys(readFileSync(file, 'utf8'), file) : undefined;
   }
   const stored = await store.reads.getSetting(DEV_KEYS_SETTING);
-  return stored === undefined ? undefined : (JSON.parse(stored) as DevKeys);
+  return stored === undefined ? undefined : parseDevKeys(stored, devKeysLocation(config));
+}
+
+/** A damaged key file names itself and what to do, instead of failing somewhere deep in key parsing. */
+function parseDevKeys(text: string, where: string): DevKeys {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  const keys = value as Partial<DevKeys> | undefined;
+  if (
+    typeof keys?.dataEncryptionKey !== 'string' ||
+    typeof keys.auditSigningKey !== 'string' ||
+    Buffer.from(keys.dataEncryptionKey, 'base64').length !== 32
+  ) {
+    throw new Error(
+      `the development keys in ${where} are damaged (expected {"dataEncryptionKey", "auditSigningKey"}, base64): restore them, or set DATA_ENCRYPTION_KEY and AUDIT_SIGNING_KEY to the keys the data was written with`,
+    );
+  }
+  return { dataEncryptionKey: keys.dataEncryptionKey, auditSigningKey: keys.auditSigningKey };
 }
 
 async function createDevKeys(config: Config, store: Store): Promise<DevKeys> {
