@@ -109,6 +109,20 @@ test('partial refunds add up to the payment; beyond it is 422 REFUND_EXCEEDS_PAY
   assert.ok(!JSON.stringify(audited).includes('damaged item'), 'the reason is not in the audit log');
 });
 
+test('a payment refunded 101 times shows 100 refunds and says there are more (a bounded read)', async () => {
+  const { payment } = await postedPayment(1_000);
+  for (let i = 0; i < 101; i++) assert.equal((await refund(payment.id, { amountCents: 1 })).status, 201);
+  const res = await t.request('GET', `/v1/payments/${payment.id}`);
+  assert.equal(res.status, 200, res.body);
+  assert.equal(res.json.payment.refundedCents, 101);
+  assert.equal(res.json.refunds.length, 100);
+  assert.equal(res.json.refundsHasMore, true);
+  assert.equal(res.json.ledgerEntries.length, 100);
+  assert.equal(res.json.ledgerEntriesHasMore, true, '2 + 2 × 101 entries');
+  const ledger = await listAll(t, `/v1/ledger?paymentId=${payment.id}`, 'ledgerEntries');
+  assert.equal(ledger.length, 2 + 2 * 101, 'the ledger pages through all of them');
+});
+
 test('a full refund by default returns the whole amount', async () => {
   const { sender, receiver, payment } = await postedPayment(7_777);
   const res = await refund(payment.id);

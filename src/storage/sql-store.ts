@@ -392,8 +392,11 @@ export class SqlReads implements Reads {
     return r && idempotencyFromRow(r);
   }
 
-  async listRefunds(paymentId: string): Promise<Refund[]> {
-    const rows = await this.db.all('SELECT * FROM refunds WHERE payment_id = ? ORDER BY seq', [paymentId]);
+  async listRefunds(paymentId: string, limit: number): Promise<Refund[]> {
+    const rows = await this.db.all('SELECT * FROM refunds WHERE payment_id = ? ORDER BY seq LIMIT ?', [
+      paymentId,
+      limit,
+    ]);
     return rows.map(refundFromRow);
   }
 

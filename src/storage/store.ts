@@ -272,7 +272,8 @@ export interface Reads {
   /** The owners of those of `ids` that exist (a system account's owner is null). */
   accountOwners(ids: readonly string[]): Promise<Map<string, string | null>>;
   findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined>;
-  listRefunds(paymentId: string): Promise<Refund[]>;
+  /** A payment's refunds, oldest first, at most `limit` (index-backed). */
+  listRefunds(paymentId: string, limit: number): Promise<Refund[]>;
   /** Active holds created at or before `createdAtOrBeforeMs`, oldest first. */
   listExpiredHolds(createdAtOrBeforeMs: number, limit: number): Promise<ExpiredHold[]>;
   /**

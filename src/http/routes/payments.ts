@@ -13,7 +13,13 @@ import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
 import { CreatePaymentBody, IdParams, PaymentListQuery, RefundBody, ReviewBody } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
+/**
+ * What one payment's page shows at most: every partial refund adds a refund and two ledger entries, so a payment
+ * refunded a cent at a time could otherwise make this read unbounded. `…HasMore` says when there are more; the
+ * ledger lists them all with paging (GET /v1/ledger?paymentId=).
+ */
 const LEDGER_ENTRIES_PER_PAYMENT_MAX = 100;
+const REFUNDS_PER_PAYMENT_MAX = 100;
 
 export function paymentRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
@@ -67,11 +73,13 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         { paymentId: payment.id },
         scope,
       );
-      const refunds = await reads.listRefunds(payment.id);
+      const refunds = await reads.listRefunds(payment.id, REFUNDS_PER_PAYMENT_MAX + 1);
       return {
         payment: paymentView(payment, decisionDetailFor(req.actor)),
         ledgerEntries: entries.items.map(ledgerEntryView),
-        refunds: refunds.map((r) => refundView(r, services.cipher)),
+        ledgerEntriesHasMore: entries.nextAfter !== null,
+        refunds: refunds.slice(0, REFUNDS_PER_PAYMENT_MAX).map((r) => refundView(r, services.cipher)),
+        refundsHasMore: refunds.length > REFUNDS_PER_PAYMENT_MAX,
       };
     },
   );
