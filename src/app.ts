@@ -93,6 +93,7 @@ export async function buildServices(
     clock: options.clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
     reviewHoldExpiryMs: config.reviewHoldExpiryMs,
+    auditFullVerifyIntervalMs: config.auditFullVerifyIntervalMs,
     webhooks: config.webhooks,
     auditLog: new AuditLog(store, committer, signer),
   };

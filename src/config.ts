@@ -34,6 +34,8 @@ export interface Config {
   sanctionsListPath: string | null;
   /** A payment held for review longer than this is declined and its hold released by the sweep. */
   reviewHoldExpiryMs: number;
+  /** The audit log's full re-verification runs when the last one (in any process) is older than this; 0: never. */
+  auditFullVerifyIntervalMs: number;
   webhooks: WebhookConfig;
   limits: LimitsConfig;
   /** NODE_ENV=production: refuses dev keys, a demo token and demo data (see docs/deployment.md). */
@@ -109,6 +111,13 @@ export function loadConfig(env: Env): Config {
     riskPolicyPath: raw(env, 'RISK_POLICY_PATH') ?? null,
     sanctionsListPath: raw(env, 'SANCTIONS_LIST_PATH') ?? null,
     reviewHoldExpiryMs: integer(env, 'REVIEW_HOLD_EXPIRY_HOURS', 72, 1, 24 * 365) * HOUR_MS,
+    auditFullVerifyIntervalMs: intervalOrOff(
+      env,
+      'AUDIT_FULL_VERIFY_INTERVAL_MS',
+      24 * HOUR_MS,
+      1000,
+      365 * 24 * HOUR_MS,
+    ),
     webhooks: {
       allowPrivateTargets: boolean(env, 'WEBHOOK_ALLOW_PRIVATE_TARGETS', false),
       maxAttempts: integer(env, 'WEBHOOK_MAX_ATTEMPTS', 8, 1, 50),
@@ -174,6 +183,13 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(name, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
   return Number(value);
+}
+
+/** An interval in ms within [min, max], or 0 for off. */
+function intervalOrOff(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = integer(env, name, fallback, 0, max);
+  if (value !== 0 && value < min) throw new ConfigError(name, `must be 0 (off) or from ${min} to ${max}`);
+  return value;
 }
 
 function nonEmpty(env: Env, name: string, fallback: string): string {

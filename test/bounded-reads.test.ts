@@ -254,6 +254,36 @@ describe('the full re-verification, a background job', () => {
     }
   });
 
+  test('the scheduled full run (AUDIT_FULL_VERIFY_INTERVAL_MS) finds an edit before the prefix unasked', async () => {
+    const t = await appWithPayments();
+    const logs = await auditLogs(t);
+    assert.equal((await verify(t)).status, 200);
+    const k = logs.find((e: Json) => e.eventType === 'payment.posted').index;
+    await t.close();
+    const raw = await openRawDb(t.db);
+    try {
+      await raw.run('UPDATE audit_entries SET metadata = ? WHERE idx = ?', [
+        JSON.stringify({ ...logs[k].metadata, amountCents: 1 }),
+        k,
+      ]);
+    } finally {
+      await raw.close();
+    }
+    const r = await startTestApp({ db: t.db, env: { ...ENV, AUDIT_FULL_VERIFY_INTERVAL_MS: '1000' } });
+    try {
+      let res = await verify(r);
+      for (let i = 0; i < 100 && res.status === 200; i++) {
+        await sleep(100);
+        res = await verify(r);
+      }
+      // The full run moved the prefix back to the break: the incremental check now finds it too.
+      assertBroken(res, k);
+      assert.equal(res.json.checked.lastFullVerification.brokenAtIndex, k);
+    } finally {
+      await r.destroy();
+    }
+  });
+
   test('a stored Merkle node that does not match the entries is caught by the full run only', async () => {
     const t = await appWithPayments(4);
     assert.ok((await auditLogs(t)).length >= 8);

@@ -17,6 +17,8 @@ export interface Services {
   clock: () => number;
   idempotencyRetentionMs: number;
   reviewHoldExpiryMs: number;
+  /** How often the audit log's full re-verification is due (0: only on request). */
+  auditFullVerifyIntervalMs: number;
   webhooks: WebhookConfig;
   /** Merkle proofs and signed checkpoints of the audit log. */
   auditLog: AuditLog;

@@ -686,6 +686,19 @@ export class AuditVerifier {
     private readonly onError: (error: unknown) => void = () => {},
   ) {}
 
+  /**
+   * Starts the full re-verification when the last one that finished (in any process; its record trusted only
+   * with a valid MAC) is older than `intervalMs`, or there was none. An edit before the verified prefix is
+   * invisible to incremental checks: this is what finds it without anyone asking.
+   */
+  async startFullIfDue(intervalMs: number): Promise<VerificationJob | null> {
+    if (this.stopping || this.running.has('full')) return null;
+    const state = trusted(await this.store.reads.auditVerificationState(), this.signer);
+    const lastAtMs = state.lastFull?.atMs;
+    if (lastAtMs !== undefined && this.clock() - lastAtMs < intervalMs) return null;
+    return this.start('full');
+  }
+
   /** The running run of this mode, or a new one. */
   start(mode: AuditVerificationMode): VerificationJob {
     const running = this.running.get(mode);

@@ -69,6 +69,8 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     // Off: a test that blocks the loop on purpose (building a big log) must not shed its own next request;
     // test/slow-clients.test.ts turns it on to test it.
     EVENT_LOOP_DELAY_MAX_MS: '0',
+    // Off: tests decide when a full audit verification runs (test/bounded-reads.test.ts turns the schedule on).
+    AUDIT_FULL_VERIFY_INTERVAL_MS: '0',
     ...extra,
   };
 }

@@ -73,13 +73,33 @@ export function preferredWaitMs(header: string | string[] | undefined): number |
   return waitMs;
 }
 
+/** How often a process looks whether the scheduled full re-verification is due. */
+const FULL_VERIFY_CHECK_MS_MAX = 60_000;
+
 function verifyRoutes(app: HttpApp, services: Services): void {
   const { store, committer, auditLog, clock } = services;
   const verifier = new AuditVerifier(store, committer, auditLog.signer, clock, (error) =>
     app.log.error({ err: error }, 'audit verification failed'),
   );
+  // The full re-verification on a schedule (AUDIT_FULL_VERIFY_INTERVAL_MS), checked once a minute at most.
+  const interval = services.auditFullVerifyIntervalMs;
+  const schedule =
+    interval === 0
+      ? undefined
+      : setInterval(
+          () => {
+            verifier
+              .startFullIfDue(interval)
+              .catch((error) => app.log.error({ err: error }, 'scheduling the audit verification failed'));
+          },
+          Math.min(interval, FULL_VERIFY_CHECK_MS_MAX),
+        );
+  schedule?.unref();
   // Before the store closes: runs stop at their next page.
-  app.addHook('onClose', async () => verifier.stop());
+  app.addHook('onClose', async () => {
+    clearInterval(schedule);
+    await verifier.stop();
+  });
   const jobLocation = (job: VerificationJob) => `/v1/audit-logs/verify-jobs/${job.id}`;
   const accepted = (reply: FastifyReply, job: VerificationJob) =>
     reply
