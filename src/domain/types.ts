@@ -27,7 +27,7 @@ export interface ApiKey {
 
 /**
  * The acting principal of a request: which API key, and the request id to stamp on what it writes. The
- * request id is always the server's own; a client's X-Request-Id is kept beside it as `clientRequestId`.
+ * request id is always the server's own; a client's X-Request-Id is only logged beside it (src/http/request-ids.ts).
  */
 export interface Actor {
   apiKeyId: string;
@@ -35,8 +35,6 @@ export interface Actor {
   requestId: string;
   /** The customers a scoped key is limited to; absent or null: unscoped (sees everything its role allows). */
   customerIds?: readonly string[] | null;
-  /** The client's own correlation id (a sane X-Request-Id it sent), never used as the server's id. */
-  clientRequestId?: string;
 }
 
 export interface Customer {

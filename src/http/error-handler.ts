@@ -65,9 +65,6 @@ export function errorHandler(onFatal: (error: Error) => void) {
     if (status >= 500 && code !== 'SERVICE_UNAVAILABLE') {
       request.log.error({ err: error, reqId: request.id }, 'request failed');
     }
-    if ((status === 429 || status === 503) && !reply.hasHeader('retry-after')) {
-      reply.header('retry-after', RETRY_AFTER_DEFAULT_SECONDS[status]);
-    }
     // Answered before its body arrived (a 401 in onRequest, a 429, a 503): the rest of the body would be read
     // as the next request, or time out as 408 on a connection already answered. Close it after this response.
     if (!request.raw.complete) reply.header('connection', 'close');

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
  * Request ids. The server always makes its own (`req_<24 hex>`, request.id): logs, ledger rows and audit
  * entries record that one. A client's sane X-Request-Id is its correlation id: echoed in the X-Request-Id
  * response header and in the error envelope's `requestId` (the contract: the envelope names the request the
- * way the header does), kept on the actor as `clientRequestId` and in the access log beside the server's id,
+ * way the header does), logged as `clientRequestId` in the access line beside the server's id,
  * never written as the server's id. X-Server-Request-Id always carries the server's id.
  */
 export const CLIENT_REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -120,13 +120,9 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   }
   // Query strings and path parameters hold storable text only, like bodies (json-body.ts checks those).
   app.addHook('preValidation', async (request) => checkRequestText(request.query, request.params));
-  app.addHook('preHandler', async (request) => {
-    const clientRequestId = clientRequestIdOf(request.headers);
-    if (request.actor !== undefined && clientRequestId !== null)
-      request.actor.clientRequestId = clientRequestId;
-  });
   app.addHook('onSend', async (_request, reply, payload) => {
-    // Every 429 and 503 tells the client when to come back, whichever code sent it (/ready included).
+    // Every 429 and 503 tells the client when to come back, whichever code sent it (the error handler, /ready):
+    // the one place that fills in the default.
     const status = reply.statusCode;
     if ((status === 429 || status === 503) && !reply.hasHeader('retry-after')) {
       void reply.header('retry-after', RETRY_AFTER_DEFAULT_SECONDS[status]);
