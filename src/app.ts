@@ -18,6 +18,7 @@ import type { Config } from './config.ts';
 import { buildServer } from './http/server.ts';
 import type { HttpApp } from './http/types.ts';
 import { createLogger } from './logger.ts';
+import { Metrics } from './metrics.ts';
 import { AuditSigner } from './security/audit-signer.ts';
 import { resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
@@ -73,12 +74,15 @@ export async function buildServices(
     mayCreateDevKeys: options.mayCreateDevKeys ?? false,
     keysRecorded: await keysRecorded(store),
   });
+  const metrics = new Metrics({ scrapeToken: config.metricsToken });
   const committer = new Committer(store, {
     batchMax: options.batchMax,
     queueMax: Math.max(options.batchMax, WRITE_QUEUE_MAX),
     batchesInFlightMax: batchesInFlightMax(store, config),
     onFatal: options.onFatal,
+    observer: metrics,
   });
+  metrics.watch({ committer, reads: store.reads, clock: options.clock });
   const signer = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
   const checked = await checkKeysMatchData(store, committer, keys, signer, {
     auditKey: options.auditKeyCheck ?? 'check',
@@ -96,6 +100,7 @@ export async function buildServices(
     auditFullVerifyIntervalMs: config.auditFullVerifyIntervalMs,
     webhooks: config.webhooks,
     auditLog: new AuditLog(store, committer, signer),
+    metrics,
   };
   return { services, generatedKeys: keys.generated, keysRecorded: checked.recorded };
 }
@@ -179,7 +184,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const stopCheckpointer = startCheckpointer(services.auditLog, config.auditCheckpointIntervalMs, (error) =>
     logger.error({ err: error }, 'audit checkpoint failed'),
   );
-  const dispatcher = new WebhookDispatcher(services, logger);
+  const dispatcher = new WebhookDispatcher(services, logger, {
+    onAttempt: (attempt) => services.metrics.webhookAttempt(attempt.result, attempt.lagMs),
+  });
   dispatcher.start();
   return {
     server,

@@ -38,6 +38,8 @@ export interface Config {
   auditFullVerifyIntervalMs: number;
   webhooks: WebhookConfig;
   limits: LimitsConfig;
+  /** A bearer token GET /metrics accepts besides admin and auditor API keys (null: API keys only). */
+  metricsToken: string | null;
   /** NODE_ENV=production: refuses dev keys, a demo token and demo data (see docs/deployment.md). */
   production: boolean;
 }
@@ -134,6 +136,7 @@ export function loadConfig(env: Env): Config {
       connectionsMax: integer(env, 'CONNECTIONS_MAX', 10_000, 1, 1_000_000),
       eventLoopDelayMaxMs: integer(env, 'EVENT_LOOP_DELAY_MAX_MS', 1000, 0, 60_000),
     },
+    metricsToken: metricsToken(env),
     production: oneOf(env, 'NODE_ENV', 'development', NODE_ENVS) === 'production',
   };
   // After every value parsed: a malformed value is named first, then what production does not allow.
@@ -217,6 +220,19 @@ function optionalSecret(env: Env, name: string): string | null {
   if (value === undefined) return null;
   if (!/^[\x21-\x7E]{8,512}$/.test(value)) {
     throw new ConfigError(name, 'must be 8 to 512 printable characters without spaces');
+  }
+  return value;
+}
+
+/** METRICS_TOKEN: a scraper's secret, long enough not to be guessed (openssl rand -base64 32 gives 44). */
+function metricsToken(env: Env): string | null {
+  const value = raw(env, 'METRICS_TOKEN');
+  if (value === undefined) return null;
+  if (!/^[\x21-\x7E]{32,512}$/.test(value)) {
+    throw new ConfigError(
+      'METRICS_TOKEN',
+      'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)',
+    );
   }
   return value;
 }

@@ -128,6 +128,38 @@ const MATRIX: RouteRow[] = [
     admittedStatus: 404,
     url: '/v1/webhook-endpoints/whe_missing/deliveries',
   },
+  // Issue 14: secret rotation, a test ping and a delivery's retry are admin-only like the endpoints.
+  {
+    method: 'POST',
+    route: '/v1/webhook-endpoints/:id/rotate-secret',
+    roles: [],
+    admittedStatus: 404,
+    body: {},
+    url: '/v1/webhook-endpoints/whe_missing/rotate-secret',
+  },
+  {
+    method: 'POST',
+    route: '/v1/webhook-endpoints/:id/test',
+    roles: [],
+    admittedStatus: 404,
+    body: {},
+    url: '/v1/webhook-endpoints/whe_missing/test',
+  },
+  {
+    method: 'GET',
+    route: '/v1/webhook-deliveries/:id',
+    roles: [],
+    admittedStatus: 404,
+    url: '/v1/webhook-deliveries/whd_missing',
+  },
+  {
+    method: 'POST',
+    route: '/v1/webhook-deliveries/:id/retry',
+    roles: [],
+    admittedStatus: 404,
+    body: {},
+    url: '/v1/webhook-deliveries/whd_missing/retry',
+  },
   // API keys (issue 13): admin only. Unknown ids are 404s that change nothing; an empty create body is a 400.
   { method: 'GET', route: '/v1/api-keys', roles: [], admittedStatus: 200 },
   { method: 'POST', route: '/v1/api-keys', roles: [], admittedStatus: 400, body: {} },

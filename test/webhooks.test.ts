@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
 import { after, test } from 'node:test';
+import { Webhook } from 'standardwebhooks';
+import { newWebhookSecret, signedHeaders } from '../src/webhooks/signature.ts';
 import { isPrivateAddress } from '../src/webhooks/targets.ts';
-import { signWebhook, verifyWebhookSignature } from '../src/webhooks/verify-signature.ts';
 import { apiKey, assertBooksValid, type Json, listAll, party, pay, rawSql } from './support/fixtures.ts';
 import {
   backend,
@@ -12,6 +11,7 @@ import {
   type TestApp,
   type TestDatabase,
 } from './support/harness.ts';
+import { type Received, Receiver } from './support/receiver.ts';
 
 /**
  * Events and webhooks (issue 6): the outbox is written with each change; a dispatcher delivers every event to
@@ -27,43 +27,13 @@ const FAST_WEBHOOKS = {
   WEBHOOK_TIMEOUT_MS: '2000',
 };
 
-interface Received {
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-  answered: number;
-}
-
-/** A webhook receiver that answers each request with the next scripted status (then 200). */
-class Receiver {
-  readonly received: Received[] = [];
-  private server: Server;
-  private script: number[] = [];
-  constructor() {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const answered = this.script.shift() ?? 200;
-        this.received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered });
-        res.writeHead(answered).end();
-      });
-    });
-  }
-  async start(): Promise<string> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    const address = this.server.address() as { port: number };
-    return `http://127.0.0.1:${address.port}/hooks`;
-  }
-  answerNext(...statuses: number[]): void {
-    this.script.push(...statuses);
-  }
-  forEvent(eventId: string): Received[] {
-    return this.received.filter((r) => r.headers['webhook-id'] === eventId);
-  }
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    this.server.close();
+/** Whether the official Standard Webhooks verifier accepts a delivery under `secret` (raw body, its headers). */
+function verifies(secret: string, r: { body: string; headers: Received['headers'] }): boolean {
+  try {
+    new Webhook(secret).verify(r.body, r.headers as Record<string, string>);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -85,7 +55,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 async function register(t: TestApp, url: string, events: string[]): Promise<{ id: string; secret: string }> {
   const res = await t.request('POST', '/v1/webhook-endpoints', { body: { url, events } });
   assert.equal(res.status, 201, res.body);
-  assert.match(res.json.webhookEndpoint.secret, /^whsec_/);
+  assert.match(res.json.webhookEndpoint.secret, /^whsec_[A-Za-z0-9+/]{43}=$/, 'whsec_ + base64 of 32 bytes');
   return { id: res.json.webhookEndpoint.id, secret: res.json.webhookEndpoint.secret };
 }
 
@@ -119,33 +89,22 @@ async function startApp(env: Record<string, string>, db?: TestDatabase): Promise
   return t;
 }
 
-test('the signature helper accepts a good signature and rejects tampering, old timestamps, wrong secrets', () => {
+test('signatures are Standard Webhooks: the official verifier accepts them and rejects tampering, wrong secrets', () => {
   const body = '{"id":"evt_1","type":"payment.posted","createdAt":"2026-01-01T00:00:00.000Z","data":{}}';
-  const now = 1_800_000_000;
-  const header = signWebhook('whsec_test', now, body);
-  assert.match(header, /^t=1800000000,v1=[0-9a-f]{64}$/);
-  assert.equal(verifyWebhookSignature(body, header, 'whsec_test', { nowSeconds: now + 10 }), true);
-  assert.equal(verifyWebhookSignature(Buffer.from(body), header, 'whsec_test', { nowSeconds: now }), true);
-  assert.equal(
-    verifyWebhookSignature(body.replace('{}', '{"x":1}'), header, 'whsec_test', { nowSeconds: now }),
-    false,
-  );
-  assert.equal(verifyWebhookSignature(body, header, 'whsec_other', { nowSeconds: now }), false);
-  assert.equal(verifyWebhookSignature(body, header, 'whsec_test', { nowSeconds: now + 301 }), false);
-  assert.equal(
-    verifyWebhookSignature(body, header, 'whsec_test', { nowSeconds: now + 3_000, toleranceSeconds: 3_600 }),
-    true,
-  );
-  for (const bad of [
-    undefined,
-    '',
-    't=abc,v1=00',
-    `v1=${header.split('v1=')[1]}`,
-    `t=${now}`,
-    `t=${now},v1=zz`,
-  ]) {
-    assert.equal(verifyWebhookSignature(body, bad, 'whsec_test', { nowSeconds: now }), false, String(bad));
-  }
+  const secret = newWebhookSecret();
+  const now = Math.floor(Date.now() / 1000);
+  const headers = signedHeaders([secret], 'evt_1', now, body);
+  assert.match(headers['webhook-signature'], /^v1,[A-Za-z0-9+/]{43}=$/);
+  assert.equal(headers['webhook-timestamp'], String(now));
+  // The same bytes as the official library's own signer.
+  assert.equal(headers['webhook-signature'], new Webhook(secret).sign('evt_1', new Date(now * 1000), body));
+  assert.equal(verifies(secret, { body, headers: { ...headers } }), true);
+  assert.equal(verifies(secret, { body: body.replace('{}', '{"x":1}'), headers: { ...headers } }), false);
+  assert.equal(verifies(newWebhookSecret(), { body, headers: { ...headers } }), false);
+  assert.equal(verifies(secret, { body, headers: { ...headers, 'webhook-id': 'evt_2' } }), false);
+  // Older than the 5-minute tolerance: refused even with a good signature.
+  const old = signedHeaders([secret], 'evt_1', now - 301, body);
+  assert.equal(verifies(secret, { body, headers: { ...old } }), false);
 });
 
 test('private, loopback and link-local addresses are recognised (IPv4 and IPv6)', () => {
@@ -185,10 +144,10 @@ test('private, loopback and link-local addresses are recognised (IPv4 and IPv6)'
   }
 });
 
-test('an event is delivered, signed so that the helper accepts it; the secret is shown once and never logged', async () => {
+test('an event is delivered, signed so that the official standardwebhooks verifier accepts it; the secret is shown once and never logged', async () => {
   const receiver = new Receiver();
   cleanup.push(() => receiver.stop());
-  const url = await receiver.start();
+  const url = (await receiver.start()).url;
   const t = await startApp(FAST_WEBHOOKS);
   const endpoint = await register(t, url, ['payment.posted', 'customer.kyc_updated']);
 
@@ -209,9 +168,11 @@ test('an event is delivered, signed so that the helper accepts it; the secret is
   const parsed = JSON.parse(got!.body);
   assert.deepEqual(parsed, event, 'the body is {id, type, createdAt, data}, as GET /v1/events lists it');
   assert.equal(parsed.data.payment.status, 'posted');
-  const signature = got!.headers['webhook-signature'] as string;
-  assert.equal(verifyWebhookSignature(got!.body, signature, endpoint.secret), true);
-  assert.equal(verifyWebhookSignature(got!.body.replace('1234', '9999'), signature, endpoint.secret), false);
+  assert.equal(got!.headers['webhook-id'], event.id, 'webhook-id is the event id');
+  assert.match(String(got!.headers['webhook-timestamp']), /^[0-9]{10}$/);
+  assert.match(String(got!.headers['webhook-signature']), /^v1,[A-Za-z0-9+/]{43}=$/);
+  assert.equal(verifies(endpoint.secret, got!), true, 'the official standardwebhooks verifier accepts it');
+  assert.equal(verifies(endpoint.secret, { ...got!, body: got!.body.replace('1234', '9999') }), false);
 
   // A KYC decision is an event too; events it did not subscribe to are not sent.
   const compliance = await apiKey(t, 'compliance');
@@ -255,7 +216,7 @@ test('an event is delivered, signed so that the helper accepts it; the secret is
 test('a receiver that fails twice, across a restart, gets the event once as a success; nothing is lost', async () => {
   const receiver = new Receiver();
   cleanup.push(() => receiver.stop());
-  const url = await receiver.start();
+  const url = (await receiver.start()).url;
   const db = await createTestDatabase();
   cleanup.push(() => db.drop());
   receiver.answerNext(500, 503);
@@ -289,12 +250,7 @@ test('a receiver that fails twice, across a restart, gets the event once as a su
     'two failures, then exactly one success',
   );
   assert.equal(new Set(attempts.map((r) => r.body)).size, 1, 'every attempt sends the same bytes');
-  for (const r of attempts) {
-    assert.equal(
-      verifyWebhookSignature(r.body, r.headers['webhook-signature'] as string, endpoint.secret),
-      true,
-    );
-  }
+  for (const r of attempts) assert.equal(verifies(endpoint.secret, r), true);
   assert.deepEqual(
     receiver.forEvent(secondEvent.id).map((r) => r.answered),
     [200],
@@ -305,7 +261,7 @@ test('a receiver that fails twice, across a restart, gets the event once as a su
 test('after WEBHOOK_MAX_ATTEMPTS failures a delivery is marked failed', async () => {
   const receiver = new Receiver();
   cleanup.push(() => receiver.stop());
-  const url = await receiver.start();
+  const url = (await receiver.start()).url;
   receiver.answerNext(500, 500, 500, 500, 500);
   const t = await startApp({ ...FAST_WEBHOOKS, WEBHOOK_MAX_ATTEMPTS: '3' });
   const endpoint = await register(t, url, ['payment.posted']);
@@ -322,7 +278,7 @@ test('after WEBHOOK_MAX_ATTEMPTS failures a delivery is marked failed', async ()
 test('private targets are refused at registration and at delivery unless allowed (SSRF)', async () => {
   const receiver = new Receiver();
   cleanup.push(() => receiver.stop());
-  const url = await receiver.start();
+  const url = (await receiver.start()).url;
   const db = await createTestDatabase();
   cleanup.push(() => db.drop());
   let t = await startApp({ ...FAST_WEBHOOKS, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'false' }, db);
@@ -406,7 +362,7 @@ test('several processes on one PostgreSQL database: each event is delivered once
 }, async () => {
   const receiver = new Receiver();
   cleanup.push(() => receiver.stop());
-  const url = await receiver.start();
+  const url = (await receiver.start()).url;
   const db = await createTestDatabase();
   cleanup.push(() => db.drop());
   const a = await startApp(FAST_WEBHOOKS, db);

@@ -63,15 +63,26 @@ export async function createPayment(
   // No fast path (`readFirst: false`): the batch reads the key's record with the accounts, so a replay costs
   // no query, and a fresh payment none extra.
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payments', request);
-  return runIdempotent(
+  // The payment the command decided (its last run, if a failed batch was split and re-run), for the metrics.
+  let decided = null as Payment | null;
+  const reply = await runIdempotent(
     services,
     idempotent,
     () => ({
       locks: { accountIds: [request.sourceAccountId, request.destinationAccountId] },
-      execute: (tx) => executePayment(tx, services, actor, request),
+      execute: async (tx) => {
+        const executed = await executePayment(tx, services, actor, request);
+        decided = executed.payment;
+        return executed.outcome;
+      },
     }),
     { readFirst: false },
   );
+  // Counted once, after its commit; a replay (`replayed: true`) executed nothing and counts nothing.
+  if (reply.replayed === false && decided !== null) {
+    services.metrics.paymentDecided(decided.status, decided.reasons);
+  }
+  return reply;
 }
 
 /**
@@ -84,7 +95,7 @@ async function executePayment(
   services: Services,
   actor: Actor,
   request: PaymentRequest,
-): Promise<IdempotentOutcome> {
+): Promise<{ outcome: IdempotentOutcome; payment: Payment }> {
   // Step 3: load both accounts (locked on PostgreSQL). A 404 throws, which undoes the claim: not stored.
   const { source, destination } = await loadAccounts(tx, actor, request);
   const parties = await tx.getCustomers([source.ownerCustomerId!, destination.ownerCustomerId!]);
@@ -151,7 +162,7 @@ async function executePayment(
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment);
   const view = paymentView(payment, decisionDetailFor(actor));
   const body = { payment: view, ledgerPosted: payment.status === 'posted' };
-  return jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id);
+  return { outcome: jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id), payment };
 }
 
 async function loadAccounts(

@@ -19,6 +19,14 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
+/**
+ * `ping`: the test event of POST /v1/webhook-endpoints/:id/test, sent to that endpoint only (whatever it
+ * subscribed to). Not a subscribable type, not listed by GET /v1/events: it changes nothing.
+ */
+export { PING_EVENT_TYPE } from '../storage/webhooks-sql.ts';
+/** What a webhook delivery can carry: every event type, and the ping. */
+export const DELIVERED_EVENT_TYPES = [...EVENT_TYPES, 'ping'] as const;
+
 /** The event of a newly created payment, by its decided status (the same names as its audit entry). */
 export const CREATED_EVENT_TYPE = {
   posted: 'payment.posted',

@@ -32,7 +32,7 @@ export async function createRefund(
 ): Promise<IdempotentReply> {
   const path = `/v1/payments/${paymentId}/refunds`;
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', path, request);
-  return runIdempotent(services, idempotent, async () => {
+  const reply = await runIdempotent(services, idempotent, async () => {
     // Committed state names the accounts to lock; the transaction re-reads the payment under those locks.
     const seen = await services.store.reads.getPayment(paymentId);
     if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
@@ -48,6 +48,9 @@ export async function createRefund(
       },
     };
   });
+  // After its commit; a replay refunded nothing now.
+  if (reply.replayed === false) services.metrics.refundCreated();
+  return reply;
 }
 
 async function executeRefund(

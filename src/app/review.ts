@@ -57,7 +57,7 @@ export async function resolveReview(
   await requireReviewInScope(services.store.reads, actor, paymentId); // scoped key: src/app/scope.ts
   const path = `/v1/payments/${paymentId}/${action}`;
   const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', path, { note });
-  return runIdempotent(services, request, async () => {
+  const reply = await runIdempotent(services, request, async () => {
     // Read committed state to learn which accounts to lock; the transaction re-checks everything. The status
     // is judged there only, after the key's claim: a concurrent duplicate that committed between the fast
     // path and this read has resolved the payment, and this request must replay it, not get a 409.
@@ -79,6 +79,11 @@ export async function resolveReview(
       },
     };
   });
+  // After its commit; a replay (`true`) resolved nothing now (`null`: executed without an Idempotency-Key).
+  if (reply.replayed !== true) {
+    services.metrics.reviewResolved(action === 'approve' ? 'approved' : 'rejected');
+  }
+  return reply;
 }
 
 async function approve(
@@ -250,7 +255,7 @@ export async function expireReviewHolds(services: Services): Promise<number> {
   const cutoffMs = services.clock() - services.reviewHoldExpiryMs;
   const due = await services.store.reads.listExpiredHolds(cutoffMs, EXPIRY_CHUNK_MAX);
   if (due.length === 0) return 0;
-  return services.committer.submit(
+  const expired = await services.committer.submit(
     async (tx) => {
       let expired = 0;
       for (const { paymentId } of due) {
@@ -263,6 +268,8 @@ export async function expireReviewHolds(services: Services): Promise<number> {
     },
     { accountIds: due.map((h) => h.accountId) },
   );
+  services.metrics.reviewResolved('hold_expired', expired);
+  return expired;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { WebhookConfig } from '../config.ts';
 import type { RiskPolicy } from '../domain/policy.ts';
+import type { Metrics } from '../metrics.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
 import type { Store } from '../storage/store.ts';
@@ -22,6 +23,8 @@ export interface Services {
   webhooks: WebhookConfig;
   /** Merkle proofs and signed checkpoints of the audit log. */
   auditLog: AuditLog;
+  /** Prometheus metrics of this app (src/metrics.ts), served at GET /metrics. */
+  metrics: Metrics;
 }
 
 /** Who writes: the API key id (never its secret) and the request id, stamped on audit entries and ledger rows. */

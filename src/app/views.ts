@@ -142,11 +142,25 @@ export function webhookBody(e: OutboxEvent): string {
   return `${head.slice(0, -1)},"data":${e.data}}`;
 }
 
-/** Never includes the signing secret: it is shown once, when the endpoint is created. */
+/**
+ * Never includes a signing secret: each is shown once, when the endpoint is created or its secret rotated.
+ * `previousSecretExpiresAt`: until when the secret a rotation replaced still signs (null: no grace period).
+ */
 export function webhookEndpointView(e: WebhookEndpointRow) {
-  return { id: e.id, url: e.url, events: e.eventTypes, createdAt: iso(e.createdAtMs) };
+  return {
+    id: e.id,
+    url: e.url,
+    events: e.eventTypes,
+    createdAt: iso(e.createdAtMs),
+    secretRotatedAt: e.secretRotatedAtMs === null ? null : iso(e.secretRotatedAtMs),
+    previousSecretExpiresAt: e.previousSecretExpiresAtMs === null ? null : iso(e.previousSecretExpiresAtMs),
+  };
 }
 
+/**
+ * `attempts` counts every attempt ever made; `manualRetries` how often a failed delivery was re-queued by hand
+ * (each grants a fresh budget of WEBHOOK_MAX_ATTEMPTS).
+ */
 export function webhookDeliveryView(d: WebhookDelivery) {
   return {
     id: d.id,
@@ -159,6 +173,7 @@ export function webhookDeliveryView(d: WebhookDelivery) {
     lastStatusCode: d.lastStatusCode,
     lastError: d.lastError,
     lastAttemptAt: d.lastAttemptAtMs === null ? null : iso(d.lastAttemptAtMs),
+    manualRetries: d.manualRetries,
     createdAt: iso(d.createdAtMs),
   };
 }

@@ -12,6 +12,11 @@ import type { Reads } from '../storage/store.ts';
 declare module 'fastify' {
   interface FastifyContextConfig {
     roles?: readonly Role[];
+    /**
+     * Another credential the route accepts before any API key (GET /metrics: METRICS_TOKEN): given the
+     * Authorization header, the actor it authenticates, or null to fall through to the API-key check.
+     */
+    otherCredential?: (authorization: string | undefined, requestId: string) => Actor | null;
   }
   interface FastifyRequest {
     actor: Actor;
@@ -40,6 +45,11 @@ export function authHook(reads: Reads, clock: () => number = Date.now) {
   return async function authenticate(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const roles = request.routeOptions.config.roles;
     if (roles === undefined) return;
+    const other = request.routeOptions.config.otherCredential?.(request.headers.authorization, request.id);
+    if (other != null) {
+      request.actor = other;
+      return;
+    }
     const secret = parseBearer(request.headers.authorization);
     if (secret === null) throw new AppError('AUTH_REQUIRED', 'send Authorization: Bearer <API key>');
     const key = await reads.findApiKeyByHash(hashSecret(secret));

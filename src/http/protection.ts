@@ -5,7 +5,15 @@ import ipaddr from 'ipaddr.js';
 import type { LimitsConfig } from '../config.ts';
 import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
+import type { RateLimitKind } from '../metrics.ts';
 import type { HttpApp } from './types.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set when a limit here refused the request: counted by kind in the metrics (request-metrics.ts). */
+    rejectedBy?: RateLimitKind;
+  }
+}
 
 /**
  * What one client may cost the others, per process: connection timeouts, load shedding, and rate limits per
@@ -20,8 +28,11 @@ const SHEDDING_SAMPLE_INTERVAL_MS = 500;
 const SHEDDING_RETRY_AFTER_SECONDS = 2;
 /** The histogram's sampling resolution; its own timer adds this much to every measured delay. */
 const SHEDDING_RESOLUTION_MS = 10;
-/** Liveness and readiness answer under load: an orchestrator must not restart or drain a busy process. */
-const SHEDDING_EXEMPT_ROUTES = new Set(['/health', '/ready']);
+/**
+ * Liveness and readiness answer under load: an orchestrator must not restart or drain a busy process. So do
+ * the metrics (two primary-key reads): an overloaded process is when operators need them.
+ */
+const SHEDDING_EXEMPT_ROUTES = new Set(['/health', '/ready', '/metrics']);
 
 /**
  * Node's HTTP server timeouts from REQUEST_TIMEOUT_MS. Node checks for overdue requests every
@@ -148,6 +159,7 @@ export function perKeyRateLimit(limits: LimitsConfig) {
     reply.header('ratelimit-remaining', String(state.remaining));
     reply.header('ratelimit-reset', String(state.allowed ? state.resetSeconds : state.retryAfterSeconds));
     if (!state.allowed) {
+      request.rejectedBy = 'per_key';
       reply.header('retry-after', String(state.retryAfterSeconds));
       throw new AppError(
         'RATE_LIMITED',
@@ -191,6 +203,7 @@ export function authFailureLimit(limits: LimitsConfig) {
       if (request.routeOptions.config.roles === undefined) return;
       const state = buckets.peek(clientNetwork(request.ip));
       if (state.allowed) return;
+      request.rejectedBy = 'auth_failure';
       reply.header('retry-after', String(state.retryAfterSeconds));
       throw new AppError('RATE_LIMITED', 'too many failed authentications from this address; retry later');
     },
@@ -246,6 +259,7 @@ export function registerLoadShedding(app: HttpApp, limits: LimitsConfig): void {
     const route = request.routeOptions.url;
     if (route !== undefined && SHEDDING_EXEMPT_ROUTES.has(route)) return;
     // No log line of its own: shedding must stay cheap; the access line records the 503.
+    request.rejectedBy = 'load_shed';
     reply.header('retry-after', String(SHEDDING_RETRY_AFTER_SECONDS));
     throw new AppError('SERVICE_UNAVAILABLE', 'the server is overloaded; retry after Retry-After seconds');
   });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
@@ -14,6 +15,7 @@ import {
   RETRY_AFTER_DEFAULT_SECONDS,
 } from './error-handler.ts';
 import { checkRequestText, useJsonBody } from './json-body.ts';
+import { openApiRoutes, registerOpenApi } from './openapi.ts';
 import {
   authFailureLimit,
   connectionsMaxFor,
@@ -28,12 +30,14 @@ import {
   newRequestId,
   requestIdHeaders,
 } from './request-ids.ts';
+import { registerRequestMetrics } from './request-metrics.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { paymentRoutes } from './routes/payments.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
@@ -46,6 +50,10 @@ import type { HttpApp } from './types.ts';
 export const BODY_LIMIT_BYTES = 1_000_000;
 /** Longer request targets are 414 (Node's 16 KiB header limit, 431, applies to the request line too). */
 export const URL_MAX_CHARS = 8192;
+/** The API's version in the OpenAPI document: package.json's. */
+const API_VERSION: string = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+).version;
 
 export interface ServerOptions {
   logger: Logger;
@@ -87,10 +95,14 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
 
   // Hook order matters: ids first (every answer carries them), then shedding and the auth-failure gate (no
   // database work for a refused request), then authentication, then the per-key limit before the body is read.
+  // Set the moment close() is called: fastify's own hooks (preClose included) run only after the plugins' onClose
+  // work, and a request arriving meanwhile must already be told to go elsewhere.
   let closing = false;
-  app.addHook('preClose', async () => {
+  const close = app.close.bind(app);
+  app.close = ((...args: Parameters<typeof close>) => {
     closing = true;
-  });
+    return close(...args);
+  }) as typeof app.close;
   app.addHook('onRequest', async (request, reply) => {
     void reply.headers(requestIdHeaders(request.id, clientRequestIdOf(request.headers)));
     markInFlight(request.raw.socket, request.id);
@@ -143,6 +155,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     );
   });
   app.addHook('onResponse', authFailures.count);
+  registerRequestMetrics(app, services.metrics);
 
   app.setErrorHandler(errorHandler(options.onFatal));
   app.setNotFoundHandler(async (request, reply) => {
@@ -152,14 +165,23 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     throw new AppError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on this path`);
   });
 
-  healthRoutes(app, services);
-  customerRoutes(app, services);
-  accountRoutes(app, services);
-  paymentRoutes(app, services);
-  ledgerRoutes(app, services);
-  auditRoutes(app, services);
-  webhookRoutes(app, services);
-  apiKeyRoutes(app, services);
+  // Response schemas document the API (openapi.ts); bodies are JSON.stringify'd as they are, so a field a schema
+  // does not name is never dropped silently (fast-json-stringify would): the contract test catches it instead.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  registerOpenApi(app, API_VERSION);
+  // In a plugin registered after the generator, so its onRoute hook sees every route.
+  void app.register(async (api) => {
+    openApiRoutes(api);
+    healthRoutes(api, services);
+    metricsRoutes(api, services);
+    customerRoutes(api, services);
+    accountRoutes(api, services);
+    paymentRoutes(api, services);
+    ledgerRoutes(api, services);
+    auditRoutes(api, services);
+    webhookRoutes(api, services);
+    apiKeyRoutes(api, services);
+  });
   return app;
 }
 

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import type { Command, CommandRun, LockHints, Store } from './store.ts';
@@ -20,6 +21,13 @@ export interface CommitterOptions {
   batchesInFlightMax: number;
   /** Called when a batch hits an invariant violation: the process must stop (see main.ts). */
   onFatal: (error: Error) => void;
+  /** Told of every committed batch (src/metrics.ts); called once per batch, never per command. */
+  observer?: CommitterObserver;
+}
+
+export interface CommitterObserver {
+  /** A batch committed: how many commands it held, and the seconds its apply and COMMIT took. */
+  batchCommitted(commands: number, seconds: number): void;
 }
 
 interface Pending {
@@ -32,6 +40,7 @@ export class Committer {
   private queue: Pending[] = [];
   private flushScheduled = false;
   private batchesInFlight = 0;
+  private commandsApplying = 0;
   private stopped = false;
   /** Set by an invariant violation: nothing more is applied, not even the halves of a split batch. */
   private fatal = false;
@@ -43,6 +52,16 @@ export class Committer {
   /** Commands waiting for a batch (for operators' metrics, and for tests that line up one batch). */
   get queuedCommands(): number {
     return this.queue.length;
+  }
+
+  /** Commands in the batches being applied now (for operators' metrics). */
+  get commandsInFlight(): number {
+    return this.commandsApplying;
+  }
+
+  /** Batches being applied now: at most `batchesInFlightMax` (for operators' metrics). */
+  get batchesApplying(): number {
+    return this.batchesInFlight;
   }
 
   constructor(
@@ -89,8 +108,10 @@ export class Committer {
     while (this.queue.length > 0 && this.batchesInFlight < this.options.batchesInFlightMax) {
       const batch = this.queue.splice(0, this.options.batchMax);
       this.batchesInFlight += 1;
+      this.commandsApplying += batch.length;
       void this.applyBatch(batch).finally(() => {
         this.batchesInFlight -= 1;
+        this.commandsApplying -= batch.length;
         assert(this.batchesInFlight >= 0, 'batches in flight never go negative');
         if (this.queue.length > 0) this.scheduleFlush();
       });
@@ -112,6 +133,7 @@ export class Committer {
       return;
     }
     let outcomes: Awaited<ReturnType<Store['applyBatch']>>;
+    const startedMs = performance.now();
     try {
       outcomes = await this.store.applyBatch(batch.map((p) => p.command));
     } catch (error) {
@@ -138,6 +160,7 @@ export class Committer {
     assert(outcomes.length === batch.length, 'one outcome per command');
     this.batchesApplied += 1;
     this.commandsApplied += batch.length;
+    this.options.observer?.batchCommitted(batch.length, (performance.now() - startedMs) / 1000);
     batch.forEach((pending, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) pending.resolve(outcome.value);

@@ -387,4 +387,21 @@ CREATE TABLE audit_verification (
 INSERT INTO audit_verification (id, verified_size, verified_hash, verified_at_ms) VALUES (1, 0, 'GENESIS', 0);
 `,
   },
+  {
+    version: 12,
+    name: 'standard webhooks: signing secret rotation with a grace period, manual retry of failed deliveries',
+    // webhook_endpoints.secret_enc now holds the endpoint's signing secrets, newest first and space-separated
+    // (one secret, as before, or the new one and the previous one during a rotation's grace period): still one
+    // PiiCipher envelope, so data-key rotation re-encrypts both. The previous secret signs beside the new one
+    // until previous_secret_expires_at_ms (null: no previous secret). secret_rotated_at_ms: the last rotation.
+    // webhook_deliveries.attempts keeps counting every attempt; attempts_at_retry is its value when the
+    // delivery was last re-queued by hand (0: never), where its fresh budget of WEBHOOK_MAX_ATTEMPTS starts;
+    // manual_retries counts those re-queues (docs/decisions/0015-standard-webhooks.md).
+    sql: `
+ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_expires_at_ms {{BIGINT}};
+ALTER TABLE webhook_endpoints ADD COLUMN secret_rotated_at_ms {{BIGINT}};
+ALTER TABLE webhook_deliveries ADD COLUMN attempts_at_retry INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhook_deliveries ADD COLUMN manual_retries INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];

@@ -39,7 +39,7 @@ import type {
   CustomerRow,
   CustomerScope,
   DeliveryAttempt,
-  DeliveryStatus,
+  DeliveryRetry,
   EventDraft,
   ExpiredHold,
   KeysetPage,
@@ -64,6 +64,8 @@ import {
   type MerkleNodeRange,
   type SeqRange,
 } from './store.ts';
+import * as webhooksSql from './webhooks-sql.ts';
+import { PING_EVENT_TYPE, webhookDeliveryFromRow, webhookEndpointFromRow } from './webhooks-sql.ts';
 import {
   type BufferedTable,
   chunks,
@@ -182,33 +184,6 @@ function eventFromRow(r: Row): OutboxEvent {
     resourceType: str(r['resource_type']),
     resourceId: str(r['resource_id']),
     data: str(r['data']),
-    createdAtMs: num(r['created_at_ms']),
-  };
-}
-
-function webhookEndpointFromRow(r: Row): WebhookEndpointRow {
-  return {
-    id: str(r['id']),
-    url: str(r['url']),
-    eventTypes: JSON.parse(str(r['event_types'])),
-    secretEnc: str(r['secret_enc']),
-    createdAtMs: num(r['created_at_ms']),
-    deletedAtMs: nullableNum(r['deleted_at_ms']),
-  };
-}
-
-function webhookDeliveryFromRow(r: Row): WebhookDelivery {
-  return {
-    id: str(r['id']),
-    eventId: str(r['event_id']),
-    eventType: str(r['event_type']),
-    endpointId: str(r['endpoint_id']),
-    status: str(r['status']) as DeliveryStatus,
-    attempts: num(r['attempts']),
-    nextAttemptAtMs: num(r['next_attempt_at_ms']),
-    lastStatusCode: nullableNum(r['last_status_code']),
-    lastError: nullableStr(r['last_error']),
-    lastAttemptAtMs: nullableNum(r['last_attempt_at_ms']),
     createdAtMs: num(r['created_at_ms']),
   };
 }
@@ -423,8 +398,10 @@ export class SqlReads implements Reads {
 
   async listEvents(page: PageRequest, scope?: ReadScope | null): Promise<Page<OutboxEvent>> {
     if (scope) return scopedPage(await scopedSql.eventRows(this.db, page, scope), eventFromRow);
-    const rows = await this.db.all('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?', [
+    // A ping (POST /v1/webhook-endpoints/:id/test) is for its one endpoint, not a change: not listed.
+    const rows = await this.db.all('SELECT * FROM events WHERE seq > ? AND type <> ? ORDER BY seq LIMIT ?', [
       page.after,
+      PING_EVENT_TYPE,
       page.limit + 1,
     ]);
     return toPage(rows, page.limit, eventFromRow);
@@ -452,6 +429,10 @@ export class SqlReads implements Reads {
       [endpointId, page.after, page.limit + 1],
     );
     return toPage(rows, page.limit, webhookDeliveryFromRow);
+  }
+
+  getWebhookDelivery(id: string): Promise<WebhookDelivery | undefined> {
+    return webhooksSql.getWebhookDelivery(this.db, id);
   }
 
   async listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]> {
@@ -1120,6 +1101,35 @@ export class SqlTx implements Tx {
     return changed === 1;
   }
 
+  lockWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined> {
+    return webhooksSql.lockWebhookEndpoint(this.db, id, this.dialect.forUpdate);
+  }
+
+  saveWebhookEndpointSecrets(
+    id: string,
+    secretEnc: string,
+    previousSecretExpiresAtMs: number | null,
+  ): Promise<void> {
+    return webhooksSql.saveWebhookEndpointSecrets(
+      this.db,
+      id,
+      secretEnc,
+      previousSecretExpiresAtMs,
+      this.nowMs,
+    );
+  }
+
+  insertPingEvent(
+    endpointId: string,
+    data: string,
+  ): Promise<{ event: OutboxEvent; delivery: WebhookDelivery }> {
+    return webhooksSql.insertPingEvent(this.db, this.nowMs, endpointId, data);
+  }
+
+  retryWebhookDelivery(id: string): Promise<DeliveryRetry> {
+    return webhooksSql.retryWebhookDelivery(this.db, id, this.nowMs);
+  }
+
   async claimWebhookDeliveries(
     leaseToken: string,
     leaseUntilMs: number,
@@ -1135,7 +1145,8 @@ export class SqlTx implements Tx {
       [leaseUntilMs, leaseToken, this.nowMs, this.nowMs, limit],
     );
     const rows = await this.db.all(
-      `SELECT d.id AS delivery_id, d.attempts, w.id AS endpoint_id, w.url, w.secret_enc,
+      `SELECT d.id AS delivery_id, d.attempts, d.attempts_at_retry,
+              w.id AS endpoint_id, w.url, w.secret_enc, w.previous_secret_expires_at_ms,
               e.id, e.type, e.resource_type, e.resource_id, e.data, e.created_at_ms
          FROM webhook_deliveries d
          JOIN webhook_endpoints w ON w.id = d.endpoint_id
@@ -1146,7 +1157,13 @@ export class SqlTx implements Tx {
     return rows.map((r) => ({
       deliveryId: str(r['delivery_id']),
       attempts: num(r['attempts']),
-      endpoint: { id: str(r['endpoint_id']), url: str(r['url']), secretEnc: str(r['secret_enc']) },
+      attemptsAtRetry: num(r['attempts_at_retry']),
+      endpoint: {
+        id: str(r['endpoint_id']),
+        url: str(r['url']),
+        secretEnc: str(r['secret_enc']),
+        previousSecretExpiresAtMs: nullableNum(r['previous_secret_expires_at_ms']),
+      },
       event: eventFromRow(r),
     }));
   }

@@ -186,9 +186,13 @@ export interface WebhookEndpointRow {
   id: string;
   url: string;
   eventTypes: string[];
+  /** The signing secrets, newest first, space-separated, in one envelope (src/webhooks/secrets.ts). */
   secretEnc: string;
   createdAtMs: number;
   deletedAtMs: number | null;
+  /** Until when the previous secret still signs beside the current one; null: there is none. */
+  previousSecretExpiresAtMs: number | null;
+  secretRotatedAtMs: number | null;
 }
 
 export type DeliveryStatus = 'pending' | 'succeeded' | 'failed';
@@ -205,15 +209,26 @@ export interface WebhookDelivery {
   lastError: string | null;
   lastAttemptAtMs: number | null;
   createdAtMs: number;
+  /** How many times it was re-queued by hand after failing (POST /v1/webhook-deliveries/:id/retry). */
+  manualRetries: number;
 }
 
 /** A delivery leased to this process, with what it needs to send it (outside any transaction). */
 export interface ClaimedDelivery {
   deliveryId: string;
+  /** Every attempt so far, manual retries included. */
   attempts: number;
-  endpoint: { id: string; url: string; secretEnc: string };
+  /** `attempts` when it was last re-queued by hand (0: never): its current budget of attempts starts there. */
+  attemptsAtRetry: number;
+  endpoint: { id: string; url: string; secretEnc: string; previousSecretExpiresAtMs: number | null };
   event: OutboxEvent;
 }
+
+/** What a manual retry found: re-queued, or why not (a delivery of a deleted endpoint is not found). */
+export type DeliveryRetry =
+  | { outcome: 'requeued'; delivery: WebhookDelivery }
+  | { outcome: 'not_retryable'; delivery: WebhookDelivery }
+  | { outcome: 'not_found' };
 
 /** The outcome of one delivery attempt; `status` is decided by the dispatcher (retry policy). */
 export interface DeliveryAttempt {
@@ -286,6 +301,8 @@ export interface Reads {
   getWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined>;
   listWebhookEndpoints(page: PageRequest): Promise<Page<WebhookEndpointRow>>;
   listWebhookDeliveries(endpointId: string, page: PageRequest): Promise<Page<WebhookDelivery>>;
+  /** A delivery of a live endpoint (SQL in webhooks-sql.ts). */
+  getWebhookDelivery(id: string): Promise<WebhookDelivery | undefined>;
   /** Audit entries with index >= fromIndex, in index order. */
   listAuditEntries(fromIndex: number, limit: number): Promise<AuditEntry[]>;
   auditSize(): Promise<number>;
@@ -444,6 +461,25 @@ export interface Tx {
   insertWebhookEndpoint(row: WebhookEndpointRow): Promise<void>;
   /** Marks an endpoint deleted; false when there is no such (live) endpoint. */
   deleteWebhookEndpoint(id: string): Promise<boolean>;
+  // Standard Webhooks (docs/decisions/0015; SQL in webhooks-sql.ts).
+  /** Loads (and on PostgreSQL locks) a live endpoint. */
+  lockWebhookEndpoint(id: string): Promise<WebhookEndpointRow | undefined>;
+  /** Replaces a locked endpoint's signing secrets (a rotation at `tx.nowMs`). */
+  saveWebhookEndpointSecrets(
+    id: string,
+    secretEnc: string,
+    previousSecretExpiresAtMs: number | null,
+  ): Promise<void>;
+  /** A `ping` event (not listed by GET /v1/events) and its one delivery, to this endpoint only, due now. */
+  insertPingEvent(
+    endpointId: string,
+    data: string,
+  ): Promise<{ event: OutboxEvent; delivery: WebhookDelivery }>;
+  /**
+   * Re-queues a failed delivery of a live endpoint, due now, with a fresh budget of attempts: one conditional
+   * UPDATE, so concurrent retries re-queue it once. Otherwise says what it found.
+   */
+  retryWebhookDelivery(id: string): Promise<DeliveryRetry>;
   /**
    * Leases up to `limit` due deliveries of live endpoints to `leaseToken` until `leaseUntilMs`. On PostgreSQL
    * rows another transaction is claiming are skipped (SKIP LOCKED), so this never waits for a lock.

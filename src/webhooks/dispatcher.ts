@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import type { Services } from '../app/services.ts';
 import { webhookBody } from '../app/views.ts';
 import type { ClaimedDelivery, DeliveryAttempt } from '../storage/store.ts';
+import { liveSigningSecrets } from './secrets.ts';
+import { signedHeaders } from './signature.ts';
 import { type ResolvedAddress, resolveTarget } from './targets.ts';
-import { signWebhook } from './verify-signature.ts';
 
 /**
  * Delivers the outbox (docs/decisions/0009-webhook-outbox.md). Each process runs one dispatcher loop:
@@ -15,16 +16,39 @@ import { signWebhook } from './verify-signature.ts';
  *   1. claim: one short command leases up to CLAIM_MAX due deliveries to this process (a lease token and
  *      locked_until_ms). On PostgreSQL the candidate rows are taken FOR UPDATE SKIP LOCKED, so processes
  *      never wait for each other and never lease one delivery twice; on SQLite the single writer serialises;
- *   2. send: outside any transaction, POST the signed event to the endpoint (timeout WEBHOOK_TIMEOUT_MS);
+ *   2. send: outside any transaction, POST the event to the endpoint, signed per Standard Webhooks
+ *      (src/webhooks/signature.ts), timeout WEBHOOK_TIMEOUT_MS;
  *   3. record: one command stores the attempt if the lease still holds: success, a retry time with
- *      exponential backoff and jitter, or `failed` after WEBHOOK_MAX_ATTEMPTS.
+ *      exponential backoff and jitter, or `failed` once the delivery's budget of WEBHOOK_MAX_ATTEMPTS is spent
+ *      (a manual retry, POST /v1/webhook-deliveries/:id/retry, grants a fresh budget).
  *
  * A process that dies between 1 and 3 leaves a lease that expires; another process then sends again. That is
- * the at-least-once promise: receivers deduplicate on Webhook-Id (the event id).
+ * the at-least-once promise: receivers deduplicate on webhook-id (the event id).
  */
 const CLAIM_MAX = 20;
 const LEASE_MARGIN_MS = 5_000;
 const ERROR_TEXT_MAX = 200;
+
+/** One attempt's outcome, for metrics: `retrying` means it failed and another attempt is scheduled. */
+export interface AttemptReport {
+  result: 'succeeded' | 'retrying' | 'failed';
+  /** From the event's creation to the start of this attempt. */
+  lagMs: number;
+  eventType: string;
+  endpointId: string;
+  statusCode: number | null;
+}
+
+export interface DispatcherOptions {
+  /** Called once per attempt, after it is recorded (a throw is logged, never breaks delivery). */
+  onAttempt?: (report: AttemptReport) => void;
+}
+
+const RESULT_OF: Record<DeliveryAttempt['status'], AttemptReport['result']> = {
+  succeeded: 'succeeded',
+  pending: 'retrying',
+  failed: 'failed',
+};
 
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | null = null;
@@ -33,6 +57,7 @@ export class WebhookDispatcher {
   constructor(
     private readonly services: Services,
     private readonly logger: Logger,
+    private readonly options: DispatcherOptions = {},
   ) {}
 
   start(): void {
@@ -68,8 +93,9 @@ export class WebhookDispatcher {
   }
 
   private async deliver(delivery: ClaimedDelivery, leaseToken: string): Promise<void> {
-    const outcome = await this.send(delivery);
-    const attempt = this.nextState(delivery.attempts + 1, outcome);
+    const startedAtMs = this.services.clock();
+    const outcome = await this.send(delivery, startedAtMs);
+    const attempt = this.nextState(delivery, outcome);
     const kept = await this.services.committer.submit((tx) =>
       tx.recordWebhookAttempt(delivery.deliveryId, leaseToken, attempt),
     );
@@ -82,25 +108,47 @@ export class WebhookDispatcher {
       statusCode: outcome.statusCode,
       error: outcome.error,
     };
-    if (!kept) this.logger.warn(context, 'webhook lease lost before the attempt was recorded');
-    else if (attempt.status !== 'succeeded') this.logger.warn(context, 'webhook delivery attempt failed');
+    if (!kept) {
+      // Another process sends (and reports) it again: an attempt is reported once, when it is recorded.
+      this.logger.warn(context, 'webhook lease lost before the attempt was recorded');
+      return;
+    }
+    if (attempt.status !== 'succeeded') this.logger.warn(context, 'webhook delivery attempt failed');
+    this.report({
+      result: RESULT_OF[attempt.status],
+      lagMs: Math.max(0, startedAtMs - delivery.event.createdAtMs),
+      eventType: delivery.event.type,
+      endpointId: delivery.endpoint.id,
+      statusCode: outcome.statusCode,
+    });
   }
 
-  private nextState(attemptsAfter: number, outcome: SendOutcome): DeliveryAttempt {
+  private report(report: AttemptReport): void {
+    try {
+      this.options.onAttempt?.(report);
+    } catch (error) {
+      this.logger.error({ err: error }, 'webhook attempt hook failed');
+    }
+  }
+
+  private nextState(delivery: ClaimedDelivery, outcome: SendOutcome): DeliveryAttempt {
     const { webhooks, clock } = this.services;
+    const attemptsAfter = delivery.attempts + 1;
+    // The budget (and the backoff) count from the last manual retry; `attempts` keeps the whole history.
+    const inBudget = attemptsAfter - delivery.attemptsAtRetry;
     const ok = outcome.statusCode !== null && outcome.statusCode >= 200 && outcome.statusCode < 300;
-    const exhausted = attemptsAfter >= webhooks.maxAttempts;
+    const exhausted = inBudget >= webhooks.maxAttempts;
     return {
       status: ok ? 'succeeded' : exhausted ? 'failed' : 'pending',
       attemptsAfter,
-      nextAttemptAtMs: ok || exhausted ? clock() : clock() + backoffMs(attemptsAfter, webhooks),
+      nextAttemptAtMs: ok || exhausted ? clock() : clock() + backoffMs(inBudget, webhooks),
       statusCode: outcome.statusCode,
       error: ok ? null : (outcome.error ?? `HTTP ${outcome.statusCode}`),
     };
   }
 
-  private async send(delivery: ClaimedDelivery): Promise<SendOutcome> {
-    const { cipher, clock, webhooks } = this.services;
+  private async send(delivery: ClaimedDelivery, nowMs: number): Promise<SendOutcome> {
+    const { cipher, webhooks } = this.services;
     let url: URL;
     let addresses: ResolvedAddress[];
     try {
@@ -111,12 +159,12 @@ export class WebhookDispatcher {
       return { statusCode: null, error: truncate((error as Error).message) };
     }
     const body = webhookBody(delivery.event);
-    const secret = cipher.decrypt(delivery.endpoint.secretEnc, 'webhook.secret');
+    // The same webhook-id (the event id) on every attempt; the timestamp and signatures are this attempt's.
+    const secrets = liveSigningSecrets(cipher, delivery.endpoint, nowMs);
     const headers = {
       'content-type': 'application/json',
       'user-agent': 'payments-webhooks/1',
-      'webhook-id': delivery.event.id,
-      'webhook-signature': signWebhook(secret, Math.floor(clock() / 1000), body),
+      ...signedHeaders(secrets, delivery.event.id, Math.floor(nowMs / 1000), body),
     };
     return post(url, addresses, headers, body, webhooks.timeoutMs);
   }

@@ -121,6 +121,8 @@ export interface StartOptions {
   db?: TestDatabase;
   env?: Record<string, string>;
   clock?: () => number;
+  /** Called with the app before the server is ready: add hooks (e.g. onRoute) that must see every route. */
+  beforeReady?: (app: App) => void;
 }
 
 export async function startTestApp(options: StartOptions = {}): Promise<TestApp> {
@@ -135,6 +137,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
       fatal.push(error);
     },
   });
+  options.beforeReady?.(app);
   await app.server.ready();
   let closed = false;
   const close = async () => {

@@ -6,9 +6,19 @@ import { AppError } from '../../domain/errors.ts';
 import type { Account, Actor } from '../../domain/types.ts';
 import { ADMIN_ONLY, READ_ACCOUNTS } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import {
+  errorResponse,
+  IDEMPOTENCY_REPLAYED,
+  idempotencyKeyHeader,
+  jsonResponse,
+  withExamples,
+} from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { AccountBalance, Account as AccountSchema, page, ref, wrapper } from '../response-schemas.ts';
 import { AccountListQuery, CreateAccountBody, IdParams } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
+
+const OneAccount = wrapper({ account: ref(AccountSchema) });
 
 export function accountRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
@@ -22,7 +32,18 @@ export function accountRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/accounts',
-    { config: { roles: READ_ACCOUNTS }, schema: { querystring: AccountListQuery } },
+    {
+      config: { roles: READ_ACCOUNTS },
+      schema: {
+        summary: 'List accounts',
+        description:
+          "Oldest first, cursor-paged; `customerId` filters by owner. A scoped key lists its customers' only.",
+        operationId: 'listAccounts',
+        tags: ['accounts'],
+        querystring: AccountListQuery,
+        response: { 200: jsonResponse('A page of accounts', page('accounts', ref(AccountSchema))) },
+      },
+    },
     async (req) => {
       const page = await reads.listAccounts(
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
@@ -39,7 +60,19 @@ export function accountRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/accounts/:id',
-    { config: { roles: READ_ACCOUNTS }, schema: { params: IdParams } },
+    {
+      config: { roles: READ_ACCOUNTS },
+      schema: {
+        summary: 'Get an account',
+        operationId: 'getAccount',
+        tags: ['accounts'],
+        params: IdParams,
+        response: {
+          200: jsonResponse('The account', OneAccount),
+          404: errorResponse(404, ['ACCOUNT_NOT_FOUND']),
+        },
+      },
+    },
     async (req) => ({
       account: accountView(await found(req.actor, req.params.id)),
     }),
@@ -47,7 +80,20 @@ export function accountRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/accounts/:id/balance',
-    { config: { roles: READ_ACCOUNTS }, schema: { params: IdParams } },
+    {
+      config: { roles: READ_ACCOUNTS },
+      schema: {
+        summary: "An account's balances",
+        description: 'available = posted - held (held: payments in review).',
+        operationId: 'getAccountBalance',
+        tags: ['accounts'],
+        params: IdParams,
+        response: {
+          200: jsonResponse('The balances', wrapper({ account: ref(AccountBalance) })),
+          404: errorResponse(404, ['ACCOUNT_NOT_FOUND']),
+        },
+      },
+    },
     async (req) => ({
       account: balanceView(await found(req.actor, req.params.id)),
     }),
@@ -55,7 +101,31 @@ export function accountRoutes(app: HttpApp, services: Services): void {
 
   app.post(
     '/v1/accounts',
-    { config: { roles: ADMIN_ONLY }, schema: { body: CreateAccountBody } },
+    {
+      config: { roles: ADMIN_ONLY },
+      schema: {
+        summary: 'Open an account',
+        description:
+          "Opens empty; `initialBalanceCents` is a real ledger posting from the currency's system funding " +
+          'account. Under an Idempotency-Key a retry opens one account and funds it once.',
+        operationId: 'createAccount',
+        tags: ['accounts'],
+        requestHeaders: idempotencyKeyHeader(false),
+        body: withExamples(CreateAccountBody, {
+          funded: {
+            summary: 'A USD account for the demo customer, funded with $500',
+            value: { customerId: 'cus_demo_alice', currency: 'USD', initialBalanceCents: 50000 },
+          },
+          empty: { summary: 'An empty EUR account', value: { customerId: 'cus_demo_bob', currency: 'EUR' } },
+        }),
+        response: {
+          201: jsonResponse('Opened', OneAccount, IDEMPOTENCY_REPLAYED),
+          404: errorResponse(404, ['CUSTOMER_NOT_FOUND']),
+          409: errorResponse(409, ['IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
+          422: errorResponse(422, ['BALANCE_LIMIT_EXCEEDED']),
+        },
+      },
+    },
     async (req, reply) => {
       const key = optionalIdempotencyKeyOf(req);
       const opened = await createAccount(services, req.actor, key, {

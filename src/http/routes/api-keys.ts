@@ -17,7 +17,15 @@ import { ROLES } from '../../domain/types.ts';
 import type { ApiKeyPosition } from '../../storage/store.ts';
 import { ADMIN_ONLY } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import {
+  errorResponse,
+  IDEMPOTENCY_REPLAYED,
+  idempotencyKeyHeader,
+  jsonResponse,
+  withExamples,
+} from '../openapi.ts';
 import { pageLimit } from '../paging.ts';
+import { ApiKey, ApiKeySecret, page, ref, wrapper } from '../response-schemas.ts';
 import { IdParams, ListQuery } from '../schemas.ts';
 import { denyScopedKeys } from '../scope-guard.ts';
 import type { HttpApp } from '../types.ts';
@@ -49,6 +57,10 @@ const RotateApiKeyBody = Type.Object(
 
 const EmptyBody = Type.Object({}, { additionalProperties: false });
 
+const OneKey = wrapper({ apiKey: ref(ApiKey) });
+const KeyWithSecret = wrapper({ apiKey: ref(ApiKey), secret: ApiKeySecret });
+const NOT_FOUND = errorResponse(404, ['API_KEY_NOT_FOUND']);
+
 export function apiKeyRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
   // Admin keys cannot be scoped (src/app/api-keys.ts); this keeps it so should a scoped admin key ever exist.
@@ -56,7 +68,18 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/api-keys',
-    { config: { roles: ADMIN_ONLY }, schema: { querystring: ListQuery } },
+    {
+      config: { roles: ADMIN_ONLY },
+      schema: {
+        summary: 'List API keys',
+        description:
+          'Oldest first, cursor-paged; active, revoked and expired keys alike. Never a secret or a hash.',
+        operationId: 'listApiKeys',
+        tags: ['api-keys'],
+        querystring: ListQuery,
+        response: { 200: jsonResponse('A page of keys', page('apiKeys', ref(ApiKey))) },
+      },
+    },
     async (req) => {
       const page = await reads.listApiKeys(decodeKeyCursor(req.query.cursor), pageLimit(req.query.limit));
       const nowMs = services.clock();
@@ -70,7 +93,16 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/api-keys/:id',
-    { config: { roles: ADMIN_ONLY }, schema: { params: IdParams } },
+    {
+      config: { roles: ADMIN_ONLY },
+      schema: {
+        summary: 'Get an API key',
+        operationId: 'getApiKey',
+        tags: ['api-keys'],
+        params: IdParams,
+        response: { 200: jsonResponse('The key', OneKey), 404: NOT_FOUND },
+      },
+    },
     async (req) => {
       const key = await reads.getApiKey(req.params.id);
       if (key === undefined) throw new AppError('API_KEY_NOT_FOUND', 'API key not found');
@@ -80,7 +112,37 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
 
   app.post(
     '/v1/api-keys',
-    { config: { roles: ADMIN_ONLY }, schema: { body: CreateApiKeyBody } },
+    {
+      config: { roles: ADMIN_ONLY },
+      schema: {
+        summary: 'Create an API key',
+        description:
+          'The secret is in this response only (and in its replay under the same Idempotency-Key): store it. ' +
+          '`customerIds` limits the key to those customers (not for admin keys); `expiresAt` is at most two ' +
+          'years ahead. Audited as api_key.created.',
+        operationId: 'createApiKey',
+        tags: ['api-keys'],
+        requestHeaders: idempotencyKeyHeader(false),
+        body: withExamples(CreateApiKeyBody, {
+          payments: { summary: 'A payments key', value: { role: 'payments', name: 'checkout service' } },
+          scoped: {
+            summary: "A payments key limited to Alice's money, expiring",
+            value: {
+              role: 'payments',
+              name: 'partner: Alice only',
+              customerIds: ['cus_demo_alice'],
+              expiresAt: '2027-06-30T00:00:00Z',
+            },
+          },
+          auditor: { summary: 'An auditor key', value: { role: 'auditor', name: 'audit team' } },
+        }),
+        response: {
+          201: jsonResponse('Created: the secret is shown once', KeyWithSecret, IDEMPOTENCY_REPLAYED),
+          404: errorResponse(404, ['CUSTOMER_NOT_FOUND']),
+          409: errorResponse(409, ['IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
+        },
+      },
+    },
     async (req, reply) => {
       // The secret leaves the server in this response only (and in its replay under the same Idempotency-Key).
       const key = optionalIdempotencyKeyOf(req);
@@ -92,7 +154,23 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
     '/v1/api-keys/:id/revoke',
     {
       config: { roles: ADMIN_ONLY },
-      schema: { params: IdParams, body: EmptyBody },
+      schema: {
+        summary: 'Revoke an API key',
+        description:
+          'From the commit on the key gets 401 AUTH_INVALID everywhere. Revoking a revoked key changes nothing ' +
+          '(200); the last active admin key cannot be revoked (409 API_KEY_LAST_ADMIN). No body, or `{}`.',
+        operationId: 'revokeApiKey',
+        tags: ['api-keys'],
+        params: IdParams,
+        requestHeaders: idempotencyKeyHeader(false),
+        body: EmptyBody,
+        bodyOptional: true,
+        response: {
+          200: jsonResponse('Revoked', OneKey, IDEMPOTENCY_REPLAYED),
+          404: NOT_FOUND,
+          409: errorResponse(409, ['API_KEY_LAST_ADMIN', 'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
+        },
+      },
       preValidation: bodyOptional,
     },
     async (req, reply) => {
@@ -106,7 +184,31 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
     '/v1/api-keys/:id/rotate',
     {
       config: { roles: ADMIN_ONLY },
-      schema: { params: IdParams, body: RotateApiKeyBody },
+      schema: {
+        summary: "Rotate an API key's secret",
+        description:
+          'A new secret, shown once; the old one keeps working for `gracePeriodSeconds` (default 0, at most 7 ' +
+          'days). Revoked and expired keys are not rotated (409 API_KEY_NOT_ACTIVE), nor the demo key (409 ' +
+          'API_KEY_NOT_ROTATABLE: change DEMO_API_TOKEN).',
+        operationId: 'rotateApiKey',
+        tags: ['api-keys'],
+        params: IdParams,
+        requestHeaders: idempotencyKeyHeader(false),
+        body: withExamples(RotateApiKeyBody, {
+          grace: { summary: 'The old secret works for one more hour', value: { gracePeriodSeconds: 3600 } },
+          now: { summary: 'The old secret stops at once', value: {} },
+        }),
+        bodyOptional: true,
+        response: {
+          200: jsonResponse('Rotated: the new secret is shown once', KeyWithSecret, IDEMPOTENCY_REPLAYED),
+          404: NOT_FOUND,
+          409: errorResponse(409, [
+            'API_KEY_NOT_ACTIVE',
+            'API_KEY_NOT_ROTATABLE',
+            'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
+          ]),
+        },
+      },
       preValidation: bodyOptional,
     },
     async (req, reply) => {

@@ -7,7 +7,17 @@ import { auditEntryView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
 import { AUDITOR } from '../auth.ts';
 import { errorBody } from '../error-handler.ts';
+import { ErrorEnvelope, errorResponse, jsonResponse, preferHeader, textResponse } from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { publicRequestId } from '../request-ids.ts';
+import {
+  AuditEntry,
+  AuditVerification,
+  AuditVerificationChecked,
+  AuditVerificationJob,
+  ref,
+  wrapper,
+} from '../response-schemas.ts';
 import { ListQuery } from '../schemas.ts';
 import { denyScopedKeys } from '../scope-guard.ts';
 import type { HttpApp } from '../types.ts';
@@ -20,7 +30,30 @@ export function auditRoutes(app: HttpApp, services: Services): void {
   // The cursor is the index of the next entry; entries come in index order.
   app.get(
     '/v1/audit-logs',
-    { config: { roles: AUDITOR }, schema: { querystring: ListQuery } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'List audit entries',
+        description:
+          'In index order, cursor-paged; `total` is the size of the log. Each entry is hash-chained to the one ' +
+          'before (`prevHash`). Not for keys scoped to customers (403).',
+        operationId: 'listAuditEntries',
+        tags: ['audit'],
+        querystring: ListQuery,
+        response: {
+          200: jsonResponse(
+            'A page of entries',
+            wrapper({
+              logs: Type.Array(ref(AuditEntry), { maxItems: 500 }),
+              count: Type.Integer({ minimum: 0, description: 'entries on this page' }),
+              total: Type.Integer({ minimum: 0, description: 'entries in the log' }),
+              hasMore: Type.Boolean(),
+              nextCursor: Type.Union([Type.String(), Type.Null()]),
+            }),
+          ),
+        },
+      },
+    },
     async (req) => {
       const limit = pageLimit(req.query.limit);
       const from = decodeCursor(req.query.cursor);
@@ -108,9 +141,62 @@ function verifyRoutes(app: HttpApp, services: Services): void {
       .header('retry-after', '1')
       .send({ job: verificationJobView(job) });
 
+  const jobBody = wrapper({ job: ref(AuditVerificationJob) });
+  const finished = {
+    verification: ref(AuditVerification),
+    checked: ref(AuditVerificationChecked),
+  };
   app.get(
     '/v1/audit-logs/verify',
-    { config: { roles: AUDITOR }, schema: { querystring: VerifyQuery } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'Verify the audit chain',
+        description:
+          'Incremental: re-hashes what was appended since the last successful check (shared by concurrent ' +
+          'requests); waits up to `Prefer: wait` (default 10 s), else 202 with the job to poll. `full=true` ' +
+          're-verifies everything from genesis (entries, Merkle nodes, the latest checkpoint) as a background ' +
+          'job: 202 at once. A broken chain is 500 AUDIT_CHAIN_INVALID with the verification.',
+        operationId: 'verifyAuditLog',
+        tags: ['audit'],
+        querystring: VerifyQuery,
+        requestHeaders: preferHeader(
+          '`wait=<seconds>` (at most 25) or `respond-async` (answer 202 at once)',
+          ['wait=5', 'respond-async'],
+        ),
+        response: {
+          200: jsonResponse('The chain is intact up to `verification.size`', wrapper(finished), {
+            'preference-applied': Type.String({
+              pattern: '^(respond-async|wait=[0-9]+)$',
+              description: 'the Prefer value honoured',
+            }),
+          }),
+          202: jsonResponse('Still running (or a full run started): poll `Location`', jobBody, {
+            location: Type.String({
+              pattern: '^/v1/audit-logs/verify-jobs/avj_[0-9a-f]{24}$',
+              description: 'the job',
+            }),
+            'retry-after': Type.String({ pattern: '^[0-9]+$', description: 'seconds before polling' }),
+            'preference-applied': Type.String({
+              pattern: '^(respond-async|wait=[0-9]+)$',
+              description: 'the Prefer value honoured',
+            }),
+          }),
+          500: jsonResponse(
+            'AUDIT_CHAIN_INVALID: the envelope with the verification that found the break; or another 500',
+            Type.Object(
+              {
+                verification: Type.Optional(ref(AuditVerification)),
+                checked: Type.Optional(ref(AuditVerificationChecked)),
+                error: ErrorEnvelope.properties.error,
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          503: errorResponse(503, ['SERVICE_UNAVAILABLE']),
+        },
+      },
+    },
     async (req, reply) => {
       if (req.query.full === true) return accepted(reply, verifier.start('full'));
       const job = verifier.start('incremental');
@@ -126,13 +212,29 @@ function verifyRoutes(app: HttpApp, services: Services): void {
       const body = { verification, checked: checkedView(job, result) };
       if (verification.valid) return body;
       const message = `the audit chain is broken at index ${verification.brokenAtIndex}`;
-      return reply.code(500).send({ ...body, ...errorBody('AUDIT_CHAIN_INVALID', message, req.id) });
+      return reply.code(500).send({
+        ...body,
+        ...errorBody('AUDIT_CHAIN_INVALID', message, publicRequestId(req.id, req.headers)),
+      });
     },
   );
 
   app.get(
     '/v1/audit-logs/verify-jobs/:id',
-    { config: { roles: AUDITOR }, schema: { params: JobParams } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'An audit verification job',
+        description: 'Jobs live in the memory of the process that runs them (the last 32): ask that process.',
+        operationId: 'getAuditVerificationJob',
+        tags: ['audit'],
+        params: JobParams,
+        response: {
+          200: jsonResponse('The job', jobBody),
+          404: errorResponse(404, ['NOT_FOUND']),
+        },
+      },
+    },
     async (req) => {
       const job = verifier.job(req.params.id);
       if (job === undefined) {
@@ -209,18 +311,66 @@ function verifiableLogRoutes(app: HttpApp, services: Services): void {
     if (treeSize > size) throw badParameter(field, `must be at most the log size (${size})`);
   };
 
-  app.get('/v1/audit-logs/checkpoint', { config: { roles: AUDITOR } }, async (_req, reply) => {
-    const checkpoint = await services.auditLog.checkpoint();
-    return reply.type('text/plain; charset=utf-8').send(checkpoint.note);
-  });
+  app.get(
+    '/v1/audit-logs/checkpoint',
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'The latest signed checkpoint',
+        description:
+          'A C2SP tlog-checkpoint in a signed note: origin, tree size, base64 root hash, a blank line, then ' +
+          '`— <key name> <signature>` lines (a new one is cut first if the log grew). Save it outside the server.',
+        operationId: 'getAuditCheckpoint',
+        tags: ['audit'],
+        response: {
+          200: textResponse('The signed note', Type.String({ minLength: 1 })),
+          500: errorResponse(500, ['AUDIT_LOG_INCONSISTENT']),
+        },
+      },
+    },
+    async (_req, reply) => {
+      const checkpoint = await services.auditLog.checkpoint();
+      return reply.type('text/plain; charset=utf-8').send(checkpoint.note);
+    },
+  );
 
-  app.get('/v1/audit-logs/public-key', { config: { roles: AUDITOR } }, async (_req, reply) => {
-    return reply.type('text/plain; charset=utf-8').send(`${services.auditLog.signer.verifierKey()}\n`);
-  });
+  app.get(
+    '/v1/audit-logs/public-key',
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: "The checkpoints' verifier key",
+        description: 'One line, `<name>+<key hash hex>+<base64(0x01 || Ed25519 public key)>`: pin it once.',
+        operationId: 'getAuditPublicKey',
+        tags: ['audit'],
+        response: {
+          200: textResponse(
+            'The verifier key',
+            Type.String({ pattern: '^[!-~]+\\+[0-9a-f]{8}\\+[A-Za-z0-9+/=]+\\n$' }),
+          ),
+        },
+      },
+    },
+    async (_req, reply) => {
+      return reply.type('text/plain; charset=utf-8').send(`${services.auditLog.signer.verifierKey()}\n`);
+    },
+  );
 
   app.get(
     '/v1/audit-logs/entries/:index',
-    { config: { roles: AUDITOR }, schema: { params: EntryParams } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'One audit entry',
+        operationId: 'getAuditEntry',
+        tags: ['audit'],
+        params: EntryParams,
+        response: {
+          200: jsonResponse('The entry', wrapper({ entry: ref(AuditEntry) })),
+          404: errorResponse(404, ['AUDIT_ENTRY_NOT_FOUND']),
+        },
+      },
+    },
     async (req) => {
       const index = Number(req.params.index);
       const [entry] = Number.isSafeInteger(index) ? await reads.listAuditEntries(index, 1) : [];
@@ -231,9 +381,32 @@ function verifiableLogRoutes(app: HttpApp, services: Services): void {
     },
   );
 
+  const Hashes = Type.Array(Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }), {
+    description: 'SHA-256 hashes, base64 (RFC 9162)',
+  });
   app.get(
     '/v1/audit-logs/proofs/inclusion',
-    { config: { roles: AUDITOR }, schema: { querystring: InclusionQuery } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'Inclusion proof of an entry',
+        description:
+          'RFC 9162 audit path of entry `index` in the tree of the first `treeSize` entries, leaf to root ' +
+          '(any size up to the log size, not only checkpointed ones).',
+        operationId: 'getAuditInclusionProof',
+        tags: ['audit'],
+        querystring: InclusionQuery,
+        response: {
+          200: jsonResponse(
+            'The proof',
+            wrapper({
+              inclusionProof: wrapper({ index: Size(0), treeSize: Size(1), hashes: Hashes }),
+            }),
+          ),
+          500: errorResponse(500, ['AUDIT_LOG_INCONSISTENT']),
+        },
+      },
+    },
     async (req) => {
       const { index, treeSize } = req.query;
       if (index >= treeSize) throw badParameter('index', 'must be smaller than treeSize');
@@ -245,7 +418,23 @@ function verifiableLogRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/audit-logs/proofs/consistency',
-    { config: { roles: AUDITOR }, schema: { querystring: ConsistencyQuery } },
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'Consistency proof between two tree sizes',
+        description: 'RFC 9162: the tree of `from` entries is a prefix of the tree of `to` entries.',
+        operationId: 'getAuditConsistencyProof',
+        tags: ['audit'],
+        querystring: ConsistencyQuery,
+        response: {
+          200: jsonResponse(
+            'The proof',
+            wrapper({ consistencyProof: wrapper({ from: Size(1), to: Size(1), hashes: Hashes }) }),
+          ),
+          500: errorResponse(500, ['AUDIT_LOG_INCONSISTENT']),
+        },
+      },
+    },
     async (req) => {
       const { from, to } = req.query;
       if (from > to) throw badParameter('from', 'must be at most to');

@@ -3,14 +3,28 @@ import type { Services } from '../../app/services.ts';
 import { verifyLedger } from '../../app/verification.ts';
 import { ledgerEntryView } from '../../app/views.ts';
 import { AUDITOR, READ_LEDGER } from '../auth.ts';
+import { jsonResponse } from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { LedgerEntry, LedgerVerification, page, ref, wrapper } from '../response-schemas.ts';
 import { LedgerQuery } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
 export function ledgerRoutes(app: HttpApp, services: Services): void {
   app.get(
     '/v1/ledger',
-    { config: { roles: READ_LEDGER }, schema: { querystring: LedgerQuery } },
+    {
+      config: { roles: READ_LEDGER },
+      schema: {
+        summary: 'List ledger entries',
+        description:
+          'Oldest first, cursor-paged; filter by `paymentId` and/or `accountId`. Every posting is a debit and a ' +
+          'credit of the same amount. A scoped key sees only the entries on its customers’ accounts.',
+        operationId: 'listLedgerEntries',
+        tags: ['ledger'],
+        querystring: LedgerQuery,
+        response: { 200: jsonResponse('A page of ledger entries', page('ledgerEntries', ref(LedgerEntry))) },
+      },
+    },
     async (req) => {
       const page = await services.store.reads.listLedgerEntries(
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
@@ -25,8 +39,26 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
     },
   );
 
-  app.get('/v1/ledger/verify', { config: { roles: AUDITOR } }, async (req) => {
-    requireUnscoped(req.actor, 'verify the whole ledger');
-    return { verification: await verifyLedger(services.store) };
-  });
+  app.get(
+    '/v1/ledger/verify',
+    {
+      config: { roles: AUDITOR },
+      schema: {
+        summary: 'Verify the ledger',
+        description:
+          "Recomputes every balance from the entries: each currency's debits equal its credits, every account's " +
+          'balances equal its entries and open holds, every payment agrees with its hold and refunds. ' +
+          '`valid: false` names up to 100 mismatches. Not for keys scoped to customers (403).',
+        operationId: 'verifyLedger',
+        tags: ['ledger'],
+        response: {
+          200: jsonResponse('The result (valid or not)', wrapper({ verification: ref(LedgerVerification) })),
+        },
+      },
+    },
+    async (req) => {
+      requireUnscoped(req.actor, 'verify the whole ledger');
+      return { verification: await verifyLedger(services.store) };
+    },
+  );
 }

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { createPayment } from '../../app/create-payment.ts';
 import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import { createRefund } from '../../app/refunds.ts';
@@ -9,7 +10,17 @@ import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../
 import { AppError } from '../../domain/errors.ts';
 import { CREATE_PAYMENTS, READ_PAYMENTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
 import { idempotencyKeyOf, optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import {
+  ERROR_ENVELOPE_ID,
+  errorResponse,
+  IDEMPOTENCY_REPLAYED,
+  idempotencyKeyHeader,
+  jsonResponse,
+  preferHeader,
+  withExamples,
+} from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { LedgerEntry, Payment, page, Receipt, Refund, ref, wrapper } from '../response-schemas.ts';
 import { CreatePaymentBody, IdParams, PaymentListQuery, RefundBody, ReviewBody } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
@@ -21,12 +32,103 @@ import type { HttpApp } from '../types.ts';
 const LEDGER_ENTRIES_PER_PAYMENT_MAX = 100;
 const REFUNDS_PER_PAYMENT_MAX = 100;
 
+/** `{payment, ledgerPosted}`: the answer of a payment and of a review; `receipt` with `Prefer: receipt`. */
+const paymentResult = (ledgerPosted: boolean, receipt: boolean) =>
+  wrapper({
+    payment: ref(Payment),
+    ledgerPosted: Type.Literal(ledgerPosted),
+    // With `Prefer: receipt` (src/app/receipts.ts).
+    ...(receipt ? { receipt: Type.Optional(ref(Receipt)) } : {}),
+  });
+const PREFERENCE_APPLIED_RECEIPT = {
+  'preference-applied': Type.String({ enum: ['receipt'], description: 'the receipt was added' }),
+};
+const PAYMENT_HEADERS = { ...IDEMPOTENCY_REPLAYED, ...PREFERENCE_APPLIED_RECEIPT };
+const PAYMENT_EXAMPLES = {
+  workshop: {
+    summary: 'The workshop payment: $12.50 from Alice to Bob (posted, 201)',
+    value: {
+      sourceAccountId: 'acc_demo_alice_usd',
+      destinationAccountId: 'acc_demo_bob_usd',
+      amountCents: 1250,
+      currency: 'USD',
+    },
+  },
+  withNote: {
+    summary: 'With a note and metadata',
+    value: {
+      sourceAccountId: 'acc_demo_alice_usd',
+      destinationAccountId: 'acc_demo_bob_usd',
+      amountCents: 1250,
+      currency: 'USD',
+      note: 'Dinner, 14 March',
+      metadata: { invoice: 'INV-2026-0042' },
+    },
+  },
+  heldForReview: {
+    summary: '$2,500: held for review (202)',
+    value: {
+      sourceAccountId: 'acc_demo_alice_usd',
+      destinationAccountId: 'acc_demo_bob_usd',
+      amountCents: 250000,
+      currency: 'USD',
+    },
+  },
+  declined: {
+    summary: "More than Bob's balance: declined, insufficient_funds (422)",
+    value: {
+      sourceAccountId: 'acc_demo_bob_usd',
+      destinationAccountId: 'acc_demo_alice_usd',
+      amountCents: 9000000,
+      currency: 'USD',
+    },
+  },
+};
+
 export function paymentRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
 
   app.post(
     '/v1/payments',
-    { config: { roles: CREATE_PAYMENTS }, schema: { body: CreatePaymentBody } },
+    {
+      config: { roles: CREATE_PAYMENTS },
+      schema: {
+        summary: 'Make a payment',
+        description:
+          'Validation, the idempotency gate, KYC/AML and fraud checks, then one of three outcomes, committed ' +
+          'atomically: `posted` (201, debit and credit), `manual_review` (202, the amount held), `declined` ' +
+          "(422, nothing moves). The decision is shown as the caller's role may see it. A retry with the same " +
+          'Idempotency-Key and body replays the first response byte for byte.',
+        operationId: 'createPayment',
+        tags: ['payments'],
+        requestHeaders: {
+          ...idempotencyKeyHeader(true),
+          ...preferHeader(
+            '`receipt`: add a receipt (the audit entry with an inclusion proof against a signed checkpoint) and ' +
+              'answer `Preference-Applied: receipt`; ignored for keys scoped to customers',
+            ['receipt'],
+          ),
+        },
+        body: withExamples(CreatePaymentBody, PAYMENT_EXAMPLES),
+        response: {
+          201: jsonResponse('Posted: the money moved', paymentResult(true, true), PAYMENT_HEADERS),
+          202: jsonResponse(
+            'Held for review (manual_review): the amount is held on the source account',
+            paymentResult(false, true),
+            PAYMENT_HEADERS,
+          ),
+          400: errorResponse(400, ['IDEMPOTENCY_KEY_REQUIRED']),
+          404: errorResponse(404, ['SOURCE_ACCOUNT_NOT_FOUND', 'DESTINATION_ACCOUNT_NOT_FOUND']),
+          409: errorResponse(409, ['IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
+          422: jsonResponse(
+            'Declined: the payment, stored and replayed like the others (nothing moved); or BALANCE_LIMIT_EXCEEDED',
+            Type.Union([paymentResult(false, true), Type.Ref(ERROR_ENVELOPE_ID)]),
+            PAYMENT_HEADERS,
+          ),
+          500: errorResponse(500, ['AUDIT_LOG_INCONSISTENT']),
+        },
+      },
+    },
     async (req, reply) => {
       const key = idempotencyKeyOf(req);
       // The stored (and replayed) body shows the decision as the caller's role may see it (req.actor).
@@ -44,7 +146,19 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/payments',
-    { config: { roles: READ_PAYMENTS }, schema: { querystring: PaymentListQuery } },
+    {
+      config: { roles: READ_PAYMENTS },
+      schema: {
+        summary: 'List payments',
+        description:
+          'Oldest first, cursor-paged; `status=manual_review` is the review queue. A scoped key lists the ' +
+          'payments from or to its customers’ accounts.',
+        operationId: 'listPayments',
+        tags: ['payments'],
+        querystring: PaymentListQuery,
+        response: { 200: jsonResponse('A page of payments', page('payments', ref(Payment))) },
+      },
+    },
     async (req) => {
       const page = await reads.listPayments(
         { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
@@ -62,7 +176,31 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
 
   app.get(
     '/v1/payments/:id',
-    { config: { roles: READ_PAYMENTS }, schema: { params: IdParams } },
+    {
+      config: { roles: READ_PAYMENTS },
+      schema: {
+        summary: 'Get a payment, its ledger entries and refunds',
+        description:
+          'At most 100 ledger entries and 100 refunds; `…HasMore` says when there are more (GET /v1/ledger?paymentId= ' +
+          'pages through all entries). A scoped key sees only the entries on its side.',
+        operationId: 'getPayment',
+        tags: ['payments'],
+        params: IdParams,
+        response: {
+          200: jsonResponse(
+            'The payment',
+            wrapper({
+              payment: ref(Payment),
+              ledgerEntries: Type.Array(ref(LedgerEntry), { maxItems: LEDGER_ENTRIES_PER_PAYMENT_MAX }),
+              ledgerEntriesHasMore: Type.Boolean(),
+              refunds: Type.Array(ref(Refund), { maxItems: REFUNDS_PER_PAYMENT_MAX }),
+              refundsHasMore: Type.Boolean(),
+            }),
+          ),
+          404: errorResponse(404, ['PAYMENT_NOT_FOUND']),
+        },
+      },
+    },
     async (req) => {
       const payment = await reads.getPayment(req.params.id);
       if (payment === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
@@ -85,12 +223,62 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
   );
 
   // The review queue's resolutions (src/app/review.ts): approve posts the held amount (201), reject releases it.
+  const REVIEW_DOCS = {
+    approve: {
+      summary: 'Approve a payment held for review',
+      description:
+        'Re-checks the payment against what may have changed while it waited (both parties’ KYC, sanctions ' +
+        'screening, jurisdictions, the current policy); if it would now be declined: 409 ' +
+        'PAYMENT_NO_LONGER_APPROVABLE with the reason codes in `details`, and it stays in review. Otherwise the ' +
+        'hold becomes a posting of exactly the held amount.',
+      operationId: 'approvePayment',
+      response: {
+        201: jsonResponse('Approved and posted', paymentResult(true, false), IDEMPOTENCY_REPLAYED),
+        409: errorResponse(409, [
+          'PAYMENT_NOT_IN_REVIEW',
+          'PAYMENT_NO_LONGER_APPROVABLE',
+          'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
+        ]),
+        422: errorResponse(422, ['BALANCE_LIMIT_EXCEEDED']),
+      },
+    },
+    reject: {
+      summary: 'Reject a payment held for review',
+      description: 'Releases the hold; the payment is declined (resolution `rejected`).',
+      operationId: 'rejectPayment',
+      response: {
+        200: jsonResponse(
+          'Rejected: the hold is released',
+          paymentResult(false, false),
+          IDEMPOTENCY_REPLAYED,
+        ),
+        409: errorResponse(409, ['PAYMENT_NOT_IN_REVIEW', 'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
+      },
+    },
+  } as const;
   for (const action of ['approve', 'reject'] as const satisfies ReviewAction[]) {
+    const docs = REVIEW_DOCS[action];
     app.post(
       `/v1/payments/:id/${action}`,
       {
         config: { roles: REVIEW_PAYMENTS },
-        schema: { params: IdParams, body: ReviewBody },
+        schema: {
+          summary: docs.summary,
+          description: `${docs.description} A second call is 409 PAYMENT_NOT_IN_REVIEW. The body may be left out.`,
+          operationId: docs.operationId,
+          tags: ['payments'],
+          params: IdParams,
+          requestHeaders: idempotencyKeyHeader(false),
+          body: withExamples(ReviewBody, {
+            note: {
+              summary: "The reviewer's note (stored encrypted)",
+              value: { note: 'Source of funds verified' },
+            },
+            none: { summary: 'No note', value: {} },
+          }),
+          bodyOptional: true,
+          response: { ...docs.response, 404: errorResponse(404, ['PAYMENT_NOT_FOUND']) },
+        },
         preValidation: bodyOptional,
       },
       async (req, reply) => {
@@ -106,7 +294,35 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
     '/v1/payments/:id/refunds',
     {
       config: { roles: REFUND_PAYMENTS },
-      schema: { params: IdParams, body: RefundBody },
+      schema: {
+        summary: 'Refund a posted payment',
+        description:
+          'The remaining amount, or `amountCents` of it; partial refunds add up to the payment, not beyond. A ' +
+          "refund posting from the receiver back to the payer: the receiver's available balance must cover it. " +
+          'The body may be left out (a full refund).',
+        operationId: 'refundPayment',
+        tags: ['payments'],
+        params: IdParams,
+        requestHeaders: idempotencyKeyHeader(true),
+        body: withExamples(RefundBody, {
+          partial: {
+            summary: 'Refund $5.00 of it',
+            value: { amountCents: 500, reason: 'Customer returned one item' },
+          },
+          full: { summary: 'Refund what remains', value: {} },
+        }),
+        bodyOptional: true,
+        response: {
+          201: jsonResponse('Refunded', wrapper({ refund: ref(Refund) }), IDEMPOTENCY_REPLAYED),
+          400: errorResponse(400, ['IDEMPOTENCY_KEY_REQUIRED']),
+          404: errorResponse(404, ['PAYMENT_NOT_FOUND']),
+          409: errorResponse(409, [
+            'PAYMENT_NOT_REFUNDABLE',
+            'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
+          ]),
+          422: errorResponse(422, ['REFUND_EXCEEDS_PAYMENT', 'INSUFFICIENT_FUNDS', 'BALANCE_LIMIT_EXCEEDED']),
+        },
+      },
       preValidation: bodyOptional,
     },
     async (req, reply) => {

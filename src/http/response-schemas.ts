@@ -1,0 +1,383 @@
+import { type TSchema, Type } from 'typebox';
+import { RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
+
+/**
+ * The JSON views clients receive (src/app/views.ts and the routes' own bodies), as TypeBox schemas for the
+ * OpenAPI document. They document; they do not serialise (server.ts sends JSON.stringify's output), and every
+ * object says `additionalProperties: false`, so a field a view gains without being documented here fails the
+ * contract test (test/openapi-contract.test.ts) instead of going unnoticed.
+ *
+ * The shared shapes carry an `$id`: registerOpenApi (openapi.ts) adds them to the server, and the document
+ * lists them under components/schemas; routes refer to them with `ref(Schema)`.
+ */
+const closed = { additionalProperties: false } as const;
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const DateTime = (description?: string) =>
+  Type.String({ format: 'date-time', ...(description === undefined ? {} : { description }) });
+/** `<prefix>_…`: generated ids, and the fixed ones of the demo data (acc_demo_alice_usd, key_demo_admin). */
+const Id = (prefix: string, description?: string) =>
+  Type.String({
+    pattern: `^${prefix}_[A-Za-z0-9_]{1,60}$`,
+    ...(description === undefined ? {} : { description }),
+  });
+const Cents = (description: string) =>
+  Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description });
+const Currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' });
+const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Base64Hash = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$', description: 'a SHA-256 hash, base64' });
+
+/** A reference to a shared schema (one with an `$id`), as the document's components/schemas names it. */
+export function ref(schema: TSchema & { $id?: string }) {
+  if (schema.$id === undefined) throw new Error('ref() needs a schema with an $id');
+  return Type.Ref(schema.$id);
+}
+
+export const Customer = Type.Object(
+  {
+    id: Id('cus'),
+    name: Type.String({ description: 'as sent (stored encrypted)' }),
+    country: Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2 (or XK)' }),
+    kycStatus: Type.Union([
+      Type.Literal('verified'),
+      Type.Literal('manual_review'),
+      Type.Literal('rejected'),
+    ]),
+    kycTier: Type.String({
+      pattern: '^[a-z0-9_]{1,32}$',
+      description: "one of the risk policy's tiers (basic, standard, enhanced in the default policy)",
+    }),
+    createdAt: DateTime(),
+  },
+  { ...closed, $id: 'Customer', title: 'Customer' },
+);
+
+export const Account = Type.Object(
+  {
+    id: Id('acc'),
+    ownerCustomerId: Id('cus'),
+    currency: Currency,
+    availableBalanceCents: Cents('posted minus held: what a payment may spend'),
+    postedBalanceCents: Cents('the sum of the ledger entries on the account'),
+    heldBalanceCents: Cents('reserved by payments held for review'),
+    maskedAccountNumber: Type.String({ pattern: '^\\*\\*\\*\\* \\*\\*\\*\\* \\*\\*\\*\\* [0-9]{4}$' }),
+    createdAt: DateTime(),
+  },
+  { ...closed, $id: 'Account', title: 'Account' },
+);
+
+export const AccountBalance = Type.Object(
+  {
+    id: Id('acc'),
+    currency: Currency,
+    availableBalanceCents: Cents('posted minus held'),
+    postedBalanceCents: Cents('the sum of the ledger entries on the account'),
+    heldBalanceCents: Cents('reserved by payments held for review'),
+  },
+  { ...closed, $id: 'AccountBalance', title: 'AccountBalance' },
+);
+
+const FeatureValue = Type.Union([Type.Number(), Type.String(), Type.Boolean()]);
+
+export const RuleHit = Type.Object(
+  {
+    rule: Type.String({ description: "the policy rule's id (`currency` and `funds`: the system checks)" }),
+    outcome: Type.Union([Type.Literal('decline'), Type.Literal('review'), Type.Literal('allow')]),
+    reason: Type.String({ description: 'the reason code' }),
+    score: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: "the rule's weight" })),
+    observed: Type.Record(Type.String(), Type.Union([FeatureValue, Type.Null()]), {
+      description: 'the feature values the rule saw',
+    }),
+  },
+  { ...closed, $id: 'RuleHit', title: 'RuleHit' },
+);
+
+const ScreenedParty = Type.Object(
+  {
+    scoreBp: Type.Integer({ minimum: 0, maximum: 10_000, description: 'best match, basis points' }),
+    entryId: Nullable(Type.String({ description: 'the list entry matched best' })),
+    aliasId: Nullable(Type.String({ description: 'the alias (alt.csv) matched, if any' })),
+  },
+  closed,
+);
+
+const Outcome = Type.Union([Type.Literal('posted'), Type.Literal('manual_review'), Type.Literal('declined')]);
+const Reasons = Type.Array(Type.String(), { description: 'reason codes, e.g. insufficient_funds' });
+
+export const DecisionFull = Type.Object(
+  {
+    outcome: Outcome,
+    policyVersion: Type.String(),
+    reasons: Reasons,
+    rules: Type.Array(ref(RuleHit), { description: 'every rule that fired, with what it saw' }),
+    score: Type.Integer({ minimum: 0, maximum: 100 }),
+    features: Type.Record(Type.String(), FeatureValue, { description: 'every feature the policy read' }),
+    sanctions: Type.Object(
+      {
+        listSha256: Sha256Hex,
+        sender: ScreenedParty,
+        receiver: ScreenedParty,
+      },
+      { ...closed, description: 'the screening version and both parties’ best matches' },
+    ),
+  },
+  {
+    ...closed,
+    $id: 'DecisionFull',
+    title: 'DecisionFull',
+    description: 'The whole explainable decision: what compliance, auditor and admin keys see.',
+  },
+);
+
+export const DecisionSummary = Type.Object(
+  { outcome: Outcome, policyVersion: Type.String(), reasons: Reasons },
+  {
+    ...closed,
+    $id: 'DecisionSummary',
+    title: 'DecisionSummary',
+    description:
+      'What payments keys see (and webhook payloads and events): the outcome and its reason codes.',
+  },
+);
+
+export const Payment = Type.Object(
+  {
+    id: Id('pay'),
+    status: Outcome,
+    sourceAccountId: Id('acc'),
+    destinationAccountId: Id('acc'),
+    amountCents: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    currency: Currency,
+    note: Nullable(Type.String()),
+    metadata: Nullable(Type.Record(Type.String(), Type.String())),
+    reasons: Reasons,
+    decision: Type.Union([ref(DecisionFull), ref(DecisionSummary)], {
+      description: 'full for compliance, auditor and admin keys; the summary for payments keys',
+    }),
+    refundedCents: Cents('the sum of its refunds'),
+    resolution: Nullable(
+      Type.Object(
+        {
+          outcome: Type.Union(RESOLUTION_OUTCOMES.map((o) => Type.Literal(o))),
+          resolvedAt: DateTime(),
+          resolvedBy: Type.String({ description: 'the API key that decided, or `system` for an expiry' }),
+          noteProvided: Type.Boolean({ description: "the reviewer's note itself is never returned" }),
+        },
+        { ...closed, description: 'how a review ended; null while in review and for payments never held' },
+      ),
+    ),
+    createdAt: DateTime(),
+  },
+  { ...closed, $id: 'Payment', title: 'Payment' },
+);
+
+export const Refund = Type.Object(
+  {
+    id: Id('ref'),
+    paymentId: Id('pay'),
+    amountCents: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    currency: Currency,
+    reason: Nullable(Type.String()),
+    ledgerTransactionId: Id('ltx'),
+    createdAt: DateTime(),
+  },
+  { ...closed, $id: 'Refund', title: 'Refund' },
+);
+
+export const LedgerEntry = Type.Object(
+  {
+    id: Id('led'),
+    transactionId: Id('ltx'),
+    paymentId: Nullable(Id('pay')),
+    accountId: Id('acc'),
+    direction: Type.Union([Type.Literal('debit'), Type.Literal('credit')]),
+    amountCents: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    currency: Currency,
+    requestId: Type.String({ description: "the server's id of the request that wrote it" }),
+    timestamp: DateTime(),
+  },
+  { ...closed, $id: 'LedgerEntry', title: 'LedgerEntry' },
+);
+
+export const AuditEntry = Type.Object(
+  {
+    id: Id('aud'),
+    index: Count,
+    timestamp: DateTime(),
+    eventType: Type.String({ description: 'e.g. payment.posted, customer.kyc_updated, api_key.created' }),
+    actorId: Type.String({ description: 'the API key that acted, or `system`/`cli`' }),
+    requestId: Type.String(),
+    resourceType: Type.String(),
+    resourceId: Type.String(),
+    metadata: Type.Object({}, { additionalProperties: true, description: 'ids, amounts, decisions' }),
+    prevHash: Type.String({ pattern: '^(GENESIS|[0-9a-f]{64})$' }),
+    hash: Sha256Hex,
+  },
+  {
+    ...closed,
+    $id: 'AuditEntry',
+    title: 'AuditEntry',
+    description: '`hash` is SHA-256 over the canonical JSON (RFC 8785) of the entry without `hash`.',
+  },
+);
+
+export const Receipt = Type.Object(
+  {
+    index: Count,
+    entry: ref(AuditEntry),
+    inclusionProof: Type.Array(Base64Hash, { description: 'RFC 9162, leaf to root' }),
+    checkpoint: Type.String({ description: 'the signed note (C2SP tlog-checkpoint) the proof leads to' }),
+  },
+  {
+    ...closed,
+    $id: 'Receipt',
+    title: 'Receipt',
+    description:
+      "Proof that the payment's audit entry is in the log: entry `index` of the tree the signed checkpoint " +
+      'commits to. The entry holds the full decision (the leaf hash covers it).',
+  },
+);
+
+/** GET /v1/ledger/verify's result (src/app/verification.ts). */
+export const LedgerVerification = Type.Object(
+  {
+    valid: Type.Boolean(),
+    currencies: Type.Array(
+      Type.Object(
+        {
+          currency: Currency,
+          debitsCents: Type.Union([Count, Type.String({ pattern: '^[0-9]+$' })], {
+            description: 'a decimal string beyond 2^53',
+          }),
+          creditsCents: Type.Union([Count, Type.String({ pattern: '^[0-9]+$' })], {
+            description: 'a decimal string beyond 2^53',
+          }),
+        },
+        closed,
+      ),
+    ),
+    accountsChecked: Count,
+    mismatches: Type.Array(Type.Object({ accountId: Type.String(), problem: Type.String() }, closed), {
+      maxItems: 100,
+    }),
+  },
+  { ...closed, $id: 'LedgerVerification', title: 'LedgerVerification' },
+);
+
+export const AuditVerification = Type.Object(
+  {
+    valid: Type.Boolean(),
+    brokenAtIndex: Nullable(Count),
+    reason: Nullable(Type.String()),
+    size: Count,
+  },
+  { ...closed, $id: 'AuditVerification', title: 'AuditVerification' },
+);
+
+const VerificationMode = Type.Union([Type.Literal('incremental'), Type.Literal('full')]);
+
+/** What a finished run of GET /v1/audit-logs/verify covered. */
+export const AuditVerificationChecked = Type.Object(
+  {
+    mode: VerificationMode,
+    jobId: Type.String({ pattern: '^avj_[0-9a-f]{24}$' }),
+    verifiedFrom: Count,
+    verifiedUpTo: Count,
+    complete: Type.Literal(true),
+    lastFullVerification: Nullable(
+      Type.Object(
+        {
+          at: DateTime(),
+          size: Count,
+          valid: Type.Boolean(),
+          brokenAtIndex: Nullable(Count),
+          reason: Nullable(Type.String()),
+        },
+        closed,
+      ),
+    ),
+  },
+  { ...closed, $id: 'AuditVerificationChecked', title: 'AuditVerificationChecked' },
+);
+
+export const AuditVerificationJob = Type.Object(
+  {
+    id: Type.String({ pattern: '^avj_[0-9a-f]{24}$' }),
+    mode: VerificationMode,
+    status: Type.Union([Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]),
+    startedAt: DateTime(),
+    finishedAt: Nullable(DateTime()),
+    verifiedFrom: Nullable(Count),
+    checkedUpTo: Nullable(Count),
+    size: Nullable(Count),
+    verification: Nullable(ref(AuditVerification)),
+    verifiedUpTo: Nullable(Count),
+    error: Nullable(Type.String()),
+  },
+  {
+    ...closed,
+    $id: 'AuditVerificationJob',
+    title: 'AuditVerificationJob',
+    description: 'Kept in the memory of the process that runs it (the last 32): poll that process.',
+  },
+);
+
+export const ApiKey = Type.Object(
+  {
+    id: Id('key'),
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    role: Type.Union(ROLES.map((r) => Type.Literal(r))),
+    customerIds: Nullable(Type.Array(Id('cus'), { minItems: 1, maxItems: 100 })),
+    status: Type.Union([Type.Literal('active'), Type.Literal('revoked'), Type.Literal('expired')]),
+    createdAt: DateTime(),
+    expiresAt: Nullable(DateTime()),
+    revokedAt: Nullable(DateTime()),
+    lastRotatedAt: Nullable(DateTime()),
+    previousSecretExpiresAt: Nullable(DateTime('the replaced secret works until then (rotation grace)')),
+  },
+  { ...closed, $id: 'ApiKey', title: 'ApiKey', description: 'Never a secret or a hash.' },
+);
+
+export const ApiKeySecret = Type.String({
+  pattern: '^sk_[A-Za-z0-9_-]{43}$',
+  description: 'shown in this response only (and in its replay under the same Idempotency-Key)',
+});
+
+/** Every shared schema above, in the order components/schemas lists them. */
+export const RESPONSE_COMPONENTS: readonly TSchema[] = [
+  Customer,
+  Account,
+  AccountBalance,
+  Payment,
+  DecisionFull,
+  DecisionSummary,
+  RuleHit,
+  Refund,
+  LedgerEntry,
+  AuditEntry,
+  Receipt,
+  LedgerVerification,
+  AuditVerification,
+  AuditVerificationChecked,
+  AuditVerificationJob,
+  ApiKey,
+];
+
+/** A cursor-paged list: `{<items>: [...], hasMore, nextCursor}` (src/http/paging.ts). */
+export function page(itemsKey: string, item: TSchema) {
+  return Type.Object(
+    {
+      [itemsKey]: Type.Array(item, { maxItems: 500 }),
+      hasMore: Type.Boolean(),
+      nextCursor: Nullable(
+        Type.String({ description: 'opaque: pass it as `cursor` for the next page; null on the last' }),
+      ),
+    },
+    closed,
+  );
+}
+
+/** An object with these properties and no others (the `{payment: …}` wrappers of single resources). */
+export function wrapper(properties: Record<string, TSchema>) {
+  return Type.Object(properties, closed);
+}
