@@ -81,16 +81,20 @@ test('the page loads this server’s OpenAPI document, and nothing from another 
   const code = withoutComments(script.body);
   assert.doesNotMatch(code, /https?:\/\//, 'the initializer names no other host');
   assert.match(code, /validatorUrl:\s*null/, 'no validator badge (it would call validator.swagger.io)');
-  // The configured document is /openapi.json; @fastify/swagger-ui makes the page load it through its own
-  // route, ./json (under /docs), which must serve the same document.
-  assert.match(code, /"url":"\/openapi\.json"/);
+  // @fastify/swagger-ui makes the page load the document through its own route, ./json (under /docs), which
+  // must serve the same document as /openapi.json, byte for byte (both send the one cached text).
   assert.match(code, /url:\s*resolveUrl\('\.\/json'\)/, 'the page loads ./json');
   const loads = '/docs/json';
   const [shown, served] = await Promise.all([get(loads), get('/openapi.json')]);
   assert.equal(shown.status, 200);
   assert.equal(served.status, 200);
   assert.match(String(shown.headers['content-type']), /^application\/json\b/);
-  assert.deepEqual(shown.json, served.json, `${loads} is the same document as /openapi.json`);
+  assert.equal(shown.body, served.body, `${loads} is the same document as /openapi.json`);
+  assert.ok(served.json.openapi.startsWith('3.1'));
+  // The page's policy: its own assets only, no upgrade-insecure-requests (it would blank the page over HTTP).
+  const csp = String(page.headers['content-security-policy']);
+  assert.match(csp, /default-src 'self'/);
+  assert.doesNotMatch(csp, /https:|upgrade-insecure-requests|swagger\.io/);
   // The OAuth2 redirect page the initializer names is here too.
   const redirect = /oauth2RedirectUrl:\s*resolveUrl\('\.\/([^']+)'\)/.exec(code)?.[1];
   if (redirect !== undefined) assert.equal((await get(`/docs/${redirect}`)).status, 200, redirect);

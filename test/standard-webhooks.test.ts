@@ -528,6 +528,29 @@ test('a secret from before Standard Webhooks (base64url) keeps signing with its 
   assert.ok(verifies(converted, during));
 });
 
+test('a failed delivery can be retried for 30 days after it was created, and then no longer', async () => {
+  const { t, clock, receiver } = await setup({ WEBHOOK_MAX_ATTEMPTS: '1' });
+  const endpoint = await register(t, receiver.url, ['payment.refunded']);
+  receiver.answerNext(500, 500);
+  const retry = (id: string) => t.request('POST', `/v1/webhook-deliveries/${id}/retry`);
+  const failedDelivery = async () => {
+    const queued = await t.request('POST', `/v1/webhook-endpoints/${endpoint.id}/test`);
+    await t.app.dispatcher.dispatchOnce();
+    return queued.json.delivery.id as string;
+  };
+  const DAY_MS = 86_400_000;
+  const old = await failedDelivery();
+  clock.advance(30 * DAY_MS);
+  const recent = await failedDelivery();
+  // `old` is now 30 days and 1 ms old: too old; `recent`, just created, is not.
+  clock.advance(1);
+  const late = await retry(old);
+  assert.equal(late.status, 409, late.body);
+  assert.equal(late.json.error.code, 'WEBHOOK_DELIVERY_NOT_RETRYABLE');
+  assert.match(late.json.error.message, /older than 30 days/);
+  assert.equal((await retry(recent)).status, 202);
+});
+
 test('examples/webhook-receiver.mjs verifies a real delivery, deduplicates a replay and refuses a forgery', async () => {
   const { t } = await setup();
   const port = await freePort();

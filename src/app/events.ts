@@ -1,4 +1,4 @@
-import type { Payment } from '../domain/types.ts';
+import { type Payment, PING_EVENT_TYPE } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
 import { paymentView } from './views.ts';
 
@@ -19,13 +19,8 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-/**
- * `ping`: the test event of POST /v1/webhook-endpoints/:id/test, sent to that endpoint only (whatever it
- * subscribed to). Not a subscribable type, not listed by GET /v1/events: it changes nothing.
- */
-export { PING_EVENT_TYPE } from '../storage/webhooks-sql.ts';
-/** What a webhook delivery can carry: every event type, and the ping. */
-export const DELIVERED_EVENT_TYPES = [...EVENT_TYPES, 'ping'] as const;
+/** What a webhook delivery can carry: every event type, and the ping (PING_EVENT_TYPE). */
+export const DELIVERED_EVENT_TYPES = [...EVENT_TYPES, PING_EVENT_TYPE] as const;
 
 /** The event of a newly created payment, by its decided status (the same names as its audit entry). */
 export const CREATED_EVENT_TYPE = {

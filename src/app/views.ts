@@ -144,7 +144,8 @@ export function webhookBody(e: OutboxEvent): string {
 
 /**
  * Never includes a signing secret: each is shown once, when the endpoint is created or its secret rotated.
- * `previousSecretExpiresAt`: until when the secret a rotation replaced still signs (null: no grace period).
+ * `previousSecretExpiresAt`: until when the secret a rotation replaced still signs (a past time: it no longer does;
+ * null: no grace period).
  */
 export function webhookEndpointView(e: WebhookEndpointRow) {
   return {

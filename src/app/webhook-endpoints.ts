@@ -32,6 +32,12 @@ export interface NewWebhookEndpoint {
 /** A rotation's grace period: 0 (the old secret stops signing at once) to 7 days; a day by default. */
 export const WEBHOOK_ROTATION_GRACE_MAX_SECONDS = 7 * 86_400;
 export const WEBHOOK_ROTATION_GRACE_DEFAULT_SECONDS = 86_400;
+/**
+ * A failed delivery can be retried by hand for this long after it was created: receivers keep the webhook-ids
+ * they have processed for at least this long (docs/webhooks.md), so a retry is always deduplicated.
+ */
+export const WEBHOOK_RETRY_WINDOW_DAYS = 30;
+const DAY_MS = 86_400_000;
 
 const endpointLock = (id: string): LockHints => ({ names: [`webhook-endpoint:${id}`] });
 const deliveryLock = (id: string): LockHints => ({ names: [`webhook-delivery:${id}`] });
@@ -198,12 +204,16 @@ export async function retryWebhookDelivery(
   return runIdempotent(services, request, () => ({
     locks: deliveryLock(id),
     execute: async (tx) => {
-      const retry = await tx.retryWebhookDelivery(id);
+      const createdSinceMs = tx.nowMs - WEBHOOK_RETRY_WINDOW_DAYS * DAY_MS;
+      const retry = await tx.retryWebhookDelivery(id, createdSinceMs);
       if (retry.outcome === 'not_found') throw deliveryNotFound();
       if (retry.outcome === 'not_retryable') {
+        const { status, createdAtMs } = retry.delivery;
         throw new AppError(
           'WEBHOOK_DELIVERY_NOT_RETRYABLE',
-          `the delivery is ${retry.delivery.status}: only a failed delivery can be retried`,
+          status === 'failed' && createdAtMs < createdSinceMs
+            ? `the delivery is older than ${WEBHOOK_RETRY_WINDOW_DAYS} days: it can no longer be retried`
+            : `the delivery is ${status}: only a failed delivery can be retried`,
         );
       }
       const { delivery } = retry;

@@ -138,6 +138,12 @@ export interface Refund {
   createdAtMs: number;
 }
 
+/**
+ * The type of the test event POST /v1/webhook-endpoints/:id/test queues, to that endpoint only: not a
+ * subscribable type, and not listed by GET /v1/events (it changes nothing).
+ */
+export const PING_EVENT_TYPE = 'ping';
+
 /** A row of the outbox: what happened, as the JSON `data` a webhook receiver gets. */
 export interface OutboxEvent {
   id: string;

@@ -47,6 +47,9 @@ export function authHook(reads: Reads, clock: () => number = Date.now) {
     if (roles === undefined) return;
     const other = request.routeOptions.config.otherCredential?.(request.headers.authorization, request.id);
     if (other != null) {
+      if (other.role !== 'admin' && !roles.includes(other.role)) {
+        throw new AppError('FORBIDDEN', `this credential (role ${other.role}) may not call this endpoint`);
+      }
       request.actor = other;
       return;
     }

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { FastifyRequest } from 'fastify';
 import { AppError, type ErrorDetail } from '../domain/errors.ts';
 import type { HttpApp } from './types.ts';
 
@@ -278,4 +279,12 @@ export function checkRequestText(query: unknown, params: unknown): void {
   if (bad !== null) {
     throw new AppError('VALIDATION_ERROR', 'the URL has text that cannot be stored', [bad]);
   }
+}
+
+/**
+ * preValidation for routes whose body has only optional fields: no body at all means `{}` (not a 400). Pair it
+ * with `schema.bodyOptional: true`, which tells the OpenAPI document the body may be left out (openapi.ts).
+ */
+export async function bodyOptional(req: FastifyRequest): Promise<void> {
+  req.body ??= {};
 }

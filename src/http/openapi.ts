@@ -414,10 +414,26 @@ const TAGS = [
 ];
 
 /**
- * Registers the shared schemas, the generator, GET /openapi.json and the docs page. Call before any route is
- * declared, and declare the routes in a plugin registered after this (server.ts), so the generator sees them all.
+ * The docs page's policy: its own assets only. @fastify/swagger-ui's default also allows https: styles and fonts,
+ * an image host (validator.swagger.io) and upgrade-insecure-requests, which blanks the page served over plain
+ * HTTP on any host but localhost.
  */
-export function registerOpenApi(app: HttpApp, version: string): void {
+const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; frame-ancestors 'self'; " +
+  "img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self'";
+
+/**
+ * Registers the shared schemas, the generator and the docs page. Call before any route is declared, and declare
+ * the routes in a plugin registered after this (server.ts), so the generator sees them all. Returns the document
+ * as JSON text, made on first use and kept: GET /openapi.json and the page's /docs/json send it as it is (it is
+ * ~160 KB: serialising it per request would let an anonymous client keep a core busy).
+ */
+export function registerOpenApi(app: HttpApp, version: string): () => string {
+  let documentText: string | undefined;
+  const document = () => {
+    documentText ??= JSON.stringify(app.swagger());
+    return documentText;
+  };
   app.addSchema(ErrorEnvelope);
   for (const schema of RESPONSE_COMPONENTS) app.addSchema(schema);
   app.addHook('onRoute', completeRouteSchema);
@@ -460,14 +476,23 @@ export function registerOpenApi(app: HttpApp, version: string): void {
     routePrefix: '/docs',
     // The page's own assets come from the package (no CDN); it loads the document from /docs/json, which is
     // the same document as /openapi.json. No validator badge (it would call validator.swagger.io).
-    uiConfig: { url: '/openapi.json', deepLinking: true, validatorUrl: null },
-    staticCSP: true,
-    transformSpecificationClone: true,
+    uiConfig: { deepLinking: true, validatorUrl: null },
+    staticCSP: DOCS_CSP,
+    uiHooks: {
+      // The page loads its document from /docs/json: the cached text, not a fresh serialisation.
+      onRequest: (request, reply, done) => {
+        if (request.url.split('?', 1)[0] === '/docs/json') reply.type(JSON_TYPE).send(document());
+        else done();
+      },
+    },
   });
+  return document;
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 /** The document itself, public: integrators and code generators fetch it without a key. */
-export function openApiRoutes(app: HttpApp): void {
+export function openApiRoutes(app: HttpApp, document: () => string): void {
   app.get(
     '/openapi.json',
     {
@@ -480,6 +505,6 @@ export function openApiRoutes(app: HttpApp): void {
         },
       },
     },
-    async () => app.swagger(),
+    async (_request, reply) => reply.type(JSON_TYPE).send(document()),
   );
 }

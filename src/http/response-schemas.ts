@@ -1,4 +1,5 @@
 import { type TSchema, Type } from 'typebox';
+import { DELIVERED_EVENT_TYPES, EVENT_TYPES } from '../app/events.ts';
 import { RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
 
 /**
@@ -343,6 +344,81 @@ export const ApiKeySecret = Type.String({
   description: 'shown in this response only (and in its replay under the same Idempotency-Key)',
 });
 
+// Webhooks (src/http/routes/webhooks.ts; docs/webhooks.md).
+export const Event = Type.Object(
+  {
+    id: Id('evt'),
+    type: Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))),
+    createdAt: DateTime(),
+    data: Type.Object(
+      {},
+      {
+        additionalProperties: true,
+        description:
+          '`{payment, refund?}` for payment events, `{customer}` for customer.kyc_updated (docs/webhooks.md)',
+      },
+    ),
+  },
+  {
+    ...closed,
+    description: 'As listed here and as POSTed to webhook endpoints (the same bytes of data)',
+    $id: 'Event',
+    title: 'Event',
+  },
+);
+
+const endpointFields = {
+  id: Id('whe'),
+  url: Type.String(),
+  events: Type.Array(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))), { minItems: 1 }),
+  createdAt: DateTime(),
+  secretRotatedAt: Nullable(DateTime('when the signing secret was last rotated')),
+  previousSecretExpiresAt: Nullable(
+    DateTime(
+      'the replaced secret signs beside the current one until then (a past time: it no longer does; null: never rotated with a grace period)',
+    ),
+  ),
+};
+export const WebhookEndpoint = Type.Object(endpointFields, {
+  ...closed,
+  description: 'Never a signing secret',
+  $id: 'WebhookEndpoint',
+  title: 'WebhookEndpoint',
+});
+export const WebhookEndpointWithSecret = Type.Object(
+  {
+    ...endpointFields,
+    secret: Type.String({
+      pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$',
+      description:
+        'the signing secret (whsec_ + base64 of 32 bytes): shown in this response only (and in its replay under ' +
+        'the same Idempotency-Key)',
+    }),
+  },
+  { ...closed, $id: 'WebhookEndpointWithSecret', title: 'WebhookEndpointWithSecret' },
+);
+
+export const WebhookDelivery = Type.Object(
+  {
+    id: Id('whd'),
+    eventId: Id('evt'),
+    eventType: Type.Union(DELIVERED_EVENT_TYPES.map((t) => Type.Literal(t))),
+    endpointId: Id('whe'),
+    status: Type.Union([Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed')]),
+    attempts: Type.Integer({ minimum: 0, description: 'every attempt made, manual retries included' }),
+    nextAttemptAt: Nullable(DateTime('when the next attempt is due (pending only)')),
+    lastStatusCode: Nullable(Type.Integer({ minimum: 100, maximum: 999 })),
+    lastError: Nullable(Type.String({ maxLength: 200 })),
+    lastAttemptAt: Nullable(DateTime()),
+    manualRetries: Type.Integer({
+      minimum: 0,
+      description: 'how often it was re-queued by hand after failing',
+    }),
+    createdAt: DateTime(),
+  },
+  { ...closed, $id: 'WebhookDelivery', title: 'WebhookDelivery' },
+);
+
 /** Every shared schema above, in the order components/schemas lists them. */
 export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   Customer,
@@ -361,6 +437,10 @@ export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   AuditVerificationChecked,
   AuditVerificationJob,
   ApiKey,
+  Event,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret,
+  WebhookDelivery,
 ];
 
 /** A cursor-paged list: `{<items>: [...], hasMore, nextCursor}` (src/http/paging.ts). */

@@ -168,10 +168,10 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   // Response schemas document the API (openapi.ts); bodies are JSON.stringify'd as they are, so a field a schema
   // does not name is never dropped silently (fast-json-stringify would): the contract test catches it instead.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-  registerOpenApi(app, API_VERSION);
+  const openApiDocument = registerOpenApi(app, API_VERSION);
   // In a plugin registered after the generator, so its onRoute hook sees every route.
   void app.register(async (api) => {
-    openApiRoutes(api);
+    openApiRoutes(api, openApiDocument);
     healthRoutes(api, services);
     metricsRoutes(api, services);
     customerRoutes(api, services);

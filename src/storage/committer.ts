@@ -160,12 +160,17 @@ export class Committer {
     assert(outcomes.length === batch.length, 'one outcome per command');
     this.batchesApplied += 1;
     this.commandsApplied += batch.length;
-    this.options.observer?.batchCommitted(batch.length, (performance.now() - startedMs) / 1000);
     batch.forEach((pending, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) pending.resolve(outcome.value);
       else pending.reject(outcome.error);
     });
+    // After the outcomes are released: an observer's failure must never hold up a committed write.
+    try {
+      this.options.observer?.batchCommitted(batch.length, (performance.now() - startedMs) / 1000);
+    } catch {
+      // Metrics only: a lost sample.
+    }
   }
 }
 

@@ -11,17 +11,18 @@ import {
 import { newId } from '../domain/ids.ts';
 import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
 import { leftSiblingsOf, type MerkleNode, type NodeId, nodeKey, nodesCompletedBy } from '../domain/merkle.ts';
-import type {
-  Account,
-  Actor,
-  ApiKey,
-  LedgerEntry,
-  OutboxEvent,
-  Payment,
-  PaymentResolution,
-  PaymentStatus,
-  Refund,
-  ResolutionOutcome,
+import {
+  type Account,
+  type Actor,
+  type ApiKey,
+  type LedgerEntry,
+  type OutboxEvent,
+  type Payment,
+  type PaymentResolution,
+  type PaymentStatus,
+  PING_EVENT_TYPE,
+  type Refund,
+  type ResolutionOutcome,
 } from '../domain/types.ts';
 import { AccountCache } from './account-cache.ts';
 import * as apiKeysSql from './api-keys-sql.ts';
@@ -65,7 +66,7 @@ import {
   type SeqRange,
 } from './store.ts';
 import * as webhooksSql from './webhooks-sql.ts';
-import { PING_EVENT_TYPE, webhookDeliveryFromRow, webhookEndpointFromRow } from './webhooks-sql.ts';
+import { webhookDeliveryFromRow, webhookEndpointFromRow } from './webhooks-sql.ts';
 import {
   type BufferedTable,
   chunks,
@@ -1126,8 +1127,8 @@ export class SqlTx implements Tx {
     return webhooksSql.insertPingEvent(this.db, this.nowMs, endpointId, data);
   }
 
-  retryWebhookDelivery(id: string): Promise<DeliveryRetry> {
-    return webhooksSql.retryWebhookDelivery(this.db, id, this.nowMs);
+  retryWebhookDelivery(id: string, createdSinceMs: number): Promise<DeliveryRetry> {
+    return webhooksSql.retryWebhookDelivery(this.db, id, this.nowMs, createdSinceMs);
   }
 
   async claimWebhookDeliveries(

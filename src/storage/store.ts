@@ -479,7 +479,8 @@ export interface Tx {
    * Re-queues a failed delivery of a live endpoint, due now, with a fresh budget of attempts: one conditional
    * UPDATE, so concurrent retries re-queue it once. Otherwise says what it found.
    */
-  retryWebhookDelivery(id: string): Promise<DeliveryRetry>;
+  /** Re-queues a `failed` delivery created at or after `createdSinceMs` (older ones are not retryable). */
+  retryWebhookDelivery(id: string, createdSinceMs: number): Promise<DeliveryRetry>;
   /**
    * Leases up to `limit` due deliveries of live endpoints to `leaseToken` until `leaseUntilMs`. On PostgreSQL
    * rows another transaction is claiming are skipped (SKIP LOCKED), so this never waits for a lock.

@@ -1,6 +1,6 @@
 import { assert } from '../domain/assert.ts';
 import { newId } from '../domain/ids.ts';
-import type { OutboxEvent } from '../domain/types.ts';
+import { type OutboxEvent, PING_EVENT_TYPE } from '../domain/types.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { DeliveryRetry, DeliveryStatus, WebhookDelivery, WebhookEndpointRow } from './store.ts';
 
@@ -9,9 +9,6 @@ import type { DeliveryRetry, DeliveryStatus, WebhookDelivery, WebhookEndpointRow
  * reading one delivery, rotating an endpoint's signing secrets, queueing a `ping`, and re-queueing a failed
  * delivery by hand. Shared by SqlReads and SqlTx, which delegate here; the row mappers serve sql-store.ts too.
  */
-
-/** The type of the test event POST /v1/webhook-endpoints/:id/test queues; GET /v1/events leaves it out. */
-export const PING_EVENT_TYPE = 'ping';
 
 const num = (v: unknown): number => {
   const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
@@ -145,15 +142,16 @@ export async function retryWebhookDelivery(
   db: SqlExecutor,
   id: string,
   nowMs: number,
+  createdSinceMs: number,
 ): Promise<DeliveryRetry> {
   const changed = await db.run(
     `UPDATE webhook_deliveries
         SET status = 'pending', next_attempt_at_ms = ?, attempts_at_retry = attempts,
             manual_retries = manual_retries + 1, locked_until_ms = 0, lease_token = NULL
-      WHERE id = ? AND status = 'failed'
+      WHERE id = ? AND status = 'failed' AND created_at_ms >= ?
         AND EXISTS (SELECT 1 FROM webhook_endpoints w
                      WHERE w.id = webhook_deliveries.endpoint_id AND w.deleted_at_ms IS NULL)`,
-    [nowMs, id],
+    [nowMs, id, createdSinceMs],
   );
   const delivery = await getWebhookDelivery(db, id);
   if (delivery === undefined) {

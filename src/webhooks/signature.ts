@@ -24,20 +24,6 @@ export function newWebhookSecret(): string {
   return `${SECRET_PREFIX}${randomBytes(SECRET_BYTES).toString('base64')}`;
 }
 
-/**
- * Whether a secret predates Standard Webhooks: unpadded base64url, which the official libraries cannot decode
- * (the same bytes in standard base64 work: `legacySecretAsStandard`).
- */
-export function isLegacySecret(secret: string): boolean {
-  const encoded = secret.slice(SECRET_PREFIX.length);
-  return secret.startsWith(SECRET_PREFIX) && !STANDARD_BASE64.test(encoded) && BASE64URL.test(encoded);
-}
-
-/** The same key as the standard base64 secret that receivers' libraries accept. */
-export function legacySecretAsStandard(secret: string): string {
-  return `${SECRET_PREFIX}${secretKey(secret).toString('base64')}`;
-}
-
 /** The HMAC key of a secret: its base64 (or, for a legacy secret, base64url) decoded. */
 export function secretKey(secret: string): Buffer {
   if (!secret.startsWith(SECRET_PREFIX)) throw new Error('a webhook secret starts with whsec_');

@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import {
   API_KEY_CUSTOMERS_MAX,
@@ -17,6 +16,7 @@ import { ROLES } from '../../domain/types.ts';
 import type { ApiKeyPosition } from '../../storage/store.ts';
 import { ADMIN_ONLY } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import { bodyOptional } from '../json-body.ts';
 import {
   errorResponse,
   IDEMPOTENCY_REPLAYED,
@@ -219,11 +219,6 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
       );
     },
   );
-}
-
-/** These bodies have only optional fields, so no body at all means `{}` (not a 400). */
-async function bodyOptional(req: FastifyRequest): Promise<void> {
-  req.body ??= {};
 }
 
 /**

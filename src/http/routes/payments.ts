@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { createPayment } from '../../app/create-payment.ts';
 import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
@@ -10,6 +9,7 @@ import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../
 import { AppError } from '../../domain/errors.ts';
 import { CREATE_PAYMENTS, READ_PAYMENTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
 import { idempotencyKeyOf, optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import { bodyOptional } from '../json-body.ts';
 import {
   ERROR_ENVELOPE_ID,
   errorResponse,
@@ -330,9 +330,4 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       return sendStored(reply, await createRefund(services, req.actor, key, req.params.id, req.body));
     },
   );
-}
-
-/** Every field of these bodies is optional, so no body at all means `{}` (not a 400). */
-async function bodyOptional(req: FastifyRequest): Promise<void> {
-  req.body ??= {};
 }

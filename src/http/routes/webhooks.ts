@@ -1,6 +1,4 @@
-import type { FastifyRequest } from 'fastify';
-import { type TSchema, Type } from 'typebox';
-import { DELIVERED_EVENT_TYPES, EVENT_TYPES } from '../../app/events.ts';
+import { Type } from 'typebox';
 import { readScopeOf } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { eventView, webhookDeliveryView, webhookEndpointView } from '../../app/views.ts';
@@ -17,6 +15,7 @@ import {
 import { AppError } from '../../domain/errors.ts';
 import { ADMIN_ONLY, READ_EVENTS } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import { bodyOptional } from '../json-body.ts';
 import {
   emptyResponse,
   errorResponse,
@@ -26,6 +25,15 @@ import {
   withExamples,
 } from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import {
+  Event,
+  page,
+  ref,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret,
+  wrapper,
+} from '../response-schemas.ts';
 import { CreateWebhookEndpointBody, IdParams, ListQuery } from '../schemas.ts';
 import { denyScopedKeys } from '../scope-guard.ts';
 import type { HttpApp } from '../types.ts';
@@ -52,89 +60,10 @@ const RotateSecretBody = Type.Object(
 );
 const EmptyBody = Type.Object({}, { additionalProperties: false });
 
-// Response shapes (they document; src/app/views.ts builds the bodies).
-const closed = { additionalProperties: false } as const;
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
-const DateTime = (description?: string) =>
-  Type.String({ format: 'date-time', ...(description === undefined ? {} : { description }) });
-const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[A-Za-z0-9_]{1,60}$` });
-const Count = (description: string) =>
-  Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description });
-
-const Event = Type.Object(
-  {
-    id: Id('evt'),
-    type: Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))),
-    createdAt: DateTime(),
-    data: Type.Object(
-      {},
-      {
-        additionalProperties: true,
-        description:
-          '`{payment, refund?}` for payment events, `{customer}` for customer.kyc_updated (docs/webhooks.md)',
-      },
-    ),
-  },
-  { ...closed, description: 'As listed here and as POSTed to webhook endpoints (the same bytes of data)' },
-);
-
-const endpointFields = {
-  id: Id('whe'),
-  url: Type.String(),
-  events: Type.Array(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))), { minItems: 1 }),
-  createdAt: DateTime(),
-  secretRotatedAt: Nullable(DateTime('when the signing secret was last rotated')),
-  previousSecretExpiresAt: Nullable(
-    DateTime('the replaced secret signs beside the current one until then (null: no previous secret)'),
-  ),
-};
-const WebhookEndpoint = Type.Object(endpointFields, { ...closed, description: 'Never a signing secret' });
-const WebhookEndpointWithSecret = Type.Object(
-  {
-    ...endpointFields,
-    secret: Type.String({
-      pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$',
-      description:
-        'the signing secret (whsec_ + base64 of 32 bytes): shown in this response only (and in its replay under ' +
-        'the same Idempotency-Key)',
-    }),
-  },
-  closed,
-);
-
-const WebhookDelivery = Type.Object(
-  {
-    id: Id('whd'),
-    eventId: Id('evt'),
-    eventType: Type.Union(DELIVERED_EVENT_TYPES.map((t) => Type.Literal(t))),
-    endpointId: Id('whe'),
-    status: Type.Union([Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed')]),
-    attempts: Count('every attempt made, manual retries included'),
-    nextAttemptAt: Nullable(DateTime('when the next attempt is due (pending only)')),
-    lastStatusCode: Nullable(Type.Integer({ minimum: 100, maximum: 999 })),
-    lastError: Nullable(Type.String({ maxLength: 200 })),
-    lastAttemptAt: Nullable(DateTime()),
-    manualRetries: Type.Integer({
-      minimum: 0,
-      description: 'how often it was re-queued by hand after failing',
-    }),
-    createdAt: DateTime(),
-  },
-  closed,
-);
-
-const paged = (itemsKey: string, item: TSchema) =>
-  Type.Object(
-    {
-      [itemsKey]: Type.Array(item, { maxItems: 500 }),
-      hasMore: Type.Boolean(),
-      nextCursor: Nullable(Type.String({ description: 'opaque: pass it as `cursor` for the next page' })),
-    },
-    closed,
-  );
-const OneEndpoint = Type.Object({ webhookEndpoint: WebhookEndpoint }, closed);
-const OneEndpointWithSecret = Type.Object({ webhookEndpoint: WebhookEndpointWithSecret }, closed);
-const OneDelivery = Type.Object({ delivery: WebhookDelivery }, closed);
+// Response shapes (they document; src/app/views.ts builds the bodies): shared components (response-schemas.ts).
+const OneEndpoint = wrapper({ webhookEndpoint: ref(WebhookEndpoint) });
+const OneEndpointWithSecret = wrapper({ webhookEndpoint: ref(WebhookEndpointWithSecret) });
+const OneDelivery = wrapper({ delivery: ref(WebhookDelivery) });
 
 const TAGS = ['webhooks'];
 const ENDPOINT_NOT_FOUND = errorResponse(404, ['WEBHOOK_ENDPOINT_NOT_FOUND']);
@@ -158,7 +87,7 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         operationId: 'listEvents',
         tags: TAGS,
         querystring: ListQuery,
-        response: { 200: jsonResponse('A page of events', paged('events', Event)) },
+        response: { 200: jsonResponse('A page of events', page('events', ref(Event))) },
       },
     },
     async (req) => {
@@ -220,7 +149,9 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         operationId: 'listWebhookEndpoints',
         tags: TAGS,
         querystring: ListQuery,
-        response: { 200: jsonResponse('A page of endpoints', paged('webhookEndpoints', WebhookEndpoint)) },
+        response: {
+          200: jsonResponse('A page of endpoints', page('webhookEndpoints', ref(WebhookEndpoint))),
+        },
       },
     },
     async (req) => {
@@ -282,7 +213,7 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         params: IdParams,
         querystring: ListQuery,
         response: {
-          200: jsonResponse('A page of deliveries', paged('deliveries', WebhookDelivery)),
+          200: jsonResponse('A page of deliveries', page('deliveries', ref(WebhookDelivery))),
           404: ENDPOINT_NOT_FOUND,
         },
       },
@@ -315,6 +246,7 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         tags: TAGS,
         params: IdParams,
         requestHeaders: idempotencyKeyHeader(false),
+        bodyOptional: true,
         body: withExamples(RotateSecretBody, {
           default: { summary: 'A day of grace (the default)', value: {} },
           hour: { summary: 'An hour of grace', value: { gracePeriodSeconds: 3600 } },
@@ -351,6 +283,7 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         tags: TAGS,
         params: IdParams,
         requestHeaders: idempotencyKeyHeader(false),
+        bodyOptional: true,
         body: EmptyBody,
         response: {
           202: jsonResponse('Queued: the delivery', OneDelivery, IDEMPOTENCY_REPLAYED),
@@ -397,6 +330,7 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
         tags: TAGS,
         params: IdParams,
         requestHeaders: idempotencyKeyHeader(false),
+        bodyOptional: true,
         body: EmptyBody,
         response: {
           202: jsonResponse(
@@ -425,9 +359,4 @@ async function endpointOrThrow(services: Services, id: string) {
   const endpoint = await services.store.reads.getWebhookEndpoint(id);
   if (endpoint === undefined) throw new AppError('WEBHOOK_ENDPOINT_NOT_FOUND', 'webhook endpoint not found');
   return endpoint;
-}
-
-/** These bodies have only optional fields, so no body at all means `{}` (not a 400). */
-async function bodyOptional(req: FastifyRequest): Promise<void> {
-  req.body ??= {};
 }
