@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { withinMs } from './domain/deadline.ts';
 import type { PaymentStatus } from './domain/types.ts';
 import { hashSecret, parseBearer, secretMatches } from './security/api-keys.ts';
 import type { CommitterObserver } from './storage/committer.ts';
@@ -29,6 +30,8 @@ export type WebhookResult = (typeof WEBHOOK_RESULTS)[number];
 export const REVIEW_RESOLUTIONS = ['approved', 'rejected', 'hold_expired'] as const;
 export type ReviewResolution = (typeof REVIEW_RESOLUTIONS)[number];
 
+/** How long a scrape waits for the audit log's two reads before leaving those series out. */
+const SCRAPE_DATABASE_DEADLINE_MS = 1_000;
 const PAYMENT_OUTCOMES: readonly PaymentStatus[] = ['posted', 'manual_review', 'declined'];
 /** Reason codes come from the risk policy (at most 200 rules) and two system checks; beyond this, `other`. */
 const REASON_LABELS_MAX = 256;
@@ -305,10 +308,12 @@ export class Metrics implements CommitterObserver {
     let entries: number;
     let checkpoint: Awaited<ReturnType<Reads['latestAuditCheckpoint']>>;
     try {
-      [entries, checkpoint] = await Promise.all([
-        sources.reads.auditSize(),
-        sources.reads.latestAuditCheckpoint(),
-      ]);
+      // A database that stopped answering must not hold the scrape: the audit series are left out instead.
+      [entries, checkpoint] = await withinMs(
+        Promise.all([sources.reads.auditSize(), sources.reads.latestAuditCheckpoint()]),
+        SCRAPE_DATABASE_DEADLINE_MS,
+        'the database',
+      );
     } catch {
       for (const gauge of [this.auditEntries, this.checkpointAge, this.checkpointTreeSize]) gauge.remove();
       return;

@@ -601,6 +601,14 @@ async function webhooksArea(): Promise<void> {
     await success('POST', `/v1/webhook-endpoints/${endpoint.id}/rotate-secret`, {
       body: { gracePeriodSeconds: 60 },
     });
+    // A DELETE's body is parsed like any other: a malformed one is refused, as the document says.
+    const badBody = await call(
+      'DELETE',
+      `/v1/webhook-endpoints/${endpoint.id}`,
+      { body: '{bad', headers: { 'content-type': 'application/json' } },
+      400,
+    );
+    assert.equal(code(badBody), 'INVALID_JSON');
     await success('DELETE', `/v1/webhook-endpoints/${endpoint.id}`);
     const deleted = await call('GET', `/v1/webhook-endpoints/${endpoint.id}`, {}, 404);
     assert.equal(code(deleted), 'WEBHOOK_ENDPOINT_NOT_FOUND');

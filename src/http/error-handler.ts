@@ -10,6 +10,7 @@ import type {
 import { InvariantViolation } from '../domain/assert.ts';
 import { AppError, ERROR_CATALOGUE, type ErrorCode, type ErrorDetail } from '../domain/errors.ts';
 import { ownValue } from '../domain/own.ts';
+import { isDatabaseUnavailable } from '../storage/errors.ts';
 import {
   clearInFlight,
   clientRequestIdOf,
@@ -208,6 +209,10 @@ function classify(
   ) {
     request.log.warn({ fastifyCode: fastifyError.code, reqId: request.id }, 'unmapped client error');
     return { code: 'VALIDATION_ERROR', message: 'the request is invalid' };
+  }
+  if (isDatabaseUnavailable(error)) {
+    request.log.warn({ err: error, reqId: request.id }, 'the database is unavailable');
+    return { code: 'SERVICE_UNAVAILABLE', message: 'the database is unavailable; retry later' };
   }
   return { code: 'INTERNAL_ERROR', message: 'internal error; the request id identifies it in the logs' };
 }

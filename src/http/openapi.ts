@@ -200,7 +200,8 @@ export function completeRouteSchema(route: RouteOptions): void {
       existing.headers = { ...headers, ...existing.headers };
     }
   };
-  const hasBody = route.method !== 'GET' && route.method !== 'DELETE' && route.method !== 'HEAD';
+  // A DELETE's body is parsed too (and refused when malformed): only GET and HEAD ignore one.
+  const hasBody = route.method !== 'GET' && route.method !== 'HEAD';
   add(400, ['VALIDATION_ERROR', 'MALFORMED_REQUEST', ...(hasBody ? (['INVALID_JSON'] as const) : [])]);
   if (roles !== undefined) {
     add(401, ['AUTH_REQUIRED', 'AUTH_INVALID']);
@@ -481,7 +482,10 @@ export function registerOpenApi(app: HttpApp, version: string): () => string {
     uiHooks: {
       // The page loads its document from /docs/json: the cached text, not a fresh serialisation.
       onRequest: (request, reply, done) => {
-        if (request.url.split('?', 1)[0] === '/docs/json') reply.type(JSON_TYPE).send(document());
+        const path = request.url.split('?', 1)[0];
+        if (path === '/docs/json') reply.type(JSON_TYPE).send(document());
+        // The package redirects this one to /docs/, which is a 404 here (paths have no trailing slash).
+        else if (path === '/docs/static/index.html') reply.redirect('/docs');
         else done();
       },
     },

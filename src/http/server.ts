@@ -132,13 +132,15 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   }
   // Query strings and path parameters hold storable text only, like bodies (json-body.ts checks those).
   app.addHook('preValidation', async (request) => checkRequestText(request.query, request.params));
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     // Every 429 and 503 tells the client when to come back, whichever code sent it (the error handler, /ready):
     // the one place that fills in the default.
     const status = reply.statusCode;
     if ((status === 429 || status === 503) && !reply.hasHeader('retry-after')) {
       void reply.header('retry-after', RETRY_AFTER_DEFAULT_SECONDS[status]);
     }
+    // API answers are one client's data (some hold a secret shown once): no cache or proxy may keep a copy.
+    if (request.url.startsWith('/v1/')) void reply.header('cache-control', 'no-store');
     return payload;
   });
   app.addHook('onResponse', async (request, reply) => {

@@ -123,6 +123,8 @@ export async function openPostgresStore(options: PostgresOptions): Promise<Store
     max: options.poolMax,
     lock_timeout: 10_000,
     idle_in_transaction_session_timeout: 60_000,
+    // A server that cannot be reached fails the request (503) instead of queueing it for ever.
+    connectionTimeoutMillis: 5_000,
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});

@@ -1,9 +1,13 @@
 import { Type } from 'typebox';
 import type { Services } from '../../app/services.ts';
+import { withinMs } from '../../domain/deadline.ts';
 import { errorBody } from '../error-handler.ts';
 import { errorResponse, jsonResponse } from '../openapi.ts';
 import { publicRequestId } from '../request-ids.ts';
 import type { HttpApp } from '../types.ts';
+
+/** How long /ready waits for the database before answering 503 (an orchestrator's probe times out too). */
+const READY_DEADLINE_MS = 2_000;
 
 export function healthRoutes(app: HttpApp, services: Services): void {
   const startedAtMs = Date.now();
@@ -67,7 +71,8 @@ export function healthRoutes(app: HttpApp, services: Services): void {
     },
     async (request, reply) => {
       try {
-        await services.store.ping();
+        // A database that stopped answering is as unready as one that refuses: answer within the deadline.
+        await withinMs(services.store.ping(), READY_DEADLINE_MS, 'the database');
         return { status: 'ready' };
       } catch {
         return reply

@@ -30,6 +30,7 @@ export function metricsRoutes(app: HttpApp, services: Services): void {
       onRequest: async (request) => requireUnscoped(request.actor, 'read the metrics'),
       schema: {
         summary: 'Prometheus metrics of this process',
+        operationId: 'getMetrics',
         description:
           'The Prometheus text exposition (format 0.0.4): HTTP requests, payments by outcome and reason, group ' +
           'commit, webhook deliveries, the audit log, rate-limit rejections and the standard process metrics. ' +
