@@ -35,6 +35,21 @@ export function writeChart(path: string, report: Record<string, unknown>): void 
   parts.push(
     `<text x="${pad + 4}" y="${yRate(hello) - 4}" font-size="11" fill="#666">hello-world ${hello} req/s</text>`,
   );
+  // The other references of the same run (issue 15): (b) validated POST and (c) durable insert, at their peaks.
+  const peaks = (report['sideBySide'] as { peaks?: Record<string, number | null> } | undefined)?.peaks;
+  for (const [key, label] of [
+    ['validatedPost', '(b) validated POST'],
+    ['durableInsert', '(c) durable insert'],
+  ] as const) {
+    const v = peaks?.[key];
+    if (typeof v !== 'number') continue;
+    parts.push(
+      `<line x1="${pad}" x2="${width - pad}" y1="${yRate(v)}" y2="${yRate(v)}" stroke="#bbb" stroke-dasharray="2"/>`,
+    );
+    parts.push(
+      `<text x="${width - pad - 4}" y="${yRate(v) - 4}" font-size="11" fill="#666" text-anchor="end">${label} ${v} req/s</text>`,
+    );
+  }
   const barWidth = (width - 2 * pad) / levels.length / (series.length + 1);
   series.forEach((s, si) => {
     const color = colors[si % colors.length]!;

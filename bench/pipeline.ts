@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createPayment } from '../src/app/create-payment.ts';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { hashSecret } from '../src/security/api-keys.ts';
+import { BENCH_POLICY_DESCRIPTION, benchPolicyPath, SEED_POLICY_FILE } from './policy.ts';
 import { preloadSqlite } from './preload.ts';
 
 /**
@@ -14,7 +15,15 @@ import { preloadSqlite } from './preload.ts';
  * pipeline's own cost. `concurrency` payments are kept in flight for `duration` seconds (or, with `--rate`,
  * started on a fixed schedule) on a temp SQLite file, or on a new database of the PostgreSQL server `--pg`.
  *
- *   node --import tsx bench/pipeline.ts --duration 5 --concurrency 64 --accounts 1000 [--rate 800]
+ * It runs the same risk policy as `npm run bench` (bench/policy.ts: the seed policy with its two per-minute
+ * fraud rules out of reach), so every payment posts and the figure is the posting path's. `--seed-policy` runs
+ * the seed policy unchanged instead: once a source account has sent 3 payments within a minute, its velocity
+ * rule holds every further one for review (202, no ledger posting, a shorter path). How many that is depends on
+ * rate × duration ÷ accounts (at 1,750/s for 5 s between 1,000 accounts, about two thirds), so such a figure is
+ * neither the posting path's nor comparable with the HTTP bench's. The policy and the outcomes (HTTP status of
+ * each reply: 201 posted, 202 held, 422 declined) are printed.
+ *
+ *   node --import tsx bench/pipeline.ts --duration 5 --concurrency 64 --accounts 1000 [--rate 800] [--seed-policy]
  *   node --import tsx bench/pipeline.ts --pg postgres://postgres@127.0.0.1:5432/postgres
  */
 const { values: args } = parseArgs({
@@ -25,6 +34,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '0' },
     pg: { type: 'string' },
     'batch-max': { type: 'string', default: '64' },
+    'seed-policy': { type: 'boolean', default: false },
   },
 });
 const TOKEN = 'bench-token-0001';
@@ -54,6 +64,7 @@ if (args.pg === undefined) {
   url.pathname = `/${name}`;
   databaseUrl = url.toString();
 }
+const policyPath = args['seed-policy'] ? SEED_POLICY_FILE : benchPolicyPath();
 const config = loadConfig({
   DATABASE_URL: databaseUrl,
   DEMO_API_TOKEN: TOKEN,
@@ -61,7 +72,11 @@ const config = loadConfig({
   SEED_DEMO_DATA: 'false',
   LOG_LEVEL: 'warn',
   GROUP_COMMIT_BATCH_MAX: args['batch-max'],
+  RISK_POLICY_PATH: policyPath,
 });
+process.stdout.write(
+  `policy: ${args['seed-policy'] ? `${SEED_POLICY_FILE} unchanged (seed policy: velocity holds a source's 4th payment within a minute and later ones)` : BENCH_POLICY_DESCRIPTION}\n`,
+);
 const app = await createApp(config);
 if (args.pg !== undefined) accounts = await fundThroughApi(Number(args.accounts));
 const key = await app.services.store.reads.findApiKeyByHash(hashSecret(TOKEN));
@@ -97,6 +112,10 @@ async function fundThroughApi(n: number): Promise<string[]> {
 
 let done = 0;
 let seq = 0;
+const outcomes: Record<string, number> = {};
+const count = (reply: { statusCode: number }) => {
+  outcomes[reply.statusCode] = (outcomes[reply.statusCode] ?? 0) + 1;
+};
 const latenciesMs: number[] = [];
 const deadline = Date.now() + Number(args.duration) * 1000;
 function onePayment(): Promise<unknown> {
@@ -107,7 +126,7 @@ function onePayment(): Promise<unknown> {
     destinationAccountId: accounts[j]!,
     amountCents: 1 + Math.floor(Math.random() * 100),
     currency: 'USD',
-  });
+  }).then(count);
 }
 async function worker(): Promise<void> {
   while (Date.now() < deadline) {
@@ -148,5 +167,8 @@ const { batchesApplied, commandsApplied } = app.services.committer;
 process.stdout.write(
   `${Math.round(done / seconds)} payments/s in-process (c=${args.concurrency}), ${batchesApplied} batches, ${(commandsApplied / batchesApplied).toFixed(1)} commands/batch\n`,
 );
+// 201 posted, 202 held for review, 422 declined: the bench policy should post every payment.
+process.stdout.write(`outcomes (HTTP status: count): ${JSON.stringify(outcomes)}\n`);
 await app.close();
 rmSync(dir, { recursive: true, force: true });
+if (!args['seed-policy']) rmSync(dirname(policyPath), { recursive: true, force: true });
