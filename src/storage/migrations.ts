@@ -404,4 +404,17 @@ ALTER TABLE webhook_deliveries ADD COLUMN attempts_at_retry INTEGER NOT NULL DEF
 ALTER TABLE webhook_deliveries ADD COLUMN manual_retries INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 13,
+    name: 'no index that no query reads: KYC decisions by customer',
+    // Every SQL statement in src/ was checked against the indexes (EXPLAIN QUERY PLAN on SQLite, the same
+    // statements on PostgreSQL; docs/decisions/0017-sqlite-write-path.md): no statement reads kyc_decisions
+    // by customer_id (they are inserted and re-encrypted by seq), and customers are never deleted, so no
+    // foreign-key check needs it either. Every index a payment writes is read by some statement and stays,
+    // payments_source and payments_destination included: the unfiltered scoped payment list (migration 10)
+    // reads one range of each per account.
+    sql: `
+DROP INDEX kyc_decisions_customer;
+`,
+  },
 ];

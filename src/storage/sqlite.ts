@@ -1,5 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
@@ -12,11 +15,20 @@ import type { Command, CommandOutcome, Store } from './store.ts';
  * never sees a write that might still roll back.
  *
  * Durability: WAL with synchronous=FULL fsyncs the log on every commit, so an acknowledged write survives
- * kill -9 and power loss. Batches (group commit) share that one fsync.
+ * kill -9 and power loss. Batches (group commit) share that one fsync. Copying the log into the database file
+ * (the checkpoint) is not part of a commit here: a worker thread does it (WalCheckpointer, below, and
+ * docs/decisions/0017-sqlite-write-path.md).
  */
 export interface SqliteOptions {
   path: string | ':memory:';
   clock: () => number;
+  /** The WAL's limits (WAL_LIMITS by default). Tests shrink them; they can also be changed on an open store. */
+  wal?: Partial<WalLimits>;
+}
+
+/** The SQLite adapter, with its WAL checkpointer (undefined for an in-memory database, which has no WAL). */
+export interface SqliteStore extends Store {
+  readonly wal: WalCheckpointer | undefined;
 }
 
 type Statement = Database.Statement<unknown[], Row>;
@@ -38,12 +50,14 @@ function executor(db: Database.Database): SqlExecutor {
   };
 }
 
+const BUSY_TIMEOUT_MS = 5000;
+
 function openConnection(path: string, readonly: boolean): Database.Database {
   const db = new Database(path, { readonly, fileMustExist: readonly });
   if (!readonly) db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   // 64 MiB of page cache per connection (the default is 2 MiB): the hot indexes (accounts, idempotency keys,
   // risk counters) stay in memory as history grows, so a payment's cost stays flat.
   db.pragma('cache_size = -65536');
@@ -85,7 +99,7 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
   return applied;
 }
 
-export function openSqliteStore(options: SqliteOptions): Store {
+export function openSqliteStore(options: SqliteOptions): SqliteStore {
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
   const writer = openConnection(options.path, false);
   try {
@@ -94,6 +108,15 @@ export function openSqliteStore(options: SqliteOptions): Store {
     writer.close();
     throw error;
   }
+  // Statement journals (the undo record of a statement or savepoint inside the batch's transaction, e.g. a
+  // 200-row INSERT) stay in memory instead of spilling to a temp file past 64 KiB. Each is bounded by what one
+  // statement or command changes (see 0017). Set after the migrations, whose CREATE INDEX may sort whole
+  // tables: that still spills to disk. The reader keeps the default, for the same reason (large sorts).
+  writer.pragma('temp_store = MEMORY');
+  const wal =
+    options.path === ':memory:'
+      ? undefined
+      : new WalCheckpointer(writer, options.path, { ...WAL_LIMITS, ...options.wal });
   const reader = options.path === ':memory:' ? writer : openConnection(options.path, true);
   const writeExec = executor(writer);
   const savepoint = {
@@ -108,52 +131,346 @@ export function openSqliteStore(options: SqliteOptions): Store {
     assert(!inBatch, 'SQLite batches never overlap: the committer runs one at a time');
     inBatch = true;
     const outcomes: CommandOutcome<unknown>[] = [];
-    writer.exec('BEGIN IMMEDIATE');
     try {
-      const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' }, savepoint);
-      await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
-      for (const command of commands) {
-        tx.nowMs = options.clock();
-        let value: unknown;
-        try {
-          value = await command.run(tx);
-        } catch (error) {
-          await tx.endCommand(false);
-          if (error instanceof InvariantViolation) throw error;
-          outcomes.push({ ok: false, error });
-          continue;
+      await wal?.beforeBatch();
+      writer.exec('BEGIN IMMEDIATE');
+      try {
+        const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' }, savepoint);
+        await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
+        for (const command of commands) {
+          tx.nowMs = options.clock();
+          let value: unknown;
+          try {
+            value = await command.run(tx);
+          } catch (error) {
+            await tx.endCommand(false);
+            if (error instanceof InvariantViolation) throw error;
+            outcomes.push({ ok: false, error });
+            continue;
+          }
+          await tx.endCommand(true);
+          outcomes.push({ ok: true, value });
         }
-        await tx.endCommand(true);
-        outcomes.push({ ok: true, value });
+        tx.nowMs = options.clock();
+        await tx.finish();
+        writer.exec('COMMIT');
+      } catch (error) {
+        if (writer.inTransaction) writer.exec('ROLLBACK');
+        throw error;
       }
-      tx.nowMs = options.clock();
-      await tx.finish();
-      writer.exec('COMMIT');
-    } catch (error) {
-      if (writer.inTransaction) writer.exec('ROLLBACK');
-      throw error;
     } finally {
       inBatch = false;
     }
+    // After the commit, outside the try: nothing here may turn a committed batch into a failed one.
+    wal?.afterCommit();
     return outcomes;
   }
 
   return {
     dialect: 'sqlite',
+    wal,
     reads: new SqlReads(executor(reader)),
     applyBatch,
     async getOrCreateSetting(key, create) {
       writer
         .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
         .run(key, create());
+      wal?.afterCommit();
       return (writer.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string }).value;
     },
     async ping() {
       reader.prepare('SELECT 1').get();
     },
     async close() {
+      // The worker's connection closes first: the writer's close is then the last one, and it checkpoints
+      // what is left and removes the WAL. Without a worker this all happens before close() returns.
+      const stopping = wal?.stop();
+      if (stopping !== undefined) await stopping;
       if (reader !== writer) reader.close();
       writer.close();
     },
   };
+}
+
+/** How large the WAL may grow (see WalCheckpointer). */
+export interface WalLimits {
+  /** The worker starts when the WAL file first reaches this size: a database that writes little never needs it. */
+  startBytes: number;
+  /** From this many bytes of WAL on, a batch lets the worker catch up before it begins, to start the WAL over. */
+  restartBytes: number;
+  /** The hard cap: a WAL file found past it after a commit is checkpointed (TRUNCATE) by the writer itself. */
+  maxBytes: number;
+  /** The longest a batch waits for the worker; then it begins anyway (the WAL grows by one more batch). */
+  waitMaxMs: number;
+}
+
+/**
+ * Measured in 0017: a restart every 64 MiB makes a batch wait for the worker about once per 20 batches
+ * (16 MiB: four times as often, 5 % slower; 32 MiB within noise of 64). In steady state the WAL file is about
+ * 70 MiB; a crash replays at most that much (the cap: 256 MiB) at the next start.
+ */
+export const WAL_LIMITS: WalLimits = {
+  startBytes: 1 << 20,
+  restartBytes: 64 << 20,
+  maxBytes: 256 << 20,
+  waitMaxMs: 1_000,
+};
+
+/** What the checkpointing did: for tests, the bench, and operators who ask. */
+export interface WalStats {
+  /** Checkpoint passes run by the worker thread, and the milliseconds they took there (not on the event loop). */
+  workerPasses: number;
+  workerMsTotal: number;
+  workerMsMax: number;
+  /** Frames the worker copied into the database file. */
+  framesCopied: number;
+  /** Times the WAL was started over from its beginning (the worker saw its frame count go down). */
+  restarts: number;
+  /** Times a batch waited for the worker before it began (a promise: the event loop went on), and how long. */
+  waits: number;
+  waitMsTotal: number;
+  waitMsMax: number;
+  /** TRUNCATE checkpoints the writer ran on the event loop because the WAL was past maxBytes; busy: those that found a reader and gave up. */
+  forced: number;
+  forcedBusy: number;
+  forcedMsMax: number;
+  /** Worker threads that failed (each replaced at a later commit). */
+  workerErrors: number;
+  /** The largest WAL file seen after a commit, in bytes. */
+  walBytesMax: number;
+}
+
+interface PassReport {
+  /** The last commit the worker had been told of when the pass began: the pass covered it. */
+  gen: number;
+  busy: number;
+  /** Frames in the WAL, and frames copied to the database file, when the pass ended. */
+  log: number;
+  checkpointed: number;
+  ms: number;
+}
+
+/**
+ * The worker's code, plain CommonJS (a worker thread does not inherit the TypeScript loader). Its connection
+ * is synchronous=FULL like the writer's: a checkpoint fsyncs the database file before it records frames as
+ * copied, and only then may the WAL be overwritten. A PASSIVE checkpoint never waits for a lock and never
+ * holds one the writer needs to commit.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('synchronous = FULL');
+db.pragma('busy_timeout = 0');
+if (db.pragma('journal_mode', { simple: true }) !== 'wal') throw new Error('the database is not in WAL mode');
+let told = 0;
+let scheduled = false;
+function pass() {
+  scheduled = false;
+  const gen = told;
+  const started = performance.now();
+  const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+  parentPort.postMessage({ gen, busy: r.busy, log: r.log, checkpointed: r.checkpointed, ms: performance.now() - started });
+}
+parentPort.on('message', (m) => {
+  if (m === 'stop') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  told = Math.max(told, m);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(pass);
+  }
+});
+`;
+
+/**
+ * WAL checkpoints off the commit path (docs/decisions/0017-sqlite-write-path.md).
+ *
+ * SQLite's automatic checkpoint runs inside a COMMIT, on the committing connection: here the event loop, about
+ * every other batch. Instead the writer never checkpoints (`wal_autocheckpoint = 0`), and after each commit
+ * a worker thread with a connection of its own runs `PRAGMA wal_checkpoint(PASSIVE)`: it copies the committed
+ * frames into the database file and fsyncs it while the event loop goes on.
+ *
+ * SQLite starts the WAL over from its beginning when a write transaction begins after every frame has been
+ * copied. Under load the next batch begins before the worker has copied the last one, so once the WAL holds
+ * `restartBytes`, a batch waits for the worker's pass over the last commit before it begins (awaiting a
+ * message: requests are still read meanwhile). The hard cap backs that up: a WAL file past `maxBytes` after a
+ * commit (the worker fell behind, or a reader in another process held an old snapshot) makes the writer run
+ * a TRUNCATE checkpoint itself before the next batch, on the event loop, with a short busy timeout.
+ *
+ * Durability is unchanged: a commit is durable once its frames are fsynced in the WAL, whoever copies them
+ * later, and a crash at any point of a checkpoint leaves the WAL to replay.
+ */
+export class WalCheckpointer {
+  readonly stats: WalStats = {
+    workerPasses: 0,
+    workerMsTotal: 0,
+    workerMsMax: 0,
+    framesCopied: 0,
+    restarts: 0,
+    waits: 0,
+    waitMsTotal: 0,
+    waitMsMax: 0,
+    forced: 0,
+    forcedBusy: 0,
+    forcedMsMax: 0,
+    workerErrors: 0,
+    walBytesMax: 0,
+  };
+  private readonly walPath: string;
+  private readonly frameBytes: number;
+  private worker: Worker | undefined;
+  private exited: Promise<void> | undefined;
+  /** Commits so far (batches and writes outside them); each pass reports the last one it covered. */
+  private gen = 0;
+  private last: PassReport = { gen: 0, busy: 0, log: 0, checkpointed: 0, ms: 0 };
+  private waiters: (() => void)[] = [];
+  private forceNext = false;
+  /** After a forced checkpoint found a reader, or a worker failed: not again before this time. */
+  private forceAfterMs = 0;
+  private startAfterMs = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly writer: Database.Database,
+    private readonly path: string,
+    public limits: WalLimits,
+  ) {
+    this.walPath = `${path}-wal`;
+    // A WAL frame is a 24-byte header and a page.
+    this.frameBytes = 24 + (writer.pragma('page_size', { simple: true }) as number);
+    writer.pragma('wal_autocheckpoint = 0');
+    assert(
+      writer.pragma('wal_autocheckpoint', { simple: true }) === 0,
+      'the writer never checkpoints in a commit',
+    );
+    this.afterCommit(); // the migrations may have written a large WAL
+  }
+
+  /** The writer's automatic checkpoint threshold in pages: 0, never (for tests). */
+  get writerAutocheckpoint(): number {
+    return this.writer.pragma('wal_autocheckpoint', { simple: true }) as number;
+  }
+
+  /** Before a batch begins: lets the worker catch up when the WAL is large; past the cap, checkpoints itself. */
+  async beforeBatch(): Promise<void> {
+    if (this.worker !== undefined && this.last.gen !== this.gen) {
+      const walBytes = this.last.log * this.frameBytes;
+      if (walBytes >= this.limits.restartBytes || this.forceNext) await this.catchUp();
+    }
+    if (!this.forceNext || performance.now() < this.forceAfterMs) return;
+    this.forceNext = false;
+    const started = performance.now();
+    // Not the connection's 5 s: a reader in another process holding an old snapshot must not stall the
+    // event loop. If one is there, this gives up and the next commit past the cap tries again, 1 s later.
+    this.writer.pragma('busy_timeout = 10');
+    let busy: number;
+    try {
+      busy = (this.writer.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[])[0]!.busy;
+    } finally {
+      this.writer.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+    const ms = performance.now() - started;
+    this.stats.forced += 1;
+    this.stats.forcedMsMax = Math.max(this.stats.forcedMsMax, ms);
+    if (busy !== 0) {
+      this.stats.forcedBusy += 1;
+      this.forceAfterMs = performance.now() + 1_000;
+    }
+  }
+
+  /** After each commit on the writer: checks the cap and tells the worker. Never throws. */
+  afterCommit(): void {
+    if (this.stopped) return;
+    try {
+      this.gen += 1;
+      const bytes = fileBytes(this.walPath);
+      if (bytes > this.stats.walBytesMax) this.stats.walBytesMax = bytes;
+      if (bytes > this.limits.maxBytes) this.forceNext = true;
+      if (this.worker === undefined) {
+        if (bytes < this.limits.startBytes || performance.now() < this.startAfterMs) return;
+        this.start();
+      }
+      this.worker!.postMessage(this.gen);
+    } catch {
+      // A checkpoint that does not happen now happens later, or the cap forces one: commits stay durable.
+    }
+  }
+
+  /** Stops the worker (its connection closed); undefined when none was started. */
+  stop(): Promise<void> | undefined {
+    this.stopped = true;
+    this.release();
+    if (this.worker === undefined) return undefined;
+    // Referenced again, so the process waits for the worker to close its connection.
+    this.worker.ref();
+    this.worker.postMessage('stop');
+    return this.exited;
+  }
+
+  private async catchUp(): Promise<void> {
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.waiters.push(resolve)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.limits.waitMaxMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    const ms = performance.now() - started;
+    this.stats.waits += 1;
+    this.stats.waitMsTotal += ms;
+    this.stats.waitMsMax = Math.max(this.stats.waitMsMax, ms);
+  }
+
+  private release(): void {
+    for (const resolve of this.waiters.splice(0)) resolve();
+  }
+
+  private start(): void {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { path: this.path, driver: createRequire(import.meta.url).resolve('better-sqlite3') },
+    });
+    worker.unref(); // never keeps the process alive; stop() waits for it
+    this.exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (report: PassReport) => this.onReport(report));
+    // The worker only copies committed frames: if it fails, commits stay durable and the cap still holds.
+    // A new one starts at a commit 5 s later. ('exit' follows 'error'.)
+    worker.on('error', () => {
+      this.stats.workerErrors += 1;
+    });
+    worker.once('exit', () => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.startAfterMs = performance.now() + 5_000;
+      this.release();
+    });
+    this.worker = worker;
+  }
+
+  private onReport(report: PassReport): void {
+    const restarted = report.log < this.last.log;
+    if (restarted) this.stats.restarts += 1;
+    this.stats.framesCopied += Math.max(0, report.checkpointed - (restarted ? 0 : this.last.checkpointed));
+    this.last = report;
+    this.stats.workerPasses += 1;
+    this.stats.workerMsTotal += report.ms;
+    this.stats.workerMsMax = Math.max(this.stats.workerMsMax, report.ms);
+    // This pass covered the last commit: it copied all it could (everything, unless an old snapshot is open).
+    if (report.gen === this.gen) this.release();
+  }
+}
+
+function fileBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0; // no WAL file (yet)
+  }
 }

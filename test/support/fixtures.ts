@@ -376,7 +376,8 @@ export async function holdCommitter(
     queued: async (n) => {
       for (let i = 0; i < 2_000 && committer.queuedCommands < n; i++)
         await new Promise((r) => setTimeout(r, 2));
-      assert.equal(committer.queuedCommands, n, `${n} commands wait behind the blocker`);
+      // At least n: a background job (the audit checkpointer, the sweep) may queue one of its own meanwhile.
+      assert.ok(committer.queuedCommands >= n, `${n} commands wait behind the blocker`);
     },
   };
 }
