@@ -3,7 +3,7 @@ import { type CounterSnapshot, computeFeatures, inStructuringBand } from '../dom
 import { evaluatePolicy, type Features, type RiskPolicy } from '../domain/policy.ts';
 import type { SanctionsList, ScreeningResult } from '../domain/sanctions.ts';
 import { type Account, availableCents, type Decision, type RuleHit } from '../domain/types.ts';
-import type { CounterPoint, RiskCounters } from '../storage/risk-counters.ts';
+import type { CounterPoint, CounterRequest, RiskCounters } from '../storage/risk-counters.ts';
 import type { CustomerRow } from '../storage/store.ts';
 
 /**
@@ -48,18 +48,42 @@ export interface Assessment {
   latest: Record<keyof Keys, CounterPoint>;
 }
 
-function counterKeys(input: RiskInput): Keys {
-  const s = input.source.id;
-  const d = input.destination.id;
+/** The keys of a payment from account `s` to account `d`. */
+function counterKeys(s: string, d: string, amountCents: number): Keys {
   return {
     source: `src:${s}`,
-    pattern: `pat:${s}:${d}:${input.amountCents}`,
+    pattern: `pat:${s}:${d}:${amountCents}`,
     pair: `pair:${s}:${d}`,
     beneficiary: `ben:${d}`,
     // KYC limits are per source account, in its currency: sums across currencies would need FX rates.
     outgoing: `out:${s}`,
     nearThreshold: `near:${s}`,
   };
+}
+
+/** The counters a payment reads, in the order `assessRisk` uses them. */
+function requestsFor(keys: Keys): CounterRequest[] {
+  return [
+    { key: keys.source, windowsMs: [MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS] },
+    { key: keys.pattern, windowsMs: [MINUTE_MS] },
+    { key: keys.pair, windowsMs: [] },
+    { key: keys.beneficiary, windowsMs: [DAY_MS] },
+    { key: keys.outgoing, windowsMs: [DAY_MS, 30 * DAY_MS] },
+    { key: keys.nearThreshold, windowsMs: [DAY_MS] },
+  ];
+}
+
+/**
+ * What a payment between these accounts will read, declared with its locks (`LockHints.counters`) so its
+ * batch reads every payment's counters in one statement. Known from the request alone: the keys are the
+ * accounts' ids and the amount.
+ */
+export function paymentCounterReads(
+  sourceAccountId: string,
+  destinationAccountId: string,
+  amountCents: number,
+): CounterRequest[] {
+  return requestsFor(counterKeys(sourceAccountId, destinationAccountId, amountCents));
 }
 
 export async function assessRisk(
@@ -69,16 +93,9 @@ export async function assessRisk(
   screening: Screening,
   input: RiskInput,
 ): Promise<Assessment> {
-  const keys = counterKeys(input);
+  const keys = counterKeys(input.source.id, input.destination.id, input.amountCents);
   const [source, pattern, pair, beneficiary, outgoing, near] = (await counters.windowsMany(
-    [
-      { key: keys.source, windowsMs: [MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS] },
-      { key: keys.pattern, windowsMs: [MINUTE_MS] },
-      { key: keys.pair, windowsMs: [] },
-      { key: keys.beneficiary, windowsMs: [DAY_MS] },
-      { key: keys.outgoing, windowsMs: [DAY_MS, 30 * DAY_MS] },
-      { key: keys.nearThreshold, windowsMs: [DAY_MS] },
-    ],
+    requestsFor(keys),
     nowMs,
   )) as [Windows, Windows, Windows, Windows, Windows, Windows];
   const [m1, h1, h24, d7] = source.totals as [(typeof source.totals)[0], ...typeof source.totals];

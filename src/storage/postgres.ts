@@ -174,7 +174,7 @@ async function applyBatchOnce(
   const savepoints = commands.length > 1;
   const tx = new SqlTx(
     executor(client),
-    { forUpdate: ' FOR UPDATE', forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED' },
+    { forUpdate: ' FOR UPDATE', forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED', counterReads: 'arrays' },
     { savepoints, control: async (sql) => void (await client.query(sql)) },
   );
   const outcomes: CommandOutcome<unknown>[] = [];

@@ -27,7 +27,7 @@ import {
 import { AccountCache } from './account-cache.ts';
 import * as apiKeysSql from './api-keys-sql.ts';
 import * as keyRotationSql from './key-rotation-sql.ts';
-import { RiskCounters } from './risk-counters.ts';
+import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
 import * as scopedSql from './scoped-sql.ts';
 import type {
   AccountCheck,
@@ -92,6 +92,8 @@ export interface SqlDialectOptions {
   forUpdate: string;
   /** ' FOR UPDATE SKIP LOCKED' on PostgreSQL (several dispatchers); empty on SQLite (one writer). */
   forUpdateSkipLocked: string;
+  /** How the batch's one counter read binds its keys: 'arrays' on PostgreSQL, 'json' (the default) on SQLite. */
+  counterReads?: CounterReadDialect;
 }
 
 const num = (v: unknown): number => {
@@ -687,10 +689,11 @@ export class SqlTx implements Tx {
       (sql) => this.forgetWrittenTables(sql),
     );
     this.db = this.writes.db;
-    this.counters = new RiskCounters(this.db, {
-      raw,
-      insert: (row) => this.writes.insert('risk_counter_events', row),
-    });
+    this.counters = new RiskCounters(
+      this.db,
+      { raw, insert: (row) => this.writes.insert('risk_counter_events', row) },
+      dialect.counterReads ?? 'json',
+    );
   }
 
   /** Reads, in a few statements, what the batch's commands declared: their accounts (locked), owners, keys. */
@@ -703,6 +706,8 @@ export class SqlTx implements Tx {
       );
       for (const row of rows) this.accounts.loaded(accountFromRow(row));
     }
+    // The risk counters the commands declared are read together when the first one needs its own.
+    this.counters.declare(hints.flatMap((h) => h.counters ?? []));
     const owners = accountIds.flatMap((id) => this.accounts.get(id)?.ownerCustomerId ?? []);
     await this.loadCustomers([...new Set(owners)]);
     const keys = [...new Set(hints.flatMap((h) => h.idempotencyKeys ?? []))];
@@ -749,6 +754,7 @@ export class SqlTx implements Tx {
     if (/\baccounts\b/.test(sql)) this.accounts.clear();
     if (/\bcustomers\b/.test(sql)) this.customers.clear();
     if (/\bwebhook_endpoints\b/.test(sql)) this.webhookEndpoints = undefined;
+    if (/\brisk_counter_events\b/.test(sql)) this.counters.tableWritten();
   }
 
   private async loadCustomers(ids: string[]): Promise<void> {

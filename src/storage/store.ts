@@ -15,7 +15,7 @@ import type {
   Refund,
 } from '../domain/types.ts';
 import type { EncryptedColumn, EncryptedValueChunk, KeySamples } from './key-rotation-sql.ts';
-import type { RiskCounters } from './risk-counters.ts';
+import type { CounterRequest, RiskCounters } from './risk-counters.ts';
 
 /**
  * The storage port, in the domain's own words. Adapters: SQLite (sqlite.ts) and PostgreSQL (postgres.ts),
@@ -45,6 +45,11 @@ export interface LockHints {
    * idempotency keys.
    */
   names?: string[];
+  /**
+   * Risk counters the command will read (src/app/risk-assessment.ts): the batch reads all its commands'
+   * counters in one statement, instead of one per command. A command that reads others reads them itself.
+   */
+  counters?: CounterRequest[];
 }
 
 export interface Command<R> {
