@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import Fastify from 'fastify';
+import type { PaymentRequest } from '../src/app/create-payment.ts';
 
 /**
  * The two reference servers of `npm run bench` (issue 15), started by bench/run.ts next to the hello-world (a)
@@ -50,14 +51,8 @@ const headersSchema = {
   },
 } as const;
 
-interface Body {
-  sourceAccountId: string;
-  destinationAccountId: string;
-  amountCents: number;
-  currency: string;
-  note?: string;
-  metadata?: Record<string, string>;
-}
+/** The same request as POST /v1/payments takes. */
+type Body = PaymentRequest;
 
 /** The real 201's shape (src/app/views.ts paymentView with its decision), ~1,300 bytes as JSON. */
 function paymentReply(id: string, body: Body, createdAtMs: number) {
