@@ -48,7 +48,7 @@ function hookDrivers(): void {
 hookDrivers();
 
 const isCounterRead = (sql: string) =>
-  /^\s*(SELECT|WITH)\b/i.test(sql) && /\brisk_counter_events\b/.test(sql);
+  /^\s*(SELECT|WITH)\b/i.test(sql) && /\b(risk_counter_events|risk_keys_counted)\b/.test(sql);
 /** A payment's own counter read (the per-command UNION ALL), as opposed to the batch's one read. */
 const isCommandRead = (sql: string) => isCounterRead(sql) && /\bUNION ALL\b/.test(sql);
 
@@ -137,6 +137,9 @@ async function world(): Promise<World> {
     batches,
   };
 }
+
+/** SQLite keeps the windows in its writer's memory and reads only `risk_keys_counted`, once per batch. */
+const inMemory = (w: World) => w.t.app.services.store.dialect === 'sqlite';
 
 /** A payment between two of the world's parties (by index), at a time. */
 interface Planned {
@@ -277,8 +280,10 @@ test('a window start moved past the points read with the batch: found in them, o
       c.expected,
       'attempts in the minute: the history, then what is left of it plus the first payment',
     );
-    assert.equal(sql.filter(isCounterRead).length, 1 + c.commandReads, sql.join('\n'));
-    assert.equal(sql.filter(isCommandRead).length, c.commandReads);
+    // On SQLite the windows are in memory (src/storage/counter-memory.ts): a payment never reads for itself.
+    const commandReads = inMemory(grouped) ? 0 : c.commandReads;
+    assert.equal(sql.filter(isCounterRead).length, 1 + commandReads, sql.join('\n'));
+    assert.equal(sql.filter(isCommandRead).length, commandReads);
     assert.deepEqual(await oneAtATime(single, planned), decisions);
   }
 });
@@ -346,8 +351,10 @@ test('decisions within one batch equal decisions made one at a time (property)',
     { numRuns: 25 },
   );
   assert.ok(batchReads > 0, 'batches read their counters together');
-  assert.ok(
-    commandReads > 0,
-    'and some payments, whose windows start inside their own batch, read for themselves',
-  );
+  if (inMemory(grouped)) assert.equal(commandReads, 0, 'on SQLite no payment reads for itself');
+  else
+    assert.ok(
+      commandReads > 0,
+      'and some payments, whose windows start inside their own batch, read for themselves',
+    );
 });

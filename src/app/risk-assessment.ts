@@ -1,20 +1,23 @@
 import { assert } from '../domain/assert.ts';
 import { type CounterSnapshot, computeFeatures, inStructuringBand } from '../domain/features.ts';
 import { evaluatePolicy, type Features, type RiskPolicy } from '../domain/policy.ts';
+import {
+  attemptCounts,
+  type CounterKeys,
+  type CounterPoint,
+  type CounterRequest,
+  counterKeys,
+  counterRequests,
+} from '../domain/risk-keys.ts';
 import type { SanctionsList, ScreeningResult } from '../domain/sanctions.ts';
 import { type Account, availableCents, type Decision, type RuleHit } from '../domain/types.ts';
-import type { CounterPoint, CounterRequest, RiskCounters } from '../storage/risk-counters.ts';
-import type { CustomerRow } from '../storage/store.ts';
+import type { Counters, CustomerRow } from '../storage/store.ts';
 
 /**
  * Steps 4 to 6 of the pipeline: gather the risk context inside the payment's transaction (windowed counters,
  * sanctions screening of both parties), compute the named features, evaluate the policy, and add the two
  * checks no policy may switch off (currency, funds). Then, once decided, count this attempt.
  */
-const MINUTE_MS = 60_000;
-const HOUR_MS = 60 * MINUTE_MS;
-const DAY_MS = 24 * HOUR_MS;
-
 export interface RiskInput {
   amountCents: number;
   currency: string;
@@ -31,46 +34,12 @@ export interface Screening {
   screen(customer: CustomerRow): ScreeningResult;
 }
 
-interface Keys {
-  source: string;
-  pattern: string;
-  pair: string;
-  beneficiary: string;
-  outgoing: string;
-  nearThreshold: string;
-}
-
-type Windows = Awaited<ReturnType<RiskCounters['windowsMany']>>[number];
+type Windows = Awaited<ReturnType<Counters['windowsMany']>>[number];
 
 export interface Assessment {
   decision: Decision;
-  keys: Keys;
-  latest: Record<keyof Keys, CounterPoint>;
-}
-
-/** The keys of a payment from account `s` to account `d`. */
-function counterKeys(s: string, d: string, amountCents: number): Keys {
-  return {
-    source: `src:${s}`,
-    pattern: `pat:${s}:${d}:${amountCents}`,
-    pair: `pair:${s}:${d}`,
-    beneficiary: `ben:${d}`,
-    // KYC limits are per source account, in its currency: sums across currencies would need FX rates.
-    outgoing: `out:${s}`,
-    nearThreshold: `near:${s}`,
-  };
-}
-
-/** The counters a payment reads, in the order `assessRisk` uses them. */
-function requestsFor(keys: Keys): CounterRequest[] {
-  return [
-    { key: keys.source, windowsMs: [MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS] },
-    { key: keys.pattern, windowsMs: [MINUTE_MS] },
-    { key: keys.pair, windowsMs: [] },
-    { key: keys.beneficiary, windowsMs: [DAY_MS] },
-    { key: keys.outgoing, windowsMs: [DAY_MS, 30 * DAY_MS] },
-    { key: keys.nearThreshold, windowsMs: [DAY_MS] },
-  ];
+  keys: CounterKeys;
+  latest: Record<keyof CounterKeys, CounterPoint>;
 }
 
 /**
@@ -83,11 +52,11 @@ export function paymentCounterReads(
   destinationAccountId: string,
   amountCents: number,
 ): CounterRequest[] {
-  return requestsFor(counterKeys(sourceAccountId, destinationAccountId, amountCents));
+  return counterRequests(counterKeys(sourceAccountId, destinationAccountId, amountCents));
 }
 
 export async function assessRisk(
-  counters: RiskCounters,
+  counters: Counters,
   nowMs: number,
   policy: RiskPolicy,
   screening: Screening,
@@ -95,7 +64,7 @@ export async function assessRisk(
 ): Promise<Assessment> {
   const keys = counterKeys(input.source.id, input.destination.id, input.amountCents);
   const [source, pattern, pair, beneficiary, outgoing, near] = (await counters.windowsMany(
-    requestsFor(keys),
+    counterRequests(keys),
     nowMs,
   )) as [Windows, Windows, Windows, Windows, Windows, Windows];
   const [m1, h1, h24, d7] = source.totals as [(typeof source.totals)[0], ...typeof source.totals];
@@ -196,25 +165,28 @@ function decide(
 
 /** Counts this attempt (it reached the risk step); the outgoing total only counts money that moved or is held. */
 export async function recordAttempt(
-  counters: RiskCounters,
+  counters: Counters,
   nowMs: number,
   policy: RiskPolicy,
   input: RiskInput,
   assessment: Assessment,
 ): Promise<void> {
   const { keys, latest, decision } = assessment;
-  const amount = input.amountCents;
-  const events = [
-    { key: keys.source, amountCents: amount, latest: latest.source },
-    { key: keys.pattern, amountCents: amount, latest: latest.pattern },
-    { key: keys.pair, amountCents: amount, latest: latest.pair },
-    { key: keys.beneficiary, amountCents: amount, latest: latest.beneficiary },
-  ];
-  if (inStructuringBand(amount, policy)) {
-    events.push({ key: keys.nearThreshold, amountCents: amount, latest: latest.nearThreshold });
-  }
-  if (decision.outcome !== 'declined')
-    events.push({ key: keys.outgoing, amountCents: amount, latest: latest.outgoing });
-  await counters.addMany(events, nowMs);
+  const latestOf = new Map(
+    Object.entries(keys).map(([name, key]) => [key, latest[name as keyof CounterKeys]]),
+  );
+  const counted = attemptCounts(keys, {
+    inStructuringBand: inStructuringBand(input.amountCents, policy),
+    declined: decision.outcome === 'declined',
+  });
+  await counters.addMany(
+    counted.map(({ key, everOnly }) => ({
+      key,
+      amountCents: input.amountCents,
+      latest: latestOf.get(key)!,
+      ...(everOnly === true ? { everOnly } : {}),
+    })),
+    nowMs,
+  );
   assert(decision.policyVersion === policy.version, 'the decision names the policy it was made under');
 }

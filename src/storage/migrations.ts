@@ -9,7 +9,8 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Migration {
   version: number;
   name: string;
-  sql: string;
+  /** The same SQL for both dialects (with tokens), or each dialect's own (empty: nothing to do there). */
+  sql: string | Record<Dialect, string>;
 }
 
 const TOKENS: Record<Dialect, Record<string, string>> = {
@@ -18,7 +19,8 @@ const TOKENS: Record<Dialect, Record<string, string>> = {
 };
 
 export function migrationSql(migration: Migration, dialect: Dialect): string {
-  return migration.sql.replace(/\{\{(\w+)\}\}/g, (_, token: string) => {
+  const sql = typeof migration.sql === 'string' ? migration.sql : migration.sql[dialect];
+  return sql.replace(/\{\{(\w+)\}\}/g, (_, token: string) => {
     const value = Object.hasOwn(TOKENS[dialect], token) ? TOKENS[dialect][token] : undefined;
     if (value === undefined) throw new Error(`unknown migration token ${token}`);
     return value;
@@ -416,5 +418,23 @@ ALTER TABLE webhook_deliveries ADD COLUMN manual_retries INTEGER NOT NULL DEFAUL
     sql: `
 DROP INDEX kyc_decisions_customer;
 `,
+  },
+  {
+    version: 14,
+    name: 'SQLite: risk counters in the writer memory, rebuilt from the payments; pairs ever counted kept',
+    // On SQLite the windowed risk counters live in the single writer's memory and are rebuilt at start-up
+    // from the payments of the last 30 days (src/storage/counter-memory.ts,
+    // docs/decisions/0019-counters-in-memory.md): risk_counter_events is no longer written or read there. What
+    // no window holds, whether a source ever paid a destination, is one row per pair, filled here from the
+    // payments (the key text is src/domain/risk-keys.ts's pair key). PostgreSQL keeps its counters' table.
+    sql: {
+      sqlite: `
+CREATE TABLE risk_keys_counted (counter_key TEXT PRIMARY KEY) WITHOUT ROWID;
+INSERT INTO risk_keys_counted (counter_key)
+  SELECT DISTINCT 'pair:' || source_account_id || ':' || destination_account_id FROM payments;
+DROP TABLE risk_counter_events;
+`,
+      postgres: '',
+    },
   },
 ];

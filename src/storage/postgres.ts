@@ -99,7 +99,8 @@ export async function migratePostgres(
       throw new Error(`database schema version ${newest} is newer than this build (${known})`);
     for (const migration of MIGRATIONS) {
       if (done.has(migration.version) || migration.version > targetVersion) continue;
-      await client.query(migrationSql(migration, 'postgres'));
+      const sql = migrationSql(migration, 'postgres');
+      if (sql.trim() !== '') await client.query(sql);
       await client.query('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)', [
         migration.version,
         migration.name,

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { assert } from '../domain/assert.ts';
 import type { WindowTotals } from '../domain/features.ts';
+import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
+import type { Counters } from './store.ts';
 
 /**
  * Exact sliding-window counters that never scan history. Every counted event appends a row holding the
@@ -21,18 +23,6 @@ import type { Row, SqlExecutor } from './sql-store.ts';
  * can accumulate many absurd amounts; a window's sum is reported clamped to the safe integer range.
  */
 export const COUNTER_RETENTION_MS = 35 * 24 * 3_600_000;
-
-export interface CounterPoint {
-  atMs: number;
-  count: number;
-  sumCents: bigint;
-}
-
-/** A key and the windows (ms) to total it over; its latest point is always read too. */
-export interface CounterRequest {
-  key: string;
-  windowsMs: number[];
-}
 
 /** The dialect of the batch's one counter statement: keys bound as arrays (PostgreSQL) or as JSON text (SQLite). */
 export type CounterReadDialect = 'arrays' | 'json';
@@ -126,7 +116,7 @@ const BATCH_READ_SQL: Record<CounterReadDialect, string> = {
                ORDER BY at_ms DESC, seq DESC LIMIT 1)`,
 };
 
-export class RiskCounters {
+export class RiskCounters implements Counters {
   private readonly pendingOfBatch = new Map<string, Pending>();
   private readonly pendingOfCommand = new Map<string, Pending>();
   private readonly hashes = new Map<string, string>();
@@ -316,10 +306,7 @@ export class RiskCounters {
   }
 
   /** Counts one event per key, in one statement; each `latest` is the key's point read in this transaction. */
-  async addMany(
-    events: { key: string; amountCents: number; latest: CounterPoint }[],
-    nowMs: number,
-  ): Promise<void> {
+  async addMany(events: CounterEvent[], nowMs: number): Promise<void> {
     if (events.length === 0) return;
     const points = events.map(({ key, amountCents, latest }) => {
       assert(

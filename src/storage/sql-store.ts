@@ -36,6 +36,7 @@ import type {
   ApiKeyRow,
   AuditCheckpointRow,
   ClaimedDelivery,
+  Counters,
   CurrencyTotals,
   CustomerRow,
   CustomerScope,
@@ -92,8 +93,13 @@ export interface SqlDialectOptions {
   forUpdate: string;
   /** ' FOR UPDATE SKIP LOCKED' on PostgreSQL (several dispatchers); empty on SQLite (one writer). */
   forUpdateSkipLocked: string;
-  /** How the batch's one counter read binds its keys: 'arrays' on PostgreSQL, 'json' (the default) on SQLite. */
+  /** How the batch's one counter read binds its keys: 'arrays' on PostgreSQL, 'json' (the default). */
   counterReads?: CounterReadDialect;
+  /**
+   * The batch's counters when not the table's (SQLite: the writer's memory, src/storage/counter-memory.ts),
+   * given the raw executor and a way to queue a row of `risk_keys_counted`.
+   */
+  counters?: (raw: SqlExecutor, insertKeyCounted: (key: string) => void) => Counters;
 }
 
 const num = (v: unknown): number => {
@@ -665,7 +671,7 @@ export class SqlReads implements Reads {
  */
 export class SqlTx implements Tx {
   nowMs = 0;
-  readonly counters: RiskCounters;
+  readonly counters: Counters;
   private readonly db: SqlExecutor;
   private readonly writes: WriteBehind;
   private readonly accounts = new AccountCache();
@@ -689,11 +695,13 @@ export class SqlTx implements Tx {
       (sql) => this.forgetWrittenTables(sql),
     );
     this.db = this.writes.db;
-    this.counters = new RiskCounters(
-      this.db,
-      { raw, insert: (row) => this.writes.insert('risk_counter_events', row) },
-      dialect.counterReads ?? 'json',
-    );
+    this.counters =
+      dialect.counters?.(raw, (key) => this.writes.insert('risk_keys_counted', [key])) ??
+      new RiskCounters(
+        this.db,
+        { raw, insert: (row) => this.writes.insert('risk_counter_events', row) },
+        dialect.counterReads ?? 'json',
+      );
   }
 
   /** Reads, in a few statements, what the batch's commands declared: their accounts (locked), owners, keys. */
@@ -1534,6 +1542,7 @@ const CUSTOMER_UPDATES_PER_STATEMENT = 100;
  */
 const BUFFERED_BEFORE_ACCOUNTS: BufferedTable[] = [
   { table: 'risk_counter_events', columns: ['counter_key', 'at_ms', 'cum_count', 'cum_sum_cents'] },
+  { table: 'risk_keys_counted', columns: ['counter_key'] },
 ];
 const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
   {

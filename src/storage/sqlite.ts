@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert, InvariantViolation } from '../domain/assert.ts';
+import { type CountedPayment, CounterMemory, MemoryCounterTx } from './counter-memory.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
 import { type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
@@ -29,6 +30,8 @@ export interface SqliteOptions {
 /** The SQLite adapter, with its WAL checkpointer (undefined for an in-memory database, which has no WAL). */
 export interface SqliteStore extends Store {
   readonly wal: WalCheckpointer | undefined;
+  /** The risk counters in the writer's memory, rebuilt from the payments when the store opened. */
+  readonly counters: CounterMemory;
 }
 
 type Statement = Database.Statement<unknown[], Row>;
@@ -83,7 +86,8 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
       throw new Error(`database schema version ${newest} is newer than this build (${known})`);
     for (const migration of MIGRATIONS) {
       if (done.has(migration.version) || migration.version > targetVersion) continue;
-      db.exec(migrationSql(migration, 'sqlite'));
+      const sql = migrationSql(migration, 'sqlite');
+      if (sql.trim() !== '') db.exec(sql);
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)').run(
         migration.version,
         migration.name,
@@ -113,6 +117,8 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   // statement or command changes (see 0017). Set after the migrations, whose CREATE INDEX may sort whole
   // tables: that still spills to disk. The reader keeps the default, for the same reason (large sorts).
   writer.pragma('temp_store = MEMORY');
+  const counters = new CounterMemory();
+  rebuildCounters(writer, counters, options.clock());
   const wal =
     options.path === ':memory:'
       ? undefined
@@ -131,11 +137,23 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     assert(!inBatch, 'SQLite batches never overlap: the committer runs one at a time');
     inBatch = true;
     const outcomes: CommandOutcome<unknown>[] = [];
+    let batchCounters: MemoryCounterTx | undefined;
     try {
       await wal?.beforeBatch();
       writer.exec('BEGIN IMMEDIATE');
       try {
-        const tx = new SqlTx(writeExec, { forUpdate: '', forUpdateSkipLocked: '' }, savepoint);
+        const tx = new SqlTx(
+          writeExec,
+          {
+            forUpdate: '',
+            forUpdateSkipLocked: '',
+            counters: (raw, insert) => {
+              batchCounters = new MemoryCounterTx(counters, raw, insert);
+              return batchCounters;
+            },
+          },
+          savepoint,
+        );
         await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
         for (const command of commands) {
           tx.nowMs = options.clock();
@@ -161,7 +179,10 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     } finally {
       inBatch = false;
     }
-    // After the commit, outside the try: nothing here may turn a committed batch into a failed one.
+    // After the commit, outside the try: nothing here may turn a committed batch into a failed one. The
+    // batch's counter points join the memory only now that they are durable.
+    assert(batchCounters !== undefined, 'the batch ran with its counters');
+    batchCounters.committed(options.clock());
     wal?.afterCommit();
     return outcomes;
   }
@@ -169,6 +190,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   return {
     dialect: 'sqlite',
     wal,
+    counters,
     reads: new SqlReads(executor(reader)),
     applyBatch,
     async getOrCreateSetting(key, create) {
@@ -190,6 +212,36 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
       writer.close();
     },
   };
+}
+
+/**
+ * Counts the stored payments of the last 30 days again, into `memory` (src/storage/counter-memory.ts). The
+ * payments are read in the order they were written, which is the order they were counted in: from the first
+ * one older than the rebuild's start, found by going back from the newest (seq order, no index on time).
+ */
+function rebuildCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
+  const fromMs = CounterMemory.rebuildFromMs(nowMs);
+  let afterSeq = 0;
+  for (const row of db
+    .prepare<[], { seq: number; created_at_ms: number }>(
+      'SELECT seq, created_at_ms FROM payments ORDER BY seq DESC',
+    )
+    .iterate()) {
+    if (row.created_at_ms < fromMs) {
+      afterSeq = row.seq;
+      break;
+    }
+  }
+  const rows = db
+    .prepare<[number], CountedPayment>(
+      `SELECT source_account_id AS sourceAccountId, destination_account_id AS destinationAccountId,
+              amount_cents AS amountCents, created_at_ms AS createdAtMs,
+              json_extract(decision, '$.outcome') AS outcome,
+              coalesce(json_extract(decision, '$.features.structuringCount24h'), 0) AS structuringCount24h
+         FROM payments WHERE seq > ? ORDER BY seq`,
+    )
+    .iterate(afterSeq);
+  memory.rebuild(rows, nowMs);
 }
 
 /** How large the WAL may grow (see WalCheckpointer). */

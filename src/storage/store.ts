@@ -1,7 +1,9 @@
 import type { AuditDraft, AuditEntry } from '../domain/audit.ts';
+import type { WindowTotals } from '../domain/features.ts';
 import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
 import type { Posting } from '../domain/ledger.ts';
 import type { MerkleNode, NodeId } from '../domain/merkle.ts';
+import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
 import type {
   Account,
   Actor,
@@ -15,7 +17,6 @@ import type {
   Refund,
 } from '../domain/types.ts';
 import type { EncryptedColumn, EncryptedValueChunk, KeySamples } from './key-rotation-sql.ts';
-import type { CounterRequest, RiskCounters } from './risk-counters.ts';
 
 /**
  * The storage port, in the domain's own words. Adapters: SQLite (sqlite.ts) and PostgreSQL (postgres.ts),
@@ -404,10 +405,32 @@ export interface AuditCheckpointRow {
   createdAtMs: number;
 }
 
+/**
+ * Exact windowed risk counters, as one batch's transaction sees them: in a table on PostgreSQL
+ * (src/storage/risk-counters.ts), in the single writer's memory on SQLite (src/storage/counter-memory.ts).
+ */
+export interface Counters {
+  /** The counters the batch's commands will read (their `LockHints.counters`): read together, once. */
+  declare(requests: CounterRequest[]): void;
+  /** Totals of each key inside each of its windows ending at `nowMs`, and each key's latest point. */
+  windowsMany(
+    requests: CounterRequest[],
+    nowMs: number,
+  ): Promise<{ latest: CounterPoint; totals: WindowTotals[] }[]>;
+  /** Counts one event per key; each `latest` is the key's point read in this transaction. */
+  addMany(events: CounterEvent[], nowMs: number): Promise<void>;
+  /** The running command ended: what it counted joins the batch, or is forgotten with its rollback. */
+  endCommand(committed: boolean): void;
+  /** A direct write to the counters' table happened (the purge): what the batch read may be stale. */
+  tableWritten(): void;
+  /** Forgets history no window can see any more, `limit` rows or keys at a time; returns how many went. */
+  purge(nowMs: number, limit: number): Promise<number>;
+}
+
 export interface Tx {
   readonly nowMs: number;
-  /** Exact windowed risk counters (src/storage/risk-counters.ts). */
-  readonly counters: RiskCounters;
+  /** Exact windowed risk counters. */
+  readonly counters: Counters;
   /** Records a KYC decision (status/tier change, encrypted note) and updates the customer. */
   recordKycDecision(
     before: CustomerRow,
