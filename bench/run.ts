@@ -637,7 +637,9 @@ if (api !== null) {
       verdict(
         `no batch holds the event loop > ${TARGETS.eventLoopBlockMs} ms`,
         `${describeBatches(rest.eventLoop)}; longest event-loop block ${rest.eventLoop.maxBlockMs} ms`,
-        rest.eventLoop.batchMaxMs <= TARGETS.eventLoopBlockMs &&
+        // A batch that yielded the loop between its slices did not hold it for its whole span: then the
+        // longest event-loop block is the measure (it includes whatever else held the loop, GC too).
+        (rest.eventLoop.batchesThatYielded > 0 || rest.eventLoop.batchMaxMs <= TARGETS.eventLoopBlockMs) &&
           rest.eventLoop.maxBlockMs <= TARGETS.eventLoopBlockMs,
         rest.eventLoop.batchesThatYielded > 0
           ? `${rest.eventLoop.batchesThatYielded} batches yielded the loop: their span overstates the block`

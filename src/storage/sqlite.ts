@@ -54,6 +54,8 @@ function executor(db: Database.Database): SqlExecutor {
 }
 
 const BUSY_TIMEOUT_MS = 5000;
+/** How long a batch runs commands before it lets the event loop run (issue 15: no block above 20 ms). */
+const BATCH_SLICE_MS = 8;
 
 function openConnection(path: string, readonly: boolean): Database.Database {
   const db = new Database(path, { readonly, fileMustExist: readonly });
@@ -155,7 +157,16 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
           savepoint,
         );
         await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
+        let sliceStartMs = performance.now();
         for (const command of commands) {
+          // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event
+          // loop for its whole length (tens of ms), and every other request would wait behind it. Between
+          // commands the batch lets the loop run once its slice is used up. Nothing else uses the writer
+          // meanwhile (batches never overlap; reads go to the reader connection, which sees the last commit).
+          if (performance.now() - sliceStartMs >= BATCH_SLICE_MS) {
+            await new Promise((resolve) => setImmediate(resolve));
+            sliceStartMs = performance.now();
+          }
           tx.nowMs = options.clock();
           let value: unknown;
           try {
@@ -170,6 +181,9 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
           outcomes.push({ ok: true, value });
         }
         tx.nowMs = options.clock();
+        // The batch's rows are written in one go, then COMMIT (its fsync): a slice of their own.
+        if (performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
+          await new Promise((resolve) => setImmediate(resolve));
         await tx.finish();
         writer.exec('COMMIT');
       } catch (error) {
@@ -194,6 +208,8 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     reads: new SqlReads(executor(reader)),
     applyBatch,
     async getOrCreateSetting(key, create) {
+      // On the writer, outside the committer: never while a batch (which may be between two slices) is open.
+      assert(!inBatch, 'settings are written between batches');
       writer
         .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
         .run(key, create());
@@ -204,6 +220,8 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
       reader.prepare('SELECT 1').get();
     },
     async close() {
+      // A batch may be between two slices: the app drains the committer before it closes the store.
+      assert(!inBatch, 'the store closes between batches');
       // The worker's connection closes first: the writer's close is then the last one, and it checkpoints
       // what is left and removes the WAL. Without a worker this all happens before close() returns.
       const stopping = wal?.stop();
