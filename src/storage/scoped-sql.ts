@@ -1,5 +1,5 @@
 import { assert } from '../domain/assert.ts';
-import type { PaymentStatus } from '../domain/types.ts';
+import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/types.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { CustomerScope, LedgerFilter, PageRequest, ReadScope } from './store.ts';
 import { chunks } from './write-behind.ts';
@@ -7,8 +7,8 @@ import { chunks } from './write-behind.ts';
 /**
  * The lists of a key scoped to customers (src/app/scope.ts), in SQL that never scans other customers' history.
  *
- * A scoped list is the union of index ranges ("arms"): two per account for payments (as source, as
- * destination; with the status when filtered on one), one per account for ledger entries, two per account and
+ * A scoped list is the union of index ranges ("arms"): for payments, per account, as source and as
+ * destination, one per status (all three, or the one filtered on), one per account for ledger entries, two per account and
  * one per customer for events (migration 10). Each arm reads its range in seq order from the cursor, at most
  * `limit + 1` entries (the page can hold no more of its rows); the union keeps the first `limit + 1` seqs, and
  * the rows are then read by primary key. The work of a page is therefore bounded by arms × (limit + 1) index
@@ -128,15 +128,15 @@ export function paymentRows(
   status: PaymentStatus | undefined,
   scope: ReadScope,
 ): Promise<ScopedRows> {
-  // payments_source_status and payments_destination_status (migration 10): (account, status, seq).
-  // payments_source and payments_destination: (account, seq); with a status, payments_source_status and
-  // payments_destination_status: (account, status, seq) (migration 10). Two ranges per account either way.
-  const byStatus = status === undefined ? '' : ' AND status = ?';
-  const statusParam = status === undefined ? [] : [status];
-  const arms = scope.accountIds.flatMap((accountId) => [
-    { where: `source_account_id = ?${byStatus}`, params: [accountId, ...statusParam] },
-    { where: `destination_account_id = ?${byStatus}`, params: [accountId, ...statusParam] },
-  ]);
+  // payments_source_status and payments_destination_status (migration 10): (account, status, seq). Unfiltered,
+  // one range per status (migration 15 dropped the (account, seq) indexes); filtered, the status's range.
+  const statuses = status === undefined ? PAYMENT_STATUSES : [status];
+  const arms = scope.accountIds.flatMap((accountId) =>
+    statuses.flatMap((s) => [
+      { where: 'source_account_id = ? AND status = ?', params: [accountId, s] },
+      { where: 'destination_account_id = ? AND status = ?', params: [accountId, s] },
+    ]),
+  );
   return unionPage(db, 'payments', '*', arms, page);
 }
 
