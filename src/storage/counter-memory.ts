@@ -26,14 +26,21 @@ import type { Counters } from './store.ts';
  * the `risk_keys_counted` table, one row written by the first payment of each pair, read per batch in one
  * statement.
  *
- * Memory is bounded by the windows: a key keeps its points of its longest window (plus `SLACK_MS`, for a
- * clock that steps back), and the newest point before that as the base; older points are dropped when the
- * key is counted, and keys with nothing left in any window by the sweeper (`purge`). About
- * (payments in 30 days × 1 + in 7 days × 1 + in 24 h × 3) points are kept, tens of bytes each.
+ * Memory is bounded by the windows: a key keeps its points of its longest window (plus a slack, for a clock
+ * that steps back), and the newest point before that as the base; older points are dropped when the key is
+ * counted, and a key with nothing left in any window is forgotten when it falls due (`expire`, a queue per
+ * window length, a bounded number per commit). See decision 0019 for the figures.
  */
 
-/** A window may start this much before the longest window's start (a clock stepped back) and stay exact. */
-const SLACK_MS = 3_600_000;
+/**
+ * A window may start this much before the longest window's start (a clock stepped back) and stay exact: an
+ * hour, or the window's own length when shorter (a 1-minute key lives 2 minutes, not an hour: there is about
+ * one per payment).
+ */
+const SLACK_MS_MAX = 3_600_000;
+const slackMs = (windowMaxMs: number) => Math.min(SLACK_MS_MAX, windowMaxMs);
+/** Due keys looked at per commit: more than a commit creates, so expiry keeps up with any rate. */
+const EXPIRE_PER_COMMIT = 4_096;
 /** A key's history drops its old points once this many (or half of them) are past every window. */
 const COMPACT_POINTS_MIN = 32;
 const ZERO: CounterPoint = { atMs: 0, count: 0, sumCents: 0n };
@@ -57,6 +64,16 @@ class KeyHistory {
   droppedSumCents = 0n;
 
   constructor(public windowMaxMs: number) {}
+
+  /** Before this time nothing a window can see at `nowMs` is older than it. */
+  cutoffMs(nowMs: number): number {
+    return nowMs - this.windowMaxMs - slackMs(this.windowMaxMs);
+  }
+
+  /** When every point will be past every window: then the key can be forgotten. */
+  dueAtMs(): number {
+    return (this.size === 0 ? 0 : this.atMs[this.size - 1]!) + this.windowMaxMs + slackMs(this.windowMaxMs);
+  }
 
   get size(): number {
     return this.atMs.length;
@@ -96,7 +113,7 @@ class KeyHistory {
 
   /** Drops the points no window can need at `nowMs`, keeping the newest one before them as the base. */
   compact(nowMs: number, force: boolean): void {
-    const cutoffMs = nowMs - this.windowMaxMs - SLACK_MS;
+    const cutoffMs = this.cutoffMs(nowMs);
     // Points at or before the cutoff: all but the newest of them can go.
     let stale = 0;
     while (stale < this.size && this.atMs[stale]! <= cutoffMs) stale++;
@@ -111,7 +128,7 @@ class KeyHistory {
 
   /** How many points a window can see at `nowMs`. */
   inWindows(nowMs: number): number {
-    const cutoffMs = nowMs - this.windowMaxMs - SLACK_MS;
+    const cutoffMs = this.cutoffMs(nowMs);
     let n = 0;
     for (let i = this.size - 1; i >= 0 && this.atMs[i]! > cutoffMs; i--) n++;
     return n;
@@ -119,7 +136,41 @@ class KeyHistory {
 
   /** Nothing left that any window could see: every point is before the longest window's start. */
   expired(nowMs: number): boolean {
-    return this.size === 0 || this.atMs[this.size - 1]! <= nowMs - this.windowMaxMs - SLACK_MS;
+    return this.size === 0 || this.atMs[this.size - 1]! <= this.cutoffMs(nowMs);
+  }
+}
+
+/**
+ * Keys in the order they fall due: a FIFO per longest window, each key in one queue once, with the time it
+ * was due when queued. A key still counted when its turn comes goes to the back with its new due time, so
+ * each queue stays about in order, and expiring costs what expires, not a scan of every key.
+ */
+class ExpiryQueue {
+  private keys: string[] = [];
+  private dueAtMs: number[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.keys.length - this.head;
+  }
+
+  push(key: string, dueAtMs: number): void {
+    this.keys.push(key);
+    this.dueAtMs.push(dueAtMs);
+  }
+
+  /** The front key, if it is due at `nowMs`; removed from the queue. */
+  shiftDue(nowMs: number): string | undefined {
+    if (this.head === this.keys.length || this.dueAtMs[this.head]! > nowMs) return undefined;
+    const key = this.keys[this.head]!;
+    this.head++;
+    // Drop the consumed front now and then: amortised O(1), and the arrays never hold more than twice the keys.
+    if (this.head > 1024 && this.head * 2 > this.keys.length) {
+      this.keys = this.keys.slice(this.head);
+      this.dueAtMs = this.dueAtMs.slice(this.head);
+      this.head = 0;
+    }
+    return key;
   }
 }
 
@@ -137,8 +188,13 @@ export interface CountedPayment {
 /** The committed counters of one SQLite store: owned by its single writer, changed only after a COMMIT. */
 export class CounterMemory {
   private readonly keys = new Map<string, KeyHistory>();
-  /** Where the sweeper goes on from (a Map iterator survives deletions). */
-  private sweep: Iterator<[string, KeyHistory]> | undefined;
+  /** By longest window (a handful of lengths): the keys in the order they fall due. */
+  private readonly expiry = new Map<number, ExpiryQueue>();
+  /**
+   * The newest payment counted (its seq). A batch that finds a newer one in the table (another process wrote
+   * to the file, or a COMMIT reported an error but was durable) counts those first (`catchUp`).
+   */
+  seenSeq = 0;
 
   /**
    * Keys and points kept, and of those the points a window can see at `nowMs` (the others are the bases kept
@@ -154,19 +210,21 @@ export class CounterMemory {
     return { keys: this.keys.size, points, inWindows };
   }
 
-  /** Payments from this time on are replayed at start-up: the longest window, the slack, and a day more. */
+  /** Payments from this time on are replayed at start-up: the longest window, its slack, and a day more. */
   static rebuildFromMs(nowMs: number): number {
-    return nowMs - COUNTER_WINDOW_MAX_MS - SLACK_MS - 24 * 3_600_000;
+    return nowMs - COUNTER_WINDOW_MAX_MS - SLACK_MS_MAX - 24 * 3_600_000;
   }
 
   /**
-   * Counts the stored payments again, oldest first (in the order they were written, which is the order they
-   * were counted in), as `recordAttempt` counted them, and then drops what no window can see at `nowMs`.
+   * Counts stored payments again, oldest first (in the order they were written, which is the order they were
+   * counted in), as `recordAttempt` counted them: at start-up the last month's, later those another writer
+   * added. An event no window can see at `nowMs` on a key with nothing kept is skipped: the windows are
+   * differences, so it changes no total, and a month of 1-minute keys is never held at once.
    */
-  rebuild(payments: Iterable<CountedPayment>, nowMs: number): number {
-    assert(this.keys.size === 0, 'counters are rebuilt into an empty memory');
+  replay(payments: Iterable<CountedPayment & { seq: number }>, nowMs: number): number {
     let replayed = 0;
     for (const p of payments) {
+      assert(p.seq > this.seenSeq, 'payments are counted once, in the order they were written');
       const keys = counterKeys(p.sourceAccountId, p.destinationAccountId, p.amountCents);
       const windowMaxMs = counterWindowMaxMs(keys);
       const counted = attemptCounts(keys, {
@@ -175,19 +233,20 @@ export class CounterMemory {
       });
       for (const { key, everOnly } of counted) {
         if (everOnly === true) continue;
-        const history = this.history(key, windowMaxMs[key] ?? COUNTER_WINDOW_MAX_MS);
+        const windowMs = windowMaxMs[key] ?? COUNTER_WINDOW_MAX_MS;
+        const kept = this.keys.get(key);
+        if (kept === undefined && p.createdAtMs <= nowMs - windowMs - slackMs(windowMs)) continue;
+        const history = kept ?? this.history(key, windowMs, p.createdAtMs);
         const latest = history.latest();
         history.append({
           atMs: Math.max(p.createdAtMs, latest.atMs),
           count: latest.count + 1,
           sumCents: latest.sumCents + BigInt(p.amountCents),
         });
+        history.compact(nowMs, false);
       }
+      this.seenSeq = p.seq;
       replayed++;
-    }
-    for (const [key, history] of this.keys) {
-      if (history.expired(nowMs)) this.keys.delete(key);
-      else history.compact(nowMs, true);
     }
     return replayed;
   }
@@ -200,46 +259,66 @@ export class CounterMemory {
     return this.keys.get(key)?.baseAt(boundMs) ?? ZERO;
   }
 
-  /** A committed batch's points, in the order counted. */
-  commit(points: Map<string, { windowMaxMs: number; points: CounterPoint[] }>, nowMs: number): void {
+  /** A committed batch's points, in the order counted; `seq`: its newest payment's. */
+  commit(
+    points: Map<string, { windowMaxMs: number; points: CounterPoint[] }>,
+    seq: number,
+    nowMs: number,
+  ): void {
+    assert(seq >= this.seenSeq, 'a batch commits after the payments counted before it');
     for (const [key, added] of points) {
-      const history = this.history(key, added.windowMaxMs);
+      const history = this.history(key, added.windowMaxMs, added.points[0]!.atMs);
       history.windowMaxMs = Math.max(history.windowMaxMs, added.windowMaxMs);
       for (const p of added.points) history.append(p);
       history.compact(nowMs, false);
     }
+    this.seenSeq = seq;
+    this.expire(nowMs, EXPIRE_PER_COMMIT, () => false);
   }
 
   /**
-   * Goes through up to `limit` keys from where the last call stopped, forgetting keys no window can see and
-   * old points of the others; `skip`: keys a running batch counted (kept whole until it commits). Returns
-   * how many keys it went through: fewer than `limit` when a pass over every key ended.
+   * Forgets up to `limit` keys that fell due and that no window can see any more; a due key still counted is
+   * queued again, its old points dropped. `skip`: keys a running batch counted (kept whole until it commits).
+   * Returns how many due keys it looked at: fewer than `limit` when none is left.
    */
-  purge(nowMs: number, limit: number, skip: (key: string) => boolean): number {
+  expire(nowMs: number, limit: number, skip: (key: string) => boolean): number {
     let seen = 0;
-    this.sweep ??= this.keys.entries();
-    while (seen < limit) {
-      const next = this.sweep.next();
-      if (next.done === true) {
-        this.sweep = undefined;
-        break;
+    for (const queue of this.expiry.values()) {
+      while (seen < limit) {
+        const key = queue.shiftDue(nowMs);
+        if (key === undefined) break;
+        seen++;
+        const history = this.keys.get(key);
+        assert(history !== undefined, 'a queued key is kept until it leaves its queue');
+        if (history.expired(nowMs) && !skip(key)) {
+          this.keys.delete(key);
+          continue;
+        }
+        history.compact(nowMs, true);
+        this.queueOf(history.windowMaxMs).push(key, Math.max(history.dueAtMs(), nowMs + 1));
       }
-      seen++;
-      const [key, history] = next.value;
-      if (skip(key)) continue;
-      if (history.expired(nowMs)) this.keys.delete(key);
-      else history.compact(nowMs, true);
     }
     return seen;
   }
 
-  private history(key: string, windowMaxMs: number): KeyHistory {
+  /** The key's history; a new one is queued to fall due when its first point (at `firstAtMs`) is past every window. */
+  private history(key: string, windowMaxMs: number, firstAtMs: number): KeyHistory {
     let history = this.keys.get(key);
     if (history === undefined) {
       history = new KeyHistory(windowMaxMs);
       this.keys.set(key, history);
+      this.queueOf(windowMaxMs).push(key, firstAtMs + windowMaxMs + slackMs(windowMaxMs));
     }
     return history;
+  }
+
+  private queueOf(windowMaxMs: number): ExpiryQueue {
+    let queue = this.expiry.get(windowMaxMs);
+    if (queue === undefined) {
+      queue = new ExpiryQueue();
+      this.expiry.set(windowMaxMs, queue);
+    }
+    return queue;
   }
 }
 
@@ -349,15 +428,19 @@ export class MemoryCounterTx implements Counters {
     this.everOfCommand.clear();
   }
 
-  /** The batch committed: its points join the memory. Called once, by the adapter, after COMMIT. */
-  committed(nowMs: number): void {
+  /**
+   * The batch committed: its points join the memory. Called once, by the adapter, after COMMIT; `seq`: the
+   * newest payment in the table when the batch had written its rows.
+   */
+  committed(seq: number, nowMs: number): void {
     assert(this.addedOfCommand.size === 0, 'every command ended before the batch committed');
-    this.memory.commit(this.addedOfBatch, nowMs);
+    this.memory.commit(this.addedOfBatch, seq, nowMs);
     this.addedOfBatch.clear();
   }
 
+  /** The sweep: keys fallen due (each commit expires some too, so this mostly finds nothing left). */
   async purge(nowMs: number, limit: number): Promise<number> {
-    return this.memory.purge(
+    return this.memory.expire(
       nowMs,
       limit,
       (key) => this.addedOfBatch.has(key) || this.addedOfCommand.has(key),

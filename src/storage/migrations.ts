@@ -452,4 +452,18 @@ DROP INDEX IF EXISTS payments_source;
 DROP INDEX IF EXISTS payments_destination;
 `,
   },
+  {
+    version: 16,
+    name: 'SQLite: payments by time, where the risk counters rebuild starts',
+    // The rebuild of the in-memory counters (migration 14) replays every payment from the first one stamped
+    // within the last month. Found by going back from the newest, one payment stamped by a clock that was
+    // wrong (far back) would end the search early and leave the month uncounted; this index finds it
+    // whatever the clock did. Appended at its right edge (times grow): no random page per payment.
+    sql: {
+      sqlite: `
+CREATE INDEX payments_created ON payments (created_at_ms);
+`,
+      postgres: '',
+    },
+  },
 ];

@@ -140,10 +140,12 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     inBatch = true;
     const outcomes: CommandOutcome<unknown>[] = [];
     let batchCounters: MemoryCounterTx | undefined;
+    let seqWritten = 0;
     try {
       await wal?.beforeBatch();
       writer.exec('BEGIN IMMEDIATE');
       try {
+        catchUpCounters(writer, counters, options.clock());
         const tx = new SqlTx(
           writeExec,
           {
@@ -185,6 +187,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         if (performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
           await new Promise((resolve) => setImmediate(resolve));
         await tx.finish();
+        seqWritten = newestPaymentSeq(writer);
         writer.exec('COMMIT');
       } catch (error) {
         if (writer.inTransaction) writer.exec('ROLLBACK');
@@ -196,7 +199,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     // After the commit, outside the try: nothing here may turn a committed batch into a failed one. The
     // batch's counter points join the memory only now that they are durable.
     assert(batchCounters !== undefined, 'the batch ran with its counters');
-    batchCounters.committed(options.clock());
+    batchCounters.committed(seqWritten, options.clock());
     wal?.afterCommit();
     return outcomes;
   }
@@ -232,34 +235,54 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   };
 }
 
+const COUNTED_PAYMENT_COLUMNS = `seq, source_account_id AS sourceAccountId,
+  destination_account_id AS destinationAccountId, amount_cents AS amountCents, created_at_ms AS createdAtMs,
+  json_extract(decision, '$.outcome') AS outcome,
+  coalesce(json_extract(decision, '$.features.structuringCount24h'), 0) AS structuringCount24h`;
+
 /**
- * Counts the stored payments of the last 30 days again, into `memory` (src/storage/counter-memory.ts). The
- * payments are read in the order they were written, which is the order they were counted in: from the first
- * one older than the rebuild's start, found by going back from the newest (seq order, no index on time).
+ * Counts the stored payments of the last 30 days again, into an empty `memory`
+ * (src/storage/counter-memory.ts): every payment from the first one stamped at or after the rebuild's start
+ * (payments_created, migration 16), in the order they were written, which is the order they were counted in.
  */
 function rebuildCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
-  const fromMs = CounterMemory.rebuildFromMs(nowMs);
-  let afterSeq = 0;
-  for (const row of db
-    .prepare<[], { seq: number; created_at_ms: number }>(
-      'SELECT seq, created_at_ms FROM payments ORDER BY seq DESC',
+  const first = db
+    .prepare<[number], { seq: number | null }>(
+      'SELECT min(seq) AS seq FROM payments WHERE created_at_ms >= ?',
     )
-    .iterate()) {
-    if (row.created_at_ms < fromMs) {
-      afterSeq = row.seq;
-      break;
-    }
+    .get(CounterMemory.rebuildFromMs(nowMs));
+  if (first?.seq !== null && first?.seq !== undefined) {
+    memory.replay(
+      db
+        .prepare<[number], CountedPayment & { seq: number }>(
+          `SELECT ${COUNTED_PAYMENT_COLUMNS} FROM payments WHERE seq >= ? ORDER BY seq`,
+        )
+        .iterate(first.seq),
+      nowMs,
+    );
   }
-  const rows = db
-    .prepare<[number], CountedPayment>(
-      `SELECT source_account_id AS sourceAccountId, destination_account_id AS destinationAccountId,
-              amount_cents AS amountCents, created_at_ms AS createdAtMs,
-              json_extract(decision, '$.outcome') AS outcome,
-              coalesce(json_extract(decision, '$.features.structuringCount24h'), 0) AS structuringCount24h
-         FROM payments WHERE seq > ? ORDER BY seq`,
-    )
-    .iterate(afterSeq);
-  memory.rebuild(rows, nowMs);
+  memory.seenSeq = newestPaymentSeq(db);
+}
+
+function newestPaymentSeq(db: Database.Database): number {
+  return (db.prepare('SELECT coalesce(max(seq), 0) AS seq FROM payments').get() as { seq: number }).seq;
+}
+
+/**
+ * At the start of a batch (the write lock held): payments the memory has not counted, written by another
+ * process on the same file or by a batch whose COMMIT reported an error yet was durable, are counted first.
+ * One index probe when there are none.
+ */
+function catchUpCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
+  if (newestPaymentSeq(db) === memory.seenSeq) return;
+  memory.replay(
+    db
+      .prepare<[number], CountedPayment & { seq: number }>(
+        `SELECT ${COUNTED_PAYMENT_COLUMNS} FROM payments WHERE seq > ? ORDER BY seq`,
+      )
+      .iterate(memory.seenSeq),
+    nowMs,
+  );
 }
 
 /** How large the WAL may grow (see WalCheckpointer). */
