@@ -58,8 +58,13 @@ const windowTotals = (latest: CounterPoint, base: CounterPoint): WindowTotals =>
  * starts before the first point kept.
  */
 class KeyHistory {
-  readonly atMs: number[] = [];
-  readonly sumCents: bigint[] = [];
+  private atMs: number[] = [];
+  /**
+   * Running sums as numbers (8 bytes each in a packed array) while they are safe integers, which is nearly
+   * always; a key whose sum passes that (attempts of absurd amounts count too) keeps BigInts from then on.
+   */
+  private sums: number[] = [];
+  private bigSums: bigint[] | undefined;
   droppedCount = 0;
   droppedSumCents = 0n;
 
@@ -80,7 +85,8 @@ class KeyHistory {
   }
 
   point(i: number): CounterPoint {
-    return { atMs: this.atMs[i]!, count: this.droppedCount + 1 + i, sumCents: this.sumCents[i]! };
+    const sumCents = this.bigSums === undefined ? BigInt(this.sums[i]!) : this.bigSums[i]!;
+    return { atMs: this.atMs[i]!, count: this.droppedCount + 1 + i, sumCents };
   }
 
   latest(): CounterPoint {
@@ -107,8 +113,20 @@ class KeyHistory {
     assert(p.count === before.count + 1, 'a counter point counts one event more than the one before');
     assert(p.atMs >= before.atMs || this.size === 0, 'a key is never counted earlier than its last point');
     assert(p.sumCents > before.sumCents, 'a counted amount is positive');
+    if (this.size === 0 && this.bigSums === undefined && p.sumCents <= SAFE_MAX) {
+      // Array literals of one element: most keys (a pattern's, a quiet account's) never get a second point,
+      // and a first push would reserve room for 17.
+      this.atMs = [p.atMs];
+      this.sums = [Number(p.sumCents)];
+      return;
+    }
     this.atMs.push(p.atMs);
-    this.sumCents.push(p.sumCents);
+    if (this.bigSums === undefined && p.sumCents > SAFE_MAX) {
+      this.bigSums = this.sums.map((v) => BigInt(v));
+      this.sums = [];
+    }
+    if (this.bigSums === undefined) this.sums.push(Number(p.sumCents));
+    else this.bigSums.push(p.sumCents);
   }
 
   /** Drops the points no window can need at `nowMs`, keeping the newest one before them as the base. */
@@ -123,7 +141,7 @@ class KeyHistory {
     this.droppedCount = last.count;
     this.droppedSumCents = last.sumCents;
     this.atMs.splice(0, drop);
-    this.sumCents.splice(0, drop);
+    (this.bigSums ?? this.sums).splice(0, drop);
   }
 
   /** How many points a window can see at `nowMs`. */

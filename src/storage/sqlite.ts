@@ -54,6 +54,12 @@ function executor(db: Database.Database): SqlExecutor {
 }
 
 const BUSY_TIMEOUT_MS = 5000;
+/**
+ * The writer waits for the write lock (held by another process, or another store on the file in this one)
+ * this long synchronously, then lets the event loop run between attempts (`beginImmediate`): a batch now
+ * yields between its slices while it holds the lock, and a synchronous wait here would then never end.
+ */
+const WRITER_BUSY_WAIT_MS = 10;
 /** How long a batch runs commands before it lets the event loop run (issue 15: no block above 20 ms). */
 const BATCH_SLICE_MS = 8;
 
@@ -119,6 +125,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   // statement or command changes (see 0017). Set after the migrations, whose CREATE INDEX may sort whole
   // tables: that still spills to disk. The reader keeps the default, for the same reason (large sorts).
   writer.pragma('temp_store = MEMORY');
+  writer.pragma(`busy_timeout = ${WRITER_BUSY_WAIT_MS}`);
   const counters = new CounterMemory();
   rebuildCounters(writer, counters, options.clock());
   const wal =
@@ -143,7 +150,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     let seqWritten = 0;
     try {
       await wal?.beforeBatch();
-      writer.exec('BEGIN IMMEDIATE');
+      await withWriteLock(() => writer.exec('BEGIN IMMEDIATE'));
       try {
         catchUpCounters(writer, counters, options.clock());
         const tx = new SqlTx(
@@ -213,9 +220,12 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     async getOrCreateSetting(key, create) {
       // On the writer, outside the committer: never while a batch (which may be between two slices) is open.
       assert(!inBatch, 'settings are written between batches');
-      writer
-        .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
-        .run(key, create());
+      const value = create();
+      await withWriteLock(() =>
+        writer
+          .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
+          .run(key, value),
+      );
       wal?.afterCommit();
       return (writer.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string }).value;
     },
@@ -233,6 +243,23 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
       writer.close();
     },
   };
+}
+
+/**
+ * Runs `take` (a statement that takes the write lock) until it gets the lock or BUSY_TIMEOUT_MS passed,
+ * waiting between attempts without holding the event loop.
+ */
+async function withWriteLock<T>(take: () => T): Promise<T> {
+  const deadlineMs = performance.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return take();
+    } catch (error) {
+      const busy = (error as { code?: unknown }).code === 'SQLITE_BUSY';
+      if (!busy || performance.now() > deadlineMs) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
 }
 
 const COUNTED_PAYMENT_COLUMNS = `seq, source_account_id AS sourceAccountId,
