@@ -75,7 +75,27 @@ function openConnection(path: string, readonly: boolean): Database.Database {
   return db;
 }
 
+/** The versions recorded, read without a lock (none when the table is not there yet). */
+function migrationsDone(db: Database.Database): Set<number> {
+  const table = db
+    .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'")
+    .get();
+  if (table === undefined) return new Set();
+  return new Set(
+    db
+      .prepare<[], { version: number }>('SELECT version FROM schema_migrations')
+      .all()
+      .map((r) => r.version),
+  );
+}
+
 export function migrateSqlite(db: Database.Database, targetVersion = Number.POSITIVE_INFINITY): number[] {
+  // Up to date (every start but the first after an upgrade): no write lock is taken, so opening a store never
+  // waits for another one's batch (which may be between two slices, in this very process).
+  const before = migrationsDone(db);
+  const known = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  const pending = MIGRATIONS.filter((m) => m.version <= targetVersion && !before.has(m.version));
+  if (pending.length === 0 && Math.max(0, ...before) <= known) return [];
   const applied: number[] = [];
   db.exec('BEGIN IMMEDIATE');
   try {
@@ -89,7 +109,6 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
         .map((r) => r.version),
     );
     const newest = Math.max(0, ...done);
-    const known = MIGRATIONS[MIGRATIONS.length - 1]!.version;
     if (newest > known)
       throw new Error(`database schema version ${newest} is newer than this build (${known})`);
     for (const migration of MIGRATIONS) {
@@ -141,6 +160,9 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     },
   };
   let inBatch = false;
+  // With one connection (`:memory:`), reads run on the writer: a read between two slices would see the open
+  // transaction's rows, so there a batch never yields.
+  const mayYield = reader !== writer;
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {
     assert(!inBatch, 'SQLite batches never overlap: the committer runs one at a time');
@@ -172,7 +194,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
           // loop for its whole length (tens of ms), and every other request would wait behind it. Between
           // commands the batch lets the loop run once its slice is used up. Nothing else uses the writer
           // meanwhile (batches never overlap; reads go to the reader connection, which sees the last commit).
-          if (performance.now() - sliceStartMs >= BATCH_SLICE_MS) {
+          if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS) {
             await new Promise((resolve) => setImmediate(resolve));
             sliceStartMs = performance.now();
           }
@@ -191,7 +213,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         }
         tx.nowMs = options.clock();
         // The batch's rows are written in one go, then COMMIT (its fsync): a slice of their own.
-        if (performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
+        if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
           await new Promise((resolve) => setImmediate(resolve));
         await tx.finish();
         seqWritten = newestPaymentSeq(writer);
@@ -221,11 +243,17 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
       // On the writer, outside the committer: never while a batch (which may be between two slices) is open.
       assert(!inBatch, 'settings are written between batches');
       const value = create();
-      await withWriteLock(() =>
-        writer
-          .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
-          .run(key, value),
-      );
+      // Counted as a batch while it waits for the lock: no batch may begin meanwhile and take it in.
+      inBatch = true;
+      try {
+        await withWriteLock(() =>
+          writer
+            .prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
+            .run(key, value),
+        );
+      } finally {
+        inBatch = false;
+      }
       wal?.afterCommit();
       return (writer.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string }).value;
     },
@@ -255,9 +283,11 @@ async function withWriteLock<T>(take: () => T): Promise<T> {
     try {
       return take();
     } catch (error) {
-      const busy = (error as { code?: unknown }).code === 'SQLITE_BUSY';
+      // SQLITE_BUSY and its extended codes (e.g. SQLITE_BUSY_RECOVERY: another process recovering the WAL).
+      const code = (error as { code?: unknown }).code;
+      const busy = typeof code === 'string' && code.startsWith('SQLITE_BUSY');
       if (!busy || performance.now() > deadlineMs) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
 }
@@ -485,15 +515,10 @@ export class WalCheckpointer {
     if (!this.forceNext || performance.now() < this.forceAfterMs) return;
     this.forceNext = false;
     const started = performance.now();
-    // Not the connection's 5 s: a reader in another process holding an old snapshot must not stall the
-    // event loop. If one is there, this gives up and the next commit past the cap tries again, 1 s later.
-    this.writer.pragma('busy_timeout = 10');
-    let busy: number;
-    try {
-      busy = (this.writer.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[])[0]!.busy;
-    } finally {
-      this.writer.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    }
+    // The writer waits WRITER_BUSY_WAIT_MS at most: a reader in another process holding an old snapshot must
+    // not stall the event loop. If one is there, this gives up and the next commit past the cap tries again,
+    // 1 s later.
+    const busy = (this.writer.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[])[0]!.busy;
     const ms = performance.now() - started;
     this.stats.forced += 1;
     this.stats.forcedMsMax = Math.max(this.stats.forcedMsMax, ms);
