@@ -35,7 +35,8 @@ export async function withServices<R>(
       `no database at ${config.database.path}: check DATABASE_URL (start the server once to create it)`,
     );
   }
-  const store = await openStore(config, Date.now);
+  // No command decides a payment: the SQLite risk counters (a month of payments to read) are not rebuilt.
+  const store = await openStore(config, Date.now, { riskCounters: false });
   try {
     const { services, generatedKeys } = await buildServices(config, store, {
       clock: Date.now,

@@ -213,6 +213,8 @@ export class CounterMemory {
    * to the file, or a COMMIT reported an error but was durable) counts those first (`catchUp`).
    */
   seenSeq = 0;
+  /** False in a store opened without its counters (the key-management CLI): it must never decide a payment. */
+  usable = true;
 
   /**
    * Keys and points kept, and of those the points a window can see at `nowMs` (the others are the bases kept
@@ -385,6 +387,7 @@ export class MemoryCounterTx implements Counters {
     requests: CounterRequest[],
     nowMs: number,
   ): Promise<{ latest: CounterPoint; totals: WindowTotals[] }[]> {
+    assert(this.memory.usable, 'risk counters are read only in a store opened with them (not the CLI)');
     const out: { latest: CounterPoint; totals: WindowTotals[] }[] = [];
     for (const r of requests) {
       if (r.everOnly === true) {

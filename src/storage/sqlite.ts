@@ -25,6 +25,11 @@ export interface SqliteOptions {
   clock: () => number;
   /** The WAL's limits (WAL_LIMITS by default). Tests shrink them; they can also be changed on an open store. */
   wal?: Partial<WalLimits>;
+  /**
+   * False: the risk counters are not rebuilt (a month of payments read at start-up), and the store cannot
+   * decide payments. For the key-management CLI, which never does.
+   */
+  riskCounters?: boolean;
 }
 
 /** The SQLite adapter, with its WAL checkpointer (undefined for an in-memory database, which has no WAL). */
@@ -146,7 +151,8 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   writer.pragma('temp_store = MEMORY');
   writer.pragma(`busy_timeout = ${WRITER_BUSY_WAIT_MS}`);
   const counters = new CounterMemory();
-  rebuildCounters(writer, counters, options.clock());
+  if (options.riskCounters === false) counters.usable = false;
+  else rebuildCounters(writer, counters, options.clock());
   const wal =
     options.path === ':memory:'
       ? undefined
@@ -331,6 +337,7 @@ function newestPaymentSeq(db: Database.Database): number {
  * One index probe when there are none.
  */
 function catchUpCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
+  if (!memory.usable) return;
   if (newestPaymentSeq(db) === memory.seenSeq) return;
   memory.replay(
     db
