@@ -1,5 +1,4 @@
-import type { AuditEntry } from './audit.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { type AuditEntry, auditEntryCanonical } from './audit.ts';
 import { leafHash } from './merkle.ts';
 
 /**
@@ -8,18 +7,7 @@ import { leafHash } from './merkle.ts';
  * An auditor recomputes every leaf from `GET /v1/audit-logs` output alone.
  */
 export function auditLeafBytes(entry: Omit<AuditEntry, 'hash'>): string {
-  return canonicalJson({
-    id: entry.id,
-    index: entry.index,
-    timestamp: entry.timestamp,
-    eventType: entry.eventType,
-    actorId: entry.actorId,
-    requestId: entry.requestId,
-    resourceType: entry.resourceType,
-    resourceId: entry.resourceId,
-    metadata: entry.metadata,
-    prevHash: entry.prevHash,
-  });
+  return auditEntryCanonical(entry);
 }
 
 export function auditLeafHash(entry: Omit<AuditEntry, 'hash'>): Buffer {

@@ -30,7 +30,11 @@ export interface AuditEntry extends AuditDraft {
   hash: string;
 }
 
-export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
+/**
+ * The canonical JSON (RFC 8785) of an entry without its hash: what the chain hash covers, and the bytes of its
+ * Merkle leaf (src/domain/audit-tree.ts).
+ */
+export function auditEntryCanonical(entry: Omit<AuditEntry, 'hash'>): string {
   const {
     id,
     index,
@@ -55,7 +59,13 @@ export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
     metadata,
     prevHash,
   };
-  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+  return canonicalJson(body);
+}
+
+const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
+  return sha256Hex(auditEntryCanonical(entry));
 }
 
 export function sealAuditEntry(
@@ -64,6 +74,16 @@ export function sealAuditEntry(
   id: string,
   timestampMs: number,
 ): AuditEntry {
+  return sealAuditEntryCanonical(draft, link, id, timestampMs).entry;
+}
+
+/** Seals an entry, and returns its canonical bytes too (its Merkle leaf's): computed once on the write path. */
+export function sealAuditEntryCanonical(
+  draft: AuditDraft,
+  link: { index: number; prevHash: string },
+  id: string,
+  timestampMs: number,
+): { entry: AuditEntry; canonical: string } {
   assert(Number.isSafeInteger(link.index) && link.index >= 0, 'audit index is a non-negative integer');
   assert(
     link.index === 0 ? link.prevHash === GENESIS_HASH : link.prevHash.length === 64,
@@ -71,7 +91,8 @@ export function sealAuditEntry(
   );
   const timestamp = new Date(timestampMs).toISOString();
   const unsealed = { ...draft, id, index: link.index, timestamp, prevHash: link.prevHash };
-  return { ...unsealed, hash: auditEntryHash(unsealed) };
+  const canonical = auditEntryCanonical(unsealed);
+  return { entry: { ...unsealed, hash: sha256Hex(canonical) }, canonical };
 }
 
 export type ChainBreak = { index: number; reason: string };

@@ -1,5 +1,5 @@
 import { assert } from '../domain/assert.ts';
-import { type AuditDraft, type AuditEntry, sealAuditEntry } from '../domain/audit.ts';
+import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
 import {
@@ -10,7 +10,14 @@ import {
 } from '../domain/idempotency.ts';
 import { newId } from '../domain/ids.ts';
 import { applyPosting, heldAfter, type Posting } from '../domain/ledger.ts';
-import { leftSiblingsOf, type MerkleNode, type NodeId, nodeKey, nodesCompletedBy } from '../domain/merkle.ts';
+import {
+  leafHash,
+  leftSiblingsOf,
+  type MerkleNode,
+  type NodeId,
+  nodeKey,
+  nodesCompletedBy,
+} from '../domain/merkle.ts';
 import {
   type Account,
   type Actor,
@@ -1249,19 +1256,22 @@ export class SqlTx implements Tx {
     // Entries appended by a build without Merkle nodes (a rolling upgrade) get theirs first.
     await this.addMerkleLeaves(this.raw, num(head['merkle_size']), size);
     const entries: AuditEntry[] = [];
+    const leaves: Buffer[] = [];
     let prevHash = str(head['last_hash']);
     for (const draft of drafts) {
-      const entry = sealAuditEntry(
+      // The canonical bytes the chain hash covers are the Merkle leaf's too: computed once.
+      const { entry, canonical } = sealAuditEntryCanonical(
         draft,
         { index: size + entries.length, prevHash },
         newId('aud'),
         this.nowMs,
       );
       entries.push(entry);
+      leaves.push(leafHash(canonical));
       prevHash = entry.hash;
     }
     await insertRows(this.raw, 'audit_entries', AUDIT_COLUMNS, entries.map(auditRow));
-    await this.writeMerkleLeaves(this.raw, size, entries.map(auditLeafHash));
+    await this.writeMerkleLeaves(this.raw, size, leaves);
     const changed = await this.raw.run(
       'UPDATE audit_head SET size = ?, last_hash = ?, merkle_size = ? WHERE id = 1 AND size = ?',
       [size + entries.length, prevHash, size + entries.length, size],
