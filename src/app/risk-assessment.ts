@@ -172,18 +172,15 @@ export async function recordAttempt(
   assessment: Assessment,
 ): Promise<void> {
   const { keys, latest, decision } = assessment;
-  const latestOf = new Map(
-    Object.entries(keys).map(([name, key]) => [key, latest[name as keyof CounterKeys]]),
-  );
   const counted = attemptCounts(keys, {
     inStructuringBand: inStructuringBand(input.amountCents, policy),
     declined: decision.outcome === 'declined',
   });
   await counters.addMany(
-    counted.map(({ key, everOnly }) => ({
+    counted.map(({ name, key, everOnly }) => ({
       key,
       amountCents: input.amountCents,
-      latest: latestOf.get(key)!,
+      latest: latest[name],
       ...(everOnly === true ? { everOnly } : {}),
     })),
     nowMs,

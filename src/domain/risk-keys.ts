@@ -4,6 +4,8 @@
  * rebuilds its in-memory counters from the stored payments at start-up (src/storage/counter-memory.ts). One
  * layout, so a rebuilt counter is the counter the pipeline would have kept.
  */
+import type { WindowTotals } from './features.ts';
+
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
@@ -13,6 +15,21 @@ export interface CounterPoint {
   atMs: number;
   count: number;
   sumCents: bigint;
+}
+
+/** A key never counted: the base of every window, and its latest point. */
+export const ZERO_POINT: CounterPoint = Object.freeze({ atMs: 0, count: 0, sumCents: 0n });
+
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A window's totals: the latest point minus the window's base (the newest point at or before its start). The
+ * sum is clamped to the safe integer range: attempts are counted before funds are checked, so a key can sum
+ * many absurd amounts.
+ */
+export function windowTotals(latest: CounterPoint, base: CounterPoint): WindowTotals {
+  const sum = latest.sumCents - base.sumCents;
+  return { count: latest.count - base.count, sumCents: Number(sum > SAFE_MAX ? SAFE_MAX : sum) };
 }
 
 /**
@@ -81,12 +98,17 @@ export function counterRequests(keys: CounterKeys): CounterRequest[] {
   ];
 }
 
-/** The longest window of each key a payment counts (0: an `everOnly` key, kept apart). */
-export function counterWindowMaxMs(keys: CounterKeys): Record<string, number> {
-  const out: Record<string, number> = Object.create(null);
-  for (const [name, key] of Object.entries(keys) as [keyof CounterKeys, string][])
-    out[key] = Math.max(0, ...WINDOWS_MS[name]);
-  return out;
+/** The longest window of each key (0: the `everOnly` pair key, kept apart). */
+const WINDOW_MAX_MS = Object.fromEntries(
+  Object.entries(WINDOWS_MS).map(([name, windows]) => [name, Math.max(0, ...windows)]),
+) as Record<keyof CounterKeys, number>;
+
+/** A key one payment counts: which of its keys, the key, and the longest window it is read over. */
+export interface CountedKey {
+  name: keyof CounterKeys;
+  key: string;
+  windowMaxMs: number;
+  everOnly?: true;
 }
 
 /**
@@ -97,14 +119,14 @@ export function counterWindowMaxMs(keys: CounterKeys): Record<string, number> {
 export function attemptCounts(
   keys: CounterKeys,
   counted: { inStructuringBand: boolean; declined: boolean },
-): { key: string; everOnly?: boolean }[] {
-  const out: { key: string; everOnly?: boolean }[] = [
-    { key: keys.source },
-    { key: keys.pattern },
-    { key: keys.pair, everOnly: true },
-    { key: keys.beneficiary },
-  ];
-  if (counted.inStructuringBand) out.push({ key: keys.nearThreshold });
-  if (!counted.declined) out.push({ key: keys.outgoing });
-  return out;
+): CountedKey[] {
+  const names: (keyof CounterKeys)[] = ['source', 'pattern', 'pair', 'beneficiary'];
+  if (counted.inStructuringBand) names.push('nearThreshold');
+  if (!counted.declined) names.push('outgoing');
+  return names.map((name) => ({
+    name,
+    key: keys[name],
+    windowMaxMs: WINDOW_MAX_MS[name],
+    ...(name === 'pair' ? { everOnly: true as const } : {}),
+  }));
 }

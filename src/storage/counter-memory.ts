@@ -7,7 +7,8 @@ import {
   type CounterPoint,
   type CounterRequest,
   counterKeys,
-  counterWindowMaxMs,
+  windowTotals,
+  ZERO_POINT,
 } from '../domain/risk-keys.ts';
 import type { SqlExecutor } from './sql-store.ts';
 import type { Counters } from './store.ts';
@@ -20,7 +21,7 @@ import type { Counters } from './store.ts';
  * at or before the window's start. Here the points are arrays in memory (a binary search instead of two
  * index seeks), and nothing is written for them: each payment row already records what its attempt counted
  * (its accounts, amount, time, and its decision's outcome and structuring band), so at start-up the points
- * are rebuilt from the payments of the last 30 days (`rebuild`), exactly as the payments counted them.
+ * are rebuilt from the payments of the last 30 days (`replay`), exactly as the payments counted them.
  *
  * One fact is not in a window: whether a source ever paid a destination (`everOnly` keys). That is kept in
  * the `risk_keys_counted` table, one row written by the first payment of each pair, read per batch in one
@@ -43,14 +44,7 @@ const slackMs = (windowMaxMs: number) => Math.min(SLACK_MS_MAX, windowMaxMs);
 const EXPIRE_PER_COMMIT = 4_096;
 /** A key's history drops its old points once this many (or half of them) are past every window. */
 const COMPACT_POINTS_MIN = 32;
-const ZERO: CounterPoint = { atMs: 0, count: 0, sumCents: 0n };
 const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
-const clampToSafe = (v: bigint): number => Number(v > SAFE_MAX ? SAFE_MAX : v);
-
-const windowTotals = (latest: CounterPoint, base: CounterPoint): WindowTotals => ({
-  count: latest.count - base.count,
-  sumCents: clampToSafe(latest.sumCents - base.sumCents),
-});
 
 /**
  * One key's points, oldest first: times and running sums; the count of point i is `droppedCount + 1 + i`
@@ -168,10 +162,6 @@ class ExpiryQueue {
   private dueAtMs: number[] = [];
   private head = 0;
 
-  get length(): number {
-    return this.keys.length - this.head;
-  }
-
   push(key: string, dueAtMs: number): void {
     this.keys.push(key);
     this.dueAtMs.push(dueAtMs);
@@ -246,14 +236,12 @@ export class CounterMemory {
     for (const p of payments) {
       assert(p.seq > this.seenSeq, 'payments are counted once, in the order they were written');
       const keys = counterKeys(p.sourceAccountId, p.destinationAccountId, p.amountCents);
-      const windowMaxMs = counterWindowMaxMs(keys);
       const counted = attemptCounts(keys, {
         inStructuringBand: p.structuringCount24h > 0,
         declined: p.outcome === 'declined',
       });
-      for (const { key, everOnly } of counted) {
+      for (const { key, windowMaxMs: windowMs, everOnly } of counted) {
         if (everOnly === true) continue;
-        const windowMs = windowMaxMs[key] ?? COUNTER_WINDOW_MAX_MS;
         const kept = this.keys.get(key);
         if (kept === undefined && p.createdAtMs <= nowMs - windowMs - slackMs(windowMs)) continue;
         const history = kept ?? this.history(key, windowMs, p.createdAtMs);
@@ -272,11 +260,11 @@ export class CounterMemory {
   }
 
   latest(key: string): CounterPoint {
-    return this.keys.get(key)?.latest() ?? ZERO;
+    return this.keys.get(key)?.latest() ?? ZERO_POINT;
   }
 
   baseAt(key: string, boundMs: number): CounterPoint {
-    return this.keys.get(key)?.baseAt(boundMs) ?? ZERO;
+    return this.keys.get(key)?.baseAt(boundMs) ?? ZERO_POINT;
   }
 
   /** A committed batch's points, in the order counted; `seq`: its newest payment's. */

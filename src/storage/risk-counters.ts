@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { assert } from '../domain/assert.ts';
 import type { WindowTotals } from '../domain/features.ts';
-import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
+import {
+  type CounterEvent,
+  type CounterPoint,
+  type CounterRequest,
+  windowTotals,
+  ZERO_POINT,
+} from '../domain/risk-keys.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { Counters } from './store.ts';
 
@@ -26,10 +32,6 @@ export const COUNTER_RETENTION_MS = 35 * 24 * 3_600_000;
 
 /** The dialect of the batch's one counter statement: keys bound as arrays (PostgreSQL) or as JSON text (SQLite). */
 export type CounterReadDialect = 'arrays' | 'json';
-
-const ZERO: CounterPoint = { atMs: 0, count: 0, sumCents: 0n };
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
-const clampToSafe = (v: bigint): number => Number(v > SAFE_MAX ? SAFE_MAX : v);
 
 const num = (v: unknown) => {
   const n = typeof v === 'number' ? v : Number(v);
@@ -222,9 +224,9 @@ export class RiskCounters implements Counters {
     const rows = await executor.all(parts.join(' UNION ALL '), params);
     const found = new Map(rows.map((row) => [`${num(row['k'])}:${num(row['w'])}`, point(row)]));
     return requests.map((r, i) => {
-      const stored = found.get(`${i}:-1`) ?? ZERO;
+      const stored = found.get(`${i}:-1`) ?? ZERO_POINT;
       const latest = this.newer(stored, hashes[i]!);
-      const totals = r.windowsMs.map((_, j) => windowTotals(latest, found.get(`${i}:${j}`) ?? ZERO));
+      const totals = r.windowsMs.map((_, j) => windowTotals(latest, found.get(`${i}:${j}`) ?? ZERO_POINT));
       return { latest, totals };
     });
   }
@@ -260,11 +262,11 @@ export class RiskCounters implements Counters {
       const base = row['at_ms'] === null || row['at_ms'] === undefined ? undefined : point(row);
       let key = this.read.get(e.hash);
       if (key === undefined) {
-        key = { latest: ZERO, windows: new Map() };
+        key = { latest: ZERO_POINT, windows: new Map() };
         this.read.set(e.hash, key);
       }
       if (e.windowMs === null) {
-        key.latest = base ?? ZERO;
+        key.latest = base ?? ZERO_POINT;
         continue;
       }
       const raw = row['after'];
@@ -348,25 +350,20 @@ export class RiskCounters implements Counters {
   }
 }
 
-const windowTotals = (latest: CounterPoint, base: CounterPoint): WindowTotals => ({
-  count: latest.count - base.count,
-  sumCents: clampToSafe(latest.sumCents - base.sumCents),
-});
-
 /**
- * The last stored point at or before `bound` (ZERO when none), from a window the batch read at another
+ * The last stored point at or before `bound` (ZERO_POINT when none), from a window the batch read at another
  * bound; null when the read cannot tell (a point it did not fetch may lie at or before `bound`).
  */
 function baseAt(window: ReadWindow, bound: number): CounterPoint | null {
   // The read's base is the newest point at or before its own bound: a bound before it says nothing more.
   if (window.base !== undefined && window.base.atMs > bound) return null;
   if (bound > window.knownThroughMs) return null;
-  let base = window.base ?? ZERO;
+  let base = window.base ?? ZERO_POINT;
   for (const p of window.after) if (p.atMs <= bound) base = p;
   return base;
 }
 
 function point(r: Row | undefined): CounterPoint {
-  if (r === undefined) return ZERO;
+  if (r === undefined) return ZERO_POINT;
   return { atMs: num(r['at_ms']), count: num(r['cum_count']), sumCents: BigInt(String(r['cum_sum_cents'])) };
 }

@@ -61,7 +61,7 @@ function executor(db: Database.Database): SqlExecutor {
 const BUSY_TIMEOUT_MS = 5000;
 /**
  * The writer waits for the write lock (held by another process, or another store on the file in this one)
- * this long synchronously, then lets the event loop run between attempts (`beginImmediate`): a batch now
+ * this long synchronously, then lets the event loop run between attempts (`withWriteLock`): a batch now
  * yields between its slices while it holds the lock, and a synchronous wait here would then never end.
  */
 const WRITER_BUSY_WAIT_MS = 10;
@@ -151,8 +151,9 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
   writer.pragma('temp_store = MEMORY');
   writer.pragma(`busy_timeout = ${WRITER_BUSY_WAIT_MS}`);
   const counters = new CounterMemory();
+  const payments = countedPayments(writer);
   if (options.riskCounters === false) counters.usable = false;
-  else rebuildCounters(writer, counters, options.clock());
+  else rebuildCounters(payments, counters, options.clock());
   const wal =
     options.path === ':memory:'
       ? undefined
@@ -180,7 +181,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
       await wal?.beforeBatch();
       await withWriteLock(() => writer.exec('BEGIN IMMEDIATE'));
       try {
-        catchUpCounters(writer, counters, options.clock());
+        catchUpCounters(payments, counters, options.clock());
         const tx = new SqlTx(
           writeExec,
           {
@@ -222,7 +223,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
           await new Promise((resolve) => setImmediate(resolve));
         await tx.finish();
-        seqWritten = newestPaymentSeq(writer);
+        seqWritten = payments.newestSeq();
         writer.exec('COMMIT');
       } catch (error) {
         if (writer.inTransaction) writer.exec('ROLLBACK');
@@ -298,37 +299,44 @@ async function withWriteLock<T>(take: () => T): Promise<T> {
   }
 }
 
-const COUNTED_PAYMENT_COLUMNS = `seq, source_account_id AS sourceAccountId,
-  destination_account_id AS destinationAccountId, amount_cents AS amountCents, created_at_ms AS createdAtMs,
-  json_extract(decision, '$.outcome') AS outcome,
-  coalesce(json_extract(decision, '$.features.structuringCount24h'), 0) AS structuringCount24h`;
-
-/**
- * Counts the stored payments of the last 30 days again, into an empty `memory`
- * (src/storage/counter-memory.ts): every payment from the first one stamped at or after the rebuild's start
- * (payments_created, migration 16), in the order they were written, which is the order they were counted in.
- */
-function rebuildCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
-  const first = db
-    .prepare<[number], { seq: number | null }>(
-      'SELECT min(seq) AS seq FROM payments WHERE created_at_ms >= ?',
-    )
-    .get(CounterMemory.rebuildFromMs(nowMs));
-  if (first?.seq !== null && first?.seq !== undefined) {
-    memory.replay(
-      db
-        .prepare<[number], CountedPayment & { seq: number }>(
-          `SELECT ${COUNTED_PAYMENT_COLUMNS} FROM payments WHERE seq >= ? ORDER BY seq`,
-        )
-        .iterate(first.seq),
-      nowMs,
-    );
-  }
-  memory.seenSeq = newestPaymentSeq(db);
+/** How the counters read the payments table (src/storage/counter-memory.ts): statements prepared once per store. */
+interface CountedPayments {
+  /** The newest payment's seq (0: none). */
+  newestSeq(): number;
+  /** The first payment stamped at or after `ms`, if any. */
+  firstSeqSince(ms: number): number | undefined;
+  /** The payments after `seq`, in the order they were written (the order they were counted in). */
+  after(seq: number): Iterable<CountedPayment & { seq: number }>;
 }
 
-function newestPaymentSeq(db: Database.Database): number {
-  return (db.prepare('SELECT coalesce(max(seq), 0) AS seq FROM payments').get() as { seq: number }).seq;
+function countedPayments(db: Database.Database): CountedPayments {
+  const newest = db.prepare<[], { seq: number }>('SELECT coalesce(max(seq), 0) AS seq FROM payments');
+  const since = db.prepare<[number], { seq: number | null }>(
+    'SELECT min(seq) AS seq FROM payments WHERE created_at_ms >= ?',
+  );
+  const after = db.prepare<[number], CountedPayment & { seq: number }>(
+    `SELECT seq, source_account_id AS sourceAccountId, destination_account_id AS destinationAccountId,
+            amount_cents AS amountCents, created_at_ms AS createdAtMs,
+            json_extract(decision, '$.outcome') AS outcome,
+            coalesce(json_extract(decision, '$.features.structuringCount24h'), 0) AS structuringCount24h
+       FROM payments WHERE seq > ? ORDER BY seq`,
+  );
+  return {
+    newestSeq: () => newest.get()!.seq,
+    firstSeqSince: (ms) => since.get(ms)?.seq ?? undefined,
+    after: (seq) => after.iterate(seq),
+  };
+}
+
+/**
+ * Counts the stored payments of the last 30 days again, into an empty `memory`: every payment from the first
+ * one stamped at or after the rebuild's start (payments_created, migration 16), in the order they were
+ * written, which is the order they were counted in.
+ */
+function rebuildCounters(payments: CountedPayments, memory: CounterMemory, nowMs: number): void {
+  const first = payments.firstSeqSince(CounterMemory.rebuildFromMs(nowMs));
+  if (first !== undefined) memory.replay(payments.after(first - 1), nowMs);
+  memory.seenSeq = payments.newestSeq();
 }
 
 /**
@@ -336,17 +344,9 @@ function newestPaymentSeq(db: Database.Database): number {
  * process on the same file or by a batch whose COMMIT reported an error yet was durable, are counted first.
  * One index probe when there are none.
  */
-function catchUpCounters(db: Database.Database, memory: CounterMemory, nowMs: number): void {
-  if (!memory.usable) return;
-  if (newestPaymentSeq(db) === memory.seenSeq) return;
-  memory.replay(
-    db
-      .prepare<[number], CountedPayment & { seq: number }>(
-        `SELECT ${COUNTED_PAYMENT_COLUMNS} FROM payments WHERE seq > ? ORDER BY seq`,
-      )
-      .iterate(memory.seenSeq),
-    nowMs,
-  );
+function catchUpCounters(payments: CountedPayments, memory: CounterMemory, nowMs: number): void {
+  if (!memory.usable || payments.newestSeq() === memory.seenSeq) return;
+  memory.replay(payments.after(memory.seenSeq), nowMs);
 }
 
 /** How large the WAL may grow (see WalCheckpointer). */
