@@ -299,11 +299,13 @@ describe('the verifiable audit log, checked independently', () => {
     assert.deepEqual(same.json.consistencyProof.hashes, []);
   });
 
-  test('only auditors (and admins) may read the verifiable log', async () => {
+  test('only auditors (and admins) may read the verifiable log; every key may read its verifier key', async () => {
     const payments = (await createApiKey(t.app.services, SYSTEM_ACTOR, 'payments', 'not an auditor')).secret;
+    // Public by nature: any key checks receipts with it (the console, issue 16); still not without a key.
+    assert.equal((await t.request('GET', '/v1/audit-logs/public-key', { token: payments })).status, 200);
+    assert.equal((await t.request('GET', '/v1/audit-logs/public-key', { token: null })).status, 401);
     for (const path of [
       '/v1/audit-logs/checkpoint',
-      '/v1/audit-logs/public-key',
       '/v1/audit-logs/entries/0',
       '/v1/audit-logs/proofs/inclusion?index=0&treeSize=1',
       '/v1/audit-logs/proofs/consistency?from=1&to=1',

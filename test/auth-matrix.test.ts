@@ -58,6 +58,12 @@ const MATRIX: RouteRow[] = [
     roles: ['payments', 'compliance', 'auditor'],
     admittedStatus: 200,
   },
+  {
+    method: 'GET',
+    route: '/v1/payments/:id/receipt',
+    roles: ['payments', 'compliance', 'auditor'],
+    admittedStatus: 200,
+  },
   { method: 'GET', route: '/v1/audit-logs', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/audit-logs/verify', roles: ['auditor'], admittedStatus: 200 },
   {
@@ -69,7 +75,14 @@ const MATRIX: RouteRow[] = [
   },
   // The verifiable audit log (docs/audit-log.md): auditor-only reads like the rest of the audit log.
   { method: 'GET', route: '/v1/audit-logs/checkpoint', roles: ['auditor'], admittedStatus: 200 },
-  { method: 'GET', route: '/v1/audit-logs/public-key', roles: ['auditor'], admittedStatus: 200 },
+  // The verifier key is public by nature; every role checks receipts with it (issue 16).
+  {
+    method: 'GET',
+    route: '/v1/audit-logs/public-key',
+    roles: ['payments', 'compliance', 'auditor'],
+    admittedStatus: 200,
+  },
+  { method: 'GET', route: '/v1/me', roles: ['payments', 'compliance', 'auditor'], admittedStatus: 200 },
   {
     method: 'GET',
     route: '/v1/audit-logs/entries/:index',

@@ -52,6 +52,24 @@ test('compliance sees the held payment in the review queue', async () => {
   assert.ok(queue.json.payments.some((p: Json) => p.id === payment.id));
 });
 
+test('a held payment says when its hold expires, and each fired rule what it compared with', async () => {
+  const { payment } = await heldPayment(t);
+  // The 202 body, GET and the list agree: createdAt + REVIEW_HOLD_EXPIRY_HOURS (72 by default).
+  const expected = new Date(Date.parse(payment.createdAt) + 72 * HOUR_MS).toISOString();
+  assert.equal(payment.holdExpiresAt, expected);
+  const read = await t.request('GET', `/v1/payments/${payment.id}`, { token: compliance.token });
+  assert.equal(read.json.payment.holdExpiresAt, expected);
+  const rule = read.json.payment.decision.rules.find((r: Json) => r.rule === 'aml_amount');
+  assert.deepEqual(rule.conditions, {
+    all: [{ feature: 'amountCents', op: '>=', value: REVIEW_AMOUNT }],
+    any: [],
+  });
+  assert.equal(rule.observed.amountCents, REVIEW_AMOUNT);
+  // Resolved: no hold, no expiry.
+  const approved = await resolve(payment.id, 'approve');
+  assert.equal(approved.json.payment.holdExpiresAt, null);
+});
+
 test('hold → approve posts exactly the held amount, once', async () => {
   const { sender, receiver, payment } = await heldPayment(t);
   const held = await balanceOf(t, sender.accountId);

@@ -167,8 +167,8 @@ async function executePayment(
   // replay will repeat (runIdempotent stores them, sealed, under the key in this transaction): the view of
   // the decision this caller's role may see, as the key is the caller's own (src/app/views.ts).
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
-  await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment);
-  const view = paymentView(payment, decisionDetailFor(actor));
+  await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment, {}, services.reviewHoldExpiryMs);
+  const view = paymentView(payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
   const body = { payment: view, ledgerPosted: payment.status === 'posted' };
   return { outcome: jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id), payment };
 }

@@ -40,12 +40,13 @@ export async function appendPaymentEvent(
   type: EventType,
   payment: Payment,
   extra: Record<string, unknown> = {},
+  holdExpiryMs?: number,
 ): Promise<void> {
   await tx.appendEvent({
     type,
     resourceType: 'payment',
     resourceId: payment.id,
-    data: JSON.stringify({ payment: paymentView(payment, 'summary'), ...extra }),
+    data: JSON.stringify({ payment: paymentView(payment, 'summary', holdExpiryMs), ...extra }),
     // A key scoped to either party's customer sees the event (src/app/scope.ts).
     sourceAccountId: payment.sourceAccountId,
     destinationAccountId: payment.destinationAccountId,

@@ -74,7 +74,7 @@ export async function resolveReview(
           action === 'approve'
             ? await approve(tx, services, actor, payment, resolution)
             : await reject(tx, actor, payment, resolution);
-        const view = paymentView(result.payment, decisionDetailFor(actor));
+        const view = paymentView(result.payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
         return jsonOutcome(STATUS[action], { payment: view, ledgerPosted: result.ledgerPosted }, paymentId);
       },
     };

@@ -1,3 +1,4 @@
+import { assert } from '../domain/assert.ts';
 import type { AuditEntry } from '../domain/audit.ts';
 import {
   type Account,
@@ -89,7 +90,15 @@ export function decisionView(d: Decision, detail: DecisionDetail) {
   return { outcome: d.outcome, policyVersion: d.policyVersion, reasons: d.reasons };
 }
 
-export function paymentView(p: Payment, detail: DecisionDetail) {
+/**
+ * `holdExpiryMs` (REVIEW_HOLD_EXPIRY_HOURS) dates a held payment's `holdExpiresAt`: every caller that can see a
+ * payment in review passes it; one that cannot (a resolution, a refund) may leave it out, which is asserted.
+ */
+export function paymentView(p: Payment, detail: DecisionDetail, holdExpiryMs?: number) {
+  assert(
+    p.status !== 'manual_review' || holdExpiryMs !== undefined,
+    "a held payment's view says when its hold expires",
+  );
   return {
     id: p.id,
     status: p.status,
@@ -113,6 +122,9 @@ export function paymentView(p: Payment, detail: DecisionDetail) {
             noteProvided: p.resolution.noteEnc !== null,
           },
     createdAt: iso(p.createdAtMs),
+    // When the expiry sweep (src/app/review.ts) would release the hold and decline the payment.
+    holdExpiresAt:
+      p.status === 'manual_review' && holdExpiryMs !== undefined ? iso(p.createdAtMs + holdExpiryMs) : null,
   };
 }
 

@@ -165,6 +165,7 @@ export function evaluatePolicy(policy: RiskPolicy, features: Features): Evaluati
       reason: rule.reason,
       score: rule.score ?? 0,
       observed: observed(rule, features),
+      conditions: { all: rule.all ?? [], any: rule.any ?? [] },
     }));
   const declines = fired.filter((r) => r.outcome === 'decline');
   const reviews = fired.filter((r) => r.outcome === 'review');

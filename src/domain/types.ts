@@ -67,6 +67,18 @@ export interface RuleHit {
   outcome: 'decline' | 'review' | 'allow';
   reason: string;
   observed: Record<string, number | string | boolean | null>;
+  /**
+   * What `observed` was compared with: the policy rule's conditions as they stood when it fired (every one of
+   * `all`, and at least one of `any`, held). Absent for the system checks (currency, funds), whose comparison is
+   * their name, and for decisions recorded before issue 16.
+   */
+  conditions?: { all: RuleCondition[]; any: RuleCondition[] };
+}
+
+export interface RuleCondition {
+  feature: string;
+  op: string;
+  value: number | string | boolean | (number | string)[];
 }
 
 export interface SanctionsScreening {

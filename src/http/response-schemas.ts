@@ -80,6 +80,15 @@ export const AccountBalance = Type.Object(
 
 const FeatureValue = Type.Union([Type.Number(), Type.String(), Type.Boolean()]);
 
+const RuleCondition = Type.Object(
+  {
+    feature: Type.String(),
+    op: Type.Union(['>=', '>', '<=', '<', '==', '!=', 'in', 'notIn'].map((op) => Type.Literal(op))),
+    value: Type.Union([FeatureValue, Type.Array(Type.Union([Type.Number(), Type.String()]))]),
+  },
+  closed,
+);
+
 export const RuleHit = Type.Object(
   {
     rule: Type.String({ description: "the policy rule's id (`currency` and `funds`: the system checks)" }),
@@ -89,6 +98,17 @@ export const RuleHit = Type.Object(
     observed: Type.Record(Type.String(), Type.Union([FeatureValue, Type.Null()]), {
       description: 'the feature values the rule saw',
     }),
+    conditions: Type.Optional(
+      Type.Object(
+        { all: Type.Array(RuleCondition), any: Type.Array(RuleCondition) },
+        {
+          ...closed,
+          description:
+            'what the observed values were compared with: the rule’s conditions when it fired (all of `all` and ' +
+            'one of `any` held); absent for the system checks (currency, funds)',
+        },
+      ),
+    ),
   },
   { ...closed, $id: 'RuleHit', title: 'RuleHit' },
 );
@@ -168,6 +188,12 @@ export const Payment = Type.Object(
       ),
     ),
     createdAt: DateTime(),
+    holdExpiresAt: Nullable(
+      DateTime(
+        'while in review: when the expiry sweep releases the hold and declines the payment (createdAt + ' +
+          'REVIEW_HOLD_EXPIRY_HOURS); null otherwise',
+      ),
+    ),
   },
   { ...closed, $id: 'Payment', title: 'Payment' },
 );

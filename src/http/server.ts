@@ -39,6 +39,7 @@ import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { paymentRoutes } from './routes/payments.ts';
+import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
 
@@ -92,6 +93,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   app.removeContentTypeParser('text/plain');
   useJsonBody(app, BODY_LIMIT_BYTES);
   const routes = trackRoutes(app);
+  const operations = trackOperations(app);
 
   // Hook order matters: ids first (every answer carries them), then shedding and the auth-failure gate (no
   // database work for a refused request), then authentication, then the per-key limit before the body is read.
@@ -183,6 +185,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     auditRoutes(api, services);
     webhookRoutes(api, services);
     apiKeyRoutes(api, services);
+    sessionRoutes(api, services, operations);
   });
   return app;
 }

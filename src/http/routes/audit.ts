@@ -5,7 +5,7 @@ import type { Services } from '../../app/services.ts';
 import { type AuditRunResult, AuditVerifier, type VerificationJob } from '../../app/verification.ts';
 import { auditEntryView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
-import { AUDITOR } from '../auth.ts';
+import { ANY_ROLE, AUDITOR } from '../auth.ts';
 import { errorBody } from '../error-handler.ts';
 import { ErrorEnvelope, errorResponse, jsonResponse, preferHeader, textResponse } from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
@@ -337,7 +337,8 @@ function verifiableLogRoutes(app: HttpApp, services: Services): void {
   app.get(
     '/v1/audit-logs/public-key',
     {
-      config: { roles: AUDITOR },
+      // Public by nature, and every role needs it to check a receipt (the console does, for any signed-in key).
+      config: { roles: ANY_ROLE },
       schema: {
         summary: "The checkpoints' verifier key",
         description: 'One line, `<name>+<key hash hex>+<base64(0x01 || Ed25519 public key)>`: pin it once.',

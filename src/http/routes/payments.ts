@@ -1,9 +1,9 @@
 import { Type } from 'typebox';
 import { createPayment } from '../../app/create-payment.ts';
-import { prefersReceipt, withReceipt } from '../../app/receipts.ts';
+import { paymentReceipt, prefersReceipt, withReceipt } from '../../app/receipts.ts';
 import { createRefund } from '../../app/refunds.ts';
 import { type ReviewAction, resolveReview } from '../../app/review.ts';
-import { paymentScopeOf, readScopeOf, scopeOf } from '../../app/scope.ts';
+import { paymentScopeOf, readScopeOf, requireUnscoped, scopeOf } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
@@ -167,7 +167,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       );
       const detail = decisionDetailFor(req.actor);
       return {
-        payments: page.items.map((p) => paymentView(p, detail)),
+        payments: page.items.map((p) => paymentView(p, detail, services.reviewHoldExpiryMs)),
         hasMore: page.nextAfter !== null,
         nextCursor: encodeCursor(page.nextAfter),
       };
@@ -213,12 +213,41 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       );
       const refunds = await reads.listRefunds(payment.id, REFUNDS_PER_PAYMENT_MAX + 1);
       return {
-        payment: paymentView(payment, decisionDetailFor(req.actor)),
+        payment: paymentView(payment, decisionDetailFor(req.actor), services.reviewHoldExpiryMs),
         ledgerEntries: entries.items.map(ledgerEntryView),
         ledgerEntriesHasMore: entries.nextAfter !== null,
         refunds: refunds.slice(0, REFUNDS_PER_PAYMENT_MAX).map((r) => refundView(r, services.cipher)),
         refundsHasMore: refunds.length > REFUNDS_PER_PAYMENT_MAX,
       };
+    },
+  );
+
+  app.get(
+    '/v1/payments/:id/receipt',
+    {
+      config: { roles: READ_PAYMENTS },
+      schema: {
+        summary: "A payment's receipt",
+        description:
+          'The same receipt as `Prefer: receipt` on POST /v1/payments, for any payment at any time: its audit ' +
+          'entry, an inclusion proof (RFC 9162) and the signed checkpoint it leads to. Check it with the ' +
+          'verifier key of GET /v1/audit-logs/public-key. Not for keys scoped to customers (403): the entry ' +
+          'holds the whole decision, the counterparty’s risk features included.',
+        operationId: 'getPaymentReceipt',
+        tags: ['payments'],
+        params: IdParams,
+        response: {
+          200: jsonResponse('The receipt', wrapper({ receipt: ref(Receipt) })),
+          404: errorResponse(404, ['PAYMENT_NOT_FOUND']),
+          500: errorResponse(500, ['AUDIT_LOG_INCONSISTENT']),
+        },
+      },
+    },
+    async (req) => {
+      requireUnscoped(req.actor, 'fetch receipts');
+      const payment = await reads.getPayment(req.params.id);
+      if (payment === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
+      return { receipt: await paymentReceipt(services, payment.id) };
     },
   );
 

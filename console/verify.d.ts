@@ -1,0 +1,24 @@
+/** Types for console/verify.js (plain JavaScript for the browser), so TypeScript tests can import it. */
+
+export interface VerifierKey {
+  name: string;
+  keyHashHex: string;
+  publicKey: Uint8Array;
+}
+
+export interface ReceiptCheck {
+  name: 'verifier key' | 'checkpoint signature' | 'entry hash' | 'inclusion proof';
+  ok: boolean;
+  detail: string;
+}
+
+export interface ReceiptVerification {
+  verified: boolean;
+  checks: ReceiptCheck[];
+}
+
+export function parseVerifierKey(line: string): VerifierKey;
+export function keyFingerprint(publicKey: Uint8Array): Promise<string>;
+export function canonicalJson(value: unknown): string;
+/** `receipt` is untrusted input (parsed JSON): anything that is not a receipt fails verification. */
+export function verifyReceipt(receipt: unknown, verifierKeyLine: string): Promise<ReceiptVerification>;
