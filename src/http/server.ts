@@ -7,6 +7,7 @@ import type { Services } from '../app/services.ts';
 import type { LimitsConfig } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
 import { authHook } from './auth.ts';
+import { consoleRoutes } from './console.ts';
 import {
   clientErrorHandler,
   errorHandler,
@@ -186,6 +187,8 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     webhookRoutes(api, services);
     apiKeyRoutes(api, services);
     sessionRoutes(api, services, operations);
+    // In a scope of its own: its Content-Security-Policy is the page's, not the API's.
+    void api.register(consoleRoutes);
   });
   return app;
 }

@@ -1,0 +1,56 @@
+/**
+ * The review queue (compliance): payments held for review, oldest first (GET /v1/payments?status=manual_review),
+ * with amount, parties, age and the time left before the expiry sweep declines them. Each opens its payment,
+ * where Approve and Reject are.
+ */
+
+import { useState } from 'preact/hooks';
+import { duration, money, shortId } from '../format.js';
+import { ErrorBox, html, Loading, More, useLoad } from '../ui.js';
+
+export function ReviewQueuePage({ session }) {
+  const [pages, setPages] = useState([]);
+  const first = useLoad(() => session.api.get('/v1/payments?status=manual_review&limit=50'), []);
+  if (first.loading && first.data === null) return html`<${Loading} what="the review queue" />`;
+  if (first.error) return html`<${ErrorBox} error=${first.error} />`;
+  const all = [first.data, ...pages];
+  const payments = all.flatMap((page) => page.payments);
+  const last = all[all.length - 1];
+  const more = async () => {
+    const next = await session.api.get(
+      `/v1/payments?status=manual_review&limit=50&cursor=${encodeURIComponent(last.nextCursor)}`,
+    );
+    setPages([...pages, next]);
+  };
+  const nowMs = Date.now();
+  return html`
+    <h1>Review queue</h1>
+    <p class="muted">Payments held for review, oldest first. The amount is held on the source until a decision or the hold's expiry.</p>
+    ${
+      payments.length === 0
+        ? html`<p data-testid="queue-empty">Nothing is waiting for review.</p>`
+        : html`
+      <div class="table-wrap">
+        <table>
+          <caption class="visually-hidden">Held payments</caption>
+          <thead><tr><th scope="col">Payment</th><th scope="col" class="num">Amount</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Reasons</th><th scope="col">Age</th><th scope="col">Hold expires in</th></tr></thead>
+          <tbody>
+            ${payments.map((p) => {
+              const leftMs = Date.parse(p.holdExpiresAt) - nowMs;
+              return html`<tr data-testid="queue-row">
+                <td class="id"><a href="#/payments/${p.id}">${shortId(p.id)}</a></td>
+                <td class="num">${money(p.amountCents, p.currency)}</td>
+                <td class="id"><a href="#/accounts/${p.sourceAccountId}">${shortId(p.sourceAccountId)}</a></td>
+                <td class="id"><a href="#/accounts/${p.destinationAccountId}">${shortId(p.destinationAccountId)}</a></td>
+                <td>${p.reasons.join(', ')}</td>
+                <td>${duration(nowMs - Date.parse(p.createdAt))}</td>
+                <td class=${leftMs < 6 * 3600_000 ? 'warn' : ''}>${leftMs > 0 ? duration(leftMs) : 'due now'}</td>
+              </tr>`;
+            })}
+          </tbody>
+        </table>
+      </div>`
+    }
+    <${More} hasMore=${last.hasMore} onMore=${more} />
+  `;
+}
