@@ -15,13 +15,23 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Random hex from crypto.getRandomValues, which (unlike crypto.randomUUID) exists outside secure contexts too:
+ * the console must still act when served over plain HTTP on a host name.
+ */
+function randomHex(bytes) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) =>
+    b.toString(16).padStart(2, '0'),
+  ).join('');
+}
+
 /** Makes the client for one signed-in key. `onUnauthorized` signs the tab out (a revoked or expired key). */
 export function createApi(apiKey, onUnauthorized = () => {}) {
   async function request(method, path, { body, text = false, idempotent = false } = {}) {
     const headers = { authorization: `Bearer ${apiKey}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     // A fresh key per click: a retry of the same click by the browser is then safe, and never a second action.
-    if (idempotent) headers['idempotency-key'] = `console-${crypto.randomUUID()}`;
+    if (idempotent) headers['idempotency-key'] = `console-${randomHex(16)}`;
     const response = await fetch(path, {
       method,
       headers,

@@ -24,9 +24,18 @@ const PAGES = [
   { path: 'webhooks', label: 'Webhooks', needs: 'listWebhookEndpoints', Page: WebhooksPage },
 ];
 
+/** A path segment as typed; a malformed escape (`%E0%A4%A`) is kept as it is rather than failing the page. */
+function decodeSegment(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /** `#/payments/pay_123` → ['payments', 'pay_123']. */
 function currentRoute() {
-  const parts = window.location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = window.location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeSegment);
   return { page: parts[0] ?? '', id: parts[1] ?? null };
 }
 

@@ -22,6 +22,20 @@ const FRAUD_REASONS = new Set([
   'amount_above_fraud_review_threshold',
 ]);
 const FUNDS_REASONS = new Set(['currency_mismatch', 'insufficient_funds']);
+/**
+ * The default policy's decline reasons: a `payments` key sees reason codes without their rules, and only these
+ * say "declined" on their own; any other reason of a declined payment was a flag the decline outranked.
+ */
+const DECLINE_REASONS = new Set([
+  'kyc_not_verified',
+  'receiver_kyc_rejected',
+  'high_risk_jurisdiction',
+  'sanctions_match',
+  'kyc_limit_exceeded',
+  'currency_mismatch',
+  'insufficient_funds',
+]);
+const CLASSIFIED = new Set([...COMPLIANCE_REASONS, ...FRAUD_REASONS, ...FUNDS_REASONS]);
 
 const firedFor = (decision, reasons) => (decision.rules ?? []).filter((rule) => reasons.has(rule.reason));
 const reasonsOf = (rules) => rules.map((rule) => rule.reason).join(', ');
@@ -39,7 +53,7 @@ function verdict(rules, passed) {
  * The eight steps. `detail` is 'full' when the key may see the whole decision (features and rules); a payments
  * key sees only the outcome and reasons, and the steps say so instead of guessing.
  */
-export function requestFlow({ payment, ledgerEntries, receipt }) {
+export function requestFlow({ payment, ledgerEntries, refunds = [] }) {
   const decision = payment.decision ?? {};
   const full = Array.isArray(decision.rules);
   const features = decision.features ?? {};
@@ -49,11 +63,17 @@ export function requestFlow({ payment, ledgerEntries, receipt }) {
       ? firedFor(decision, set)
       : [...reasons]
           .filter((r) => set.has(r))
-          .map((reason) => ({ reason, outcome: decision.outcome === 'declined' ? 'decline' : 'review' }));
+          .map((reason) => ({ reason, outcome: DECLINE_REASONS.has(reason) ? 'decline' : 'review' }));
   const compliance = byReasons(COMPLIANCE_REASONS);
   const fraud = byReasons(FRAUD_REASONS);
   const funds = byReasons(FUNDS_REASONS);
-  const posted = ledgerEntries.filter((entry) => entry.paymentId === payment.id);
+  // The payment's own posting: its entries minus those of its refunds (which reverse it, later).
+  const refundTransactions = new Set(refunds.map((refund) => refund.ledgerTransactionId));
+  const posted = ledgerEntries.filter(
+    (entry) => entry.paymentId === payment.id && !refundTransactions.has(entry.transactionId),
+  );
+  // Rules of a custom policy whose reasons no step names (and allow rules): the decision step lists them.
+  const other = full ? (decision.rules ?? []).filter((rule) => !CLASSIFIED.has(rule.reason)) : [];
 
   return [
     {
@@ -107,31 +127,33 @@ export function requestFlow({ payment, ledgerEntries, receipt }) {
       file: 'src/domain/policy.ts, src/domain/ledger.ts',
       state:
         payment.status === 'posted' ? 'passed' : payment.status === 'manual_review' ? 'review' : 'declined',
-      text: decisionText(payment, decision, posted),
+      text: decisionText(payment, decision, posted, refunds, other),
     },
     {
       name: 'Audit and idempotency record',
       file: 'src/domain/audit.ts, src/app/idempotent.ts',
       state: 'passed',
-      text:
-        receipt === null || receipt === undefined
-          ? 'an audit entry and the idempotency record were written in the same transaction as the payment'
-          : `audit entry #${receipt.index} (${receipt.entry.eventType}) in the same transaction; its receipt is below`,
+      text: 'its audit entry (hash-chained, in the signed log) and the idempotency record were written in the same transaction as the payment',
     },
   ];
 }
 
-function decisionText(payment, decision, posted) {
+function decisionText(payment, decision, posted, refunds, other) {
   const score = typeof decision.score === 'number' ? `, score ${decision.score}` : '';
-  const policy = `policy ${decision.policyVersion}${score}`;
+  const others = other.map((rule) => `${rule.rule} (${rule.outcome}: ${rule.reason})`).join(', ');
+  const policy = `policy ${decision.policyVersion}${score}${others === '' ? '' : `; other rules: ${others}`}`;
+  const refunded =
+    refunds.length === 0
+      ? ''
+      : `; later ${refunds.length} refund(s), ${payment.refundedCents} minor units in all`;
   if (payment.resolution !== null && payment.resolution !== undefined) {
     const via = `${decision.outcome} at first (${policy}); then ${payment.resolution.outcome} by ${payment.resolution.resolvedBy}`;
     return payment.status === 'posted'
-      ? `${via}: posted, ${posted.length} ledger entries`
+      ? `${via}: posted, ${posted.length} ledger entries${refunded}`
       : `${via}: hold released`;
   }
   if (payment.status === 'posted')
-    return `posted (${policy}): ${posted.length} ledger entries, debits equal credits`;
+    return `posted (${policy}): ${posted.length} ledger entries, debits equal credits${refunded}`;
   if (payment.status === 'manual_review')
     return `manual review (${policy}): the amount is held on the source, nothing posted`;
   return `declined (${policy}): no money moved`;

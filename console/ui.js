@@ -1,29 +1,63 @@
-/** What every page shares: the html tag, loading and error states, and a hook that loads API data. */
+/** What every page shares: the html tag, loading and error states, and the hooks that load API data. */
 import htm from 'htm';
 import { h } from 'preact';
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 
 export const html = htm.bind(h);
 
 /**
- * Loads once per change of `deps`; `reload()` loads again (after an action). A page's data and its error are
- * its own: one failing call shows its message where it belongs, the rest of the page still works.
+ * Loads once per change of `deps` (what was shown for the previous deps is cleared at once); `reload()` loads
+ * again and keeps the data on screen meanwhile (after an action). A page's data and its error are its own: one
+ * failing call shows its message where it belongs, the rest of the page still works.
  */
 export function useLoad(load, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
-  const run = useCallback(() => {
+  const run = useCallback((keep) => {
     let current = true;
-    setState((s) => ({ ...s, loading: true }));
+    setState((s) => ({ data: keep ? s.data : null, error: null, loading: true }));
     load().then(
       (data) => current && setState({ data, error: null, loading: false }),
-      (error) => current && setState({ data: null, error, loading: false }),
+      (error) => current && setState((s) => ({ data: keep ? s.data : null, error, loading: false })),
     );
     return () => {
       current = false;
     };
   }, deps);
-  useEffect(run, [run]);
-  return { ...state, reload: run };
+  useEffect(() => run(false), [run]);
+  return { ...state, reload: () => run(true) };
+}
+
+/**
+ * A cursor-paged list: `loadPage(cursor)` answers one page (`{hasMore, nextCursor, ...}`); `more()` appends the
+ * next one. A change of `deps` (a filter) starts again, and an answer for older deps is dropped, so rows of two
+ * filters never mix. An error keeps the pages loaded so far and is shown beside them.
+ */
+export function usePages(loadPage, deps) {
+  const [state, setState] = useState({ pages: [], error: null, loading: true });
+  const generation = useRef(0);
+  const fetchPage = (cursor, previous) => {
+    const mine = generation.current;
+    setState({ pages: previous, error: null, loading: true });
+    loadPage(cursor).then(
+      (page) =>
+        mine === generation.current && setState({ pages: [...previous, page], error: null, loading: false }),
+      (error) => mine === generation.current && setState({ pages: previous, error, loading: false }),
+    );
+  };
+  const restart = () => {
+    generation.current += 1;
+    fetchPage(null, []);
+  };
+  useEffect(restart, deps);
+  const last = state.pages[state.pages.length - 1];
+  return {
+    ...state,
+    hasMore: last?.hasMore === true,
+    more: () => {
+      if (!state.loading && last?.hasMore === true) fetchPage(last.nextCursor, state.pages);
+    },
+    reload: restart,
+  };
 }
 
 export function ErrorBox({ error }) {
@@ -42,7 +76,10 @@ export function Status({ status }) {
   return html`<span class="status status-${status}" data-testid="status">${label}</span>`;
 }
 
-/** A "load more" button for cursor-paged lists. */
-export function More({ hasMore, onMore }) {
-  return hasMore ? html`<button type="button" class="secondary" onClick=${onMore}>Load more</button>` : null;
+/** The end of a paged list: its error, if the last page failed, and "Load more" while there is more. */
+export function More({ list, what }) {
+  return html`
+    ${list.error ? html`<${ErrorBox} error=${list.error} />` : ''}
+    ${list.loading ? html`<${Loading} what=${what} />` : ''}
+    ${list.hasMore ? html`<button type="button" class="secondary" disabled=${list.loading} onClick=${list.more}>Load more</button>` : ''}`;
 }

@@ -7,7 +7,7 @@ export interface VerifierKey {
 }
 
 export interface ReceiptCheck {
-  name: 'verifier key' | 'checkpoint signature' | 'entry hash' | 'inclusion proof';
+  name: 'verifier key' | 'checkpoint signature' | 'entry hash' | 'inclusion proof' | 'this payment';
   ok: boolean;
   detail: string;
 }
@@ -21,4 +21,15 @@ export function parseVerifierKey(line: string): VerifierKey;
 export function keyFingerprint(publicKey: Uint8Array): Promise<string>;
 export function canonicalJson(value: unknown): string;
 /** `receipt` is untrusted input (parsed JSON): anything that is not a receipt fails verification. */
-export function verifyReceipt(receipt: unknown, verifierKeyLine: string): Promise<ReceiptVerification>;
+export function verifyReceipt(
+  receipt: unknown,
+  verifierKeyLine: string,
+  /** The payment the receipt must be about (its id, amount, currency and accounts); adds the "this payment" check. */
+  payment?: {
+    id: string;
+    amountCents: number;
+    currency: string;
+    sourceAccountId: string;
+    destinationAccountId: string;
+  },
+): Promise<ReceiptVerification>;

@@ -179,12 +179,19 @@ async function rootFromInclusionProof(index, treeSize, leaf, proof) {
   return sn === 0 ? r : null;
 }
 
+/** The payment fields a payment's audit entry records (src/app/create-payment.ts), compared with the page's. */
+const PAYMENT_FIELDS = ['amountCents', 'currency', 'sourceAccountId', 'destinationAccountId'];
+
 /**
  * Verifies a payment receipt against a pinned verifier key. Never throws: every problem becomes a failed
- * check with a message, and a check that needs a failed one is listed as skipped, so the page can show all
- * four lines. `verified` is true only when every check passed.
+ * check with a message, and a check that needs a failed one is listed as skipped, so the page can show every
+ * line. `verified` is true only when every check passed.
+ *
+ * With `payment` (the payment the page shows), a fifth check ties the proof to it: the entry must be that
+ * payment's, with its amount, currency and accounts. Without it, a genuine receipt of ANOTHER payment would
+ * verify, and a server that lies could show one.
  */
-export async function verifyReceipt(receipt, verifierKeyLine) {
+export async function verifyReceipt(receipt, verifierKeyLine, payment) {
   const r = receipt !== null && typeof receipt === 'object' ? receipt : {};
   const checks = [];
   const causes = new Map(); // check name -> the failed check that made it fail or skip
@@ -253,6 +260,29 @@ export async function verifyReceipt(receipt, verifierKeyLine) {
     }
     return `${proof.length} proof hashes lead from ${where} to the checkpoint's root ${rootText}`;
   });
+
+  if (payment !== undefined) {
+    await run('this payment', ['entry hash'], async () => {
+      const { entry } = r;
+      const metadata = entry.metadata ?? {};
+      if (
+        entry.resourceType !== 'payment' ||
+        entry.resourceId !== payment.id ||
+        metadata.paymentId !== payment.id
+      ) {
+        throw new Error(
+          `the entry is about ${entry.resourceType} ${entry.resourceId}, not payment ${payment.id}`,
+        );
+      }
+      const differs = PAYMENT_FIELDS.find((field) => metadata[field] !== payment[field]);
+      if (differs !== undefined) {
+        throw new Error(
+          `the entry records ${differs} ${metadata[differs]}, the payment shows ${payment[differs]}`,
+        );
+      }
+      return `the entry is payment ${payment.id}'s ${entry.eventType}: ${payment.amountCents} ${payment.currency} from ${payment.sourceAccountId} to ${payment.destinationAccountId}`;
+    });
+  }
 
   return { verified: checks.every((check) => check.ok), checks };
 }

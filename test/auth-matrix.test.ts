@@ -61,7 +61,7 @@ const MATRIX: RouteRow[] = [
   {
     method: 'GET',
     route: '/v1/payments/:id/receipt',
-    roles: ['payments', 'compliance', 'auditor'],
+    roles: ['compliance', 'auditor'],
     admittedStatus: 200,
   },
   { method: 'GET', route: '/v1/audit-logs', roles: ['auditor'], admittedStatus: 200 },

@@ -146,6 +146,37 @@ describe('console/verify.js checks receipts from the real server', () => {
     }
   });
 
+  test("with the payment shown, a receipt must be that payment's: another genuine receipt fails", async () => {
+    const paymentOf = (receipt: Receipt) => {
+      const m = receipt.entry.metadata as Record<string, unknown>;
+      return {
+        id: String(m['paymentId']),
+        amountCents: Number(m['amountCents']),
+        currency: String(m['currency']),
+        sourceAccountId: String(m['sourceAccountId']),
+        destinationAccountId: String(m['destinationAccountId']),
+      };
+    };
+    const [a, b] = [receipts[0]!, receipts[1]!];
+    const own = await verifyReceipt(a, vkey, paymentOf(a));
+    assert.equal(own.verified, true, JSON.stringify(own.checks));
+    assert.equal(own.checks.at(-1)?.name, 'this payment');
+    // A genuine receipt, of another payment: every cryptographic check passes, the binding does not.
+    const swapped = await verifyReceipt(b, vkey, paymentOf(a));
+    assert.equal(swapped.verified, false);
+    assert.deepEqual(
+      swapped.checks.filter((c) => !c.ok).map((c) => c.name),
+      ['this payment'],
+    );
+    // The right id with another amount than the page shows: refused too.
+    const other = await verifyReceipt(a, vkey, {
+      ...paymentOf(a),
+      amountCents: paymentOf(a).amountCents + 1,
+    });
+    assert.match(other.checks.at(-1)?.detail ?? '', /records amountCents/);
+    assert.equal(other.verified, false);
+  });
+
   test('the verifier key parses, and its fingerprint is the server audit key fingerprint', async () => {
     const parsed = parseVerifierKey(vkey);
     assert.equal(parsed.name, 'localhost/payments-audit');

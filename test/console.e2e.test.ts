@@ -72,7 +72,9 @@ function defineTests(): void {
     const page = await browser.newPage({ viewport });
     page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
     page.on('console', (message) => {
-      if (message.type() === 'error') pageErrors.push(`console: ${message.text()}`);
+      // The browser logs every 4xx answer; the one 401 is the mistyped key the test sends on purpose.
+      const expected = /Failed to load resource: .* 401 \(Unauthorized\)/.test(message.text());
+      if (message.type() === 'error' && !expected) pageErrors.push(`console: ${message.text()}`);
     });
     return page;
   }
@@ -242,6 +244,23 @@ function defineTests(): void {
     await verdict.waitFor();
     assert.equal(await verdict.textContent(), 'Not verified: inclusion proof');
     assert.match(await page.getByTestId('receipt').innerText(), /✗ inclusion proof/);
+
+    // A genuine receipt, but another payment's: every proof holds, and the page still refuses it.
+    const other = await pay(t, {
+      sourceAccountId: carol.accountId,
+      destinationAccountId: BOB,
+      amountCents: 2_001,
+      currency: 'USD',
+    });
+    await page.unroute(`**/v1/payments/${paymentId}/receipt`);
+    await page.route(`**/v1/payments/${paymentId}/receipt`, (route) =>
+      route.continue({ url: `${base}/v1/payments/${other.json.payment.id}/receipt` }),
+    );
+    await page.reload();
+    await signIn(page, compliance);
+    await page.goto(`${base}/console#/payments/${paymentId}`);
+    await verdict.waitFor();
+    assert.equal(await verdict.textContent(), 'Not verified: this payment');
     await page.close();
   });
 
@@ -254,6 +273,11 @@ function defineTests(): void {
     });
     assert.equal(held.status, 202, held.body);
     const page = await newPage();
+    // A mistyped key is said so, on the sign-in page.
+    await page.goto(`${base}/console`);
+    await page.getByLabel('API key').fill('sk_not_a_key');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    assert.match(await page.getByRole('alert').innerText(), /AUTH_INVALID/);
     await signIn(page, payments);
     assert.equal(await page.getByTestId('role').textContent(), 'payments');
     assert.equal(await page.getByRole('link', { name: 'Review queue' }).count(), 0);
@@ -265,6 +289,8 @@ function defineTests(): void {
       await page.locator('main').innerText(),
       /full explanation is for compliance, auditor and admin/,
     );
+    // Receipts hold the full decision: not for this role (a payments key gets one for its own POST only).
+    assert.equal(await page.getByTestId('receipt').count(), 0);
     await page.close();
   });
 

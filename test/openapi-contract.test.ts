@@ -123,7 +123,7 @@ test('the workshop flow: accounts, a payment, its replay, the same key with anot
   const reused = await call('POST', '/v1/payments', { body: changed, idempotencyKey: 'workshop-1' }, 409);
   assert.equal(code(reused), 'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD');
   await call('GET', '/v1/accounts/acc_demo_bob_usd/balance', as('payments'), 200);
-  const receipt = await call('GET', `/v1/payments/${first.json.payment.id}/receipt`, as('payments'), 200);
+  const receipt = await call('GET', `/v1/payments/${first.json.payment.id}/receipt`, as('auditor'), 200);
   assert.equal(receipt.json.receipt.entry.resourceId, first.json.payment.id);
   const me = await call('GET', '/v1/me', as('compliance'), 200);
   assert.equal(me.json.apiKey.role, 'compliance');

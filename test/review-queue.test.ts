@@ -220,6 +220,19 @@ test('hold → expiry: the sweep declines holds older than REVIEW_HOLD_EXPIRY_HO
   );
 });
 
+test('past holdExpiresAt, before the sweep: approve is refused (409 PAYMENT_HOLD_EXPIRED), reject still works', async () => {
+  const { sender, payment } = await heldPayment(t);
+  clock.advance(72 * HOUR_MS); // exactly holdExpiresAt; the sweep has not run
+  const late = await resolve(payment.id, 'approve');
+  assert.equal(late.status, 409, late.body);
+  assert.equal(late.json.error.code, 'PAYMENT_HOLD_EXPIRED');
+  const held = await t.request('GET', `/v1/payments/${payment.id}`);
+  assert.equal(held.json.payment.status, 'manual_review', 'nothing changed');
+  const rejected = await resolve(payment.id, 'reject');
+  assert.equal(rejected.status, 200, rejected.body);
+  assert.equal((await balanceOf(t, sender.accountId)).heldBalanceCents, 0);
+});
+
 test('every resolution wrote its outbox event, and the books verify', async () => {
   const auditor = await apiKey(t, 'auditor');
   const events = await listAll(

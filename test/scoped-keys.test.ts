@@ -403,6 +403,8 @@ test('global operations are 403 for a scoped key; opening accounts for customers
     assert.equal(res.json.error.code, 'FORBIDDEN');
     assert.match(res.json.error.message, /a key scoped to customers may not/);
   }
+  // The verifier key is public by nature: a scoped key reads it too (the console signs in with it).
+  assert.equal((await get('/v1/audit-logs/public-key', audA.token)).status, 200);
   const hook = await t.request('POST', '/v1/webhook-endpoints', {
     token: adminA.token,
     body: { url: 'https://example.com/hooks', events: ['payment.posted'] },

@@ -1,8 +1,7 @@
 /** Accounts with their balances (posted, held, available), and one account's ledger entries. */
-import { useState } from 'preact/hooks';
 import { query } from '../api.js';
 import { dateTime, money, shortId } from '../format.js';
-import { ErrorBox, html, Loading, More, useLoad } from '../ui.js';
+import { ErrorBox, html, Loading, More, useLoad, usePages } from '../ui.js';
 
 function BalanceCells({ account }) {
   return html`<td class="num">${money(account.postedBalanceCents, account.currency)}</td>
@@ -13,30 +12,23 @@ function BalanceCells({ account }) {
 const BALANCE_HEADINGS = html`<th scope="col" class="num">Posted</th><th scope="col" class="num">Held</th><th scope="col" class="num">Available</th>`;
 
 export function AccountsPage({ session }) {
-  const [extra, setExtra] = useState([]);
-  const first = useLoad(() => session.api.get('/v1/accounts?limit=100'), []);
-  if (first.loading && first.data === null) return html`<${Loading} what="accounts" />`;
-  if (first.error) return html`<${ErrorBox} error=${first.error} />`;
-  const all = [first.data, ...extra];
-  const last = all[all.length - 1];
-  const more = async () =>
-    setExtra([
-      ...extra,
-      await session.api.get(`/v1/accounts${query({ limit: 100, cursor: last.nextCursor })}`),
-    ]);
+  const list = usePages((cursor) => session.api.get(`/v1/accounts${query({ limit: 100, cursor })}`), []);
+  const accounts = list.pages.flatMap((page) => page.accounts);
   return html`
     <h1>Accounts</h1>
-    <div class="table-wrap"><table data-testid="accounts">
-      <caption class="visually-hidden">Accounts and balances</caption>
-      <thead><tr><th scope="col">Account</th><th scope="col">Owner</th><th scope="col">Currency</th>${BALANCE_HEADINGS}</tr></thead>
-      <tbody>${all
-        .flatMap((page) => page.accounts)
-        .map(
-          (a) =>
-            html`<tr><td><a href="#/accounts/${a.id}">${a.id}</a></td><td>${shortId(a.ownerCustomerId)}</td><td>${a.currency}</td><${BalanceCells} account=${a} /></tr>`,
-        )}</tbody>
-    </table></div>
-    <${More} hasMore=${last.hasMore} onMore=${more} />`;
+    ${
+      accounts.length > 0
+        ? html`<div class="table-wrap"><table data-testid="accounts">
+            <caption class="visually-hidden">Accounts and balances</caption>
+            <thead><tr><th scope="col">Account</th><th scope="col">Owner</th><th scope="col">Currency</th>${BALANCE_HEADINGS}</tr></thead>
+            <tbody>${accounts.map(
+              (a) =>
+                html`<tr><td class="id"><a href="#/accounts/${a.id}">${a.id}</a></td><td class="id">${shortId(a.ownerCustomerId)}</td><td>${a.currency}</td><${BalanceCells} account=${a} /></tr>`,
+            )}</tbody>
+          </table></div>`
+        : ''
+    }
+    <${More} list=${list} what="accounts" />`;
 }
 
 export function AccountPage({ session, id }) {
@@ -44,6 +36,7 @@ export function AccountPage({ session, id }) {
   return html`
     <h1>Account <code>${id}</code></h1>
     ${account.error ? html`<${ErrorBox} error=${account.error} />` : ''}
+    ${account.loading && account.data === null ? html`<${Loading} what="the account" />` : ''}
     ${
       account.data
         ? html`<div class="table-wrap"><table data-testid="account-balance"><thead><tr><th scope="col">Masked number</th><th scope="col">Currency</th>${BALANCE_HEADINGS}</tr></thead>
@@ -54,30 +47,24 @@ export function AccountPage({ session, id }) {
 }
 
 function AccountEntries({ session, id }) {
-  const [extra, setExtra] = useState([]);
-  const first = useLoad(() => session.api.get(`/v1/ledger${query({ accountId: id, limit: 100 })}`), [id]);
-  if (first.loading && first.data === null) return html`<${Loading} what="ledger entries" />`;
-  if (first.error) return html`<${ErrorBox} error=${first.error} />`;
-  const all = [first.data, ...extra];
-  const last = all[all.length - 1];
-  const more = async () =>
-    setExtra([
-      ...extra,
-      await session.api.get(`/v1/ledger${query({ accountId: id, limit: 100, cursor: last.nextCursor })}`),
-    ]);
-  const entries = all.flatMap((page) => page.ledgerEntries);
+  const list = usePages(
+    (cursor) => session.api.get(`/v1/ledger${query({ accountId: id, limit: 100, cursor })}`),
+    [id],
+  );
+  const entries = list.pages.flatMap((page) => page.ledgerEntries);
   return html`
     <h2>Ledger entries</h2>
+    ${entries.length === 0 && !list.loading && !list.error ? html`<p class="muted">No entries yet.</p>` : ''}
     ${
-      entries.length === 0
-        ? html`<p class="muted">No entries yet.</p>`
-        : html`<div class="table-wrap"><table data-testid="account-entries">
+      entries.length > 0
+        ? html`<div class="table-wrap"><table data-testid="account-entries">
             <caption class="visually-hidden">Ledger entries of this account, oldest first</caption>
             <thead><tr><th scope="col">Time</th><th scope="col">Payment</th><th scope="col">Direction</th><th scope="col" class="num">Amount</th></tr></thead>
             <tbody>${entries.map(
               (e) =>
-                html`<tr><td>${dateTime(e.timestamp)}</td><td>${e.paymentId ? html`<a href="#/payments/${e.paymentId}">${shortId(e.paymentId)}</a>` : '—'}</td><td>${e.direction}</td><td class="num">${money(e.amountCents, e.currency)}</td></tr>`,
+                html`<tr><td>${dateTime(e.timestamp)}</td><td class="id">${e.paymentId ? html`<a href="#/payments/${e.paymentId}">${shortId(e.paymentId)}</a>` : '—'}</td><td>${e.direction}</td><td class="num">${money(e.amountCents, e.currency)}</td></tr>`,
             )}</tbody></table></div>`
+        : ''
     }
-    <${More} hasMore=${last.hasMore} onMore=${more} />`;
+    <${More} list=${list} what="ledger entries" />`;
 }

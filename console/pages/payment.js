@@ -16,16 +16,17 @@ export function PaymentPage({ session, id }) {
     const { sourceAccountId, destinationAccountId } = view.payment;
     const balances = await Promise.all(
       [sourceAccountId, destinationAccountId].map((account) =>
+        // A balance that cannot be read is shown as its error, beside the rest of the page.
         api.get(`/v1/accounts/${encodeURIComponent(account)}/balance`).then(
           (b) => b.account,
-          () => null,
+          (error) => ({ error }),
         ),
       ),
     );
     return { ...view, balances };
   }, [id]);
-  if (loaded.loading && loaded.data === null) return html`<${Loading} what="the payment" />`;
   if (loaded.error) return html`<${ErrorBox} error=${loaded.error} />`;
+  if (loaded.data === null) return html`<${Loading} what="the payment" />`;
   const { payment, ledgerEntries, refunds, balances } = loaded.data;
   return html`
     <h1>Payment <code>${payment.id}</code> <${Status} status=${payment.status} /></h1>
@@ -37,12 +38,12 @@ export function PaymentPage({ session, id }) {
         : ''
     }
     <${Decision} payment=${payment} />
-    <${Flow} payment=${payment} ledgerEntries=${ledgerEntries} />
+    <${Flow} payment=${payment} ledgerEntries=${ledgerEntries} refunds=${refunds} />
     <${Entries} entries=${ledgerEntries} />
     ${refunds.length > 0 ? html`<${Refunds} refunds=${refunds} />` : ''}
     ${
       session.can('getPaymentReceipt') && session.me.apiKey.customerIds === null
-        ? html`<${Receipt} session=${session} paymentId=${payment.id} />`
+        ? html`<${Receipt} session=${session} payment=${payment} />`
         : ''
     }
   `;
@@ -83,8 +84,8 @@ function Parties({ payment, balances }) {
       <h3>${label}</h3>
       <p><a href="#/accounts/${accountId}">${accountId}</a></p>
       ${
-        balance === null
-          ? html`<p class="muted">Balance not readable with this key.</p>`
+        balance.error
+          ? html`<${ErrorBox} error=${balance.error} />`
           : html`<dl class="facts compact">
               <dt>Posted</dt><dd data-testid="posted">${money(balance.postedBalanceCents, balance.currency)}</dd>
               <dt>Held</dt><dd data-testid="held">${money(balance.heldBalanceCents, balance.currency)}</dd>
@@ -175,7 +176,7 @@ function Decision({ payment }) {
                             ? html`<div class="muted">any of:</div>${rule.conditions.any.map((c) => html`<div>${conditionText(c)}</div>`)}`
                             : ''
                         }`
-                      : html`<span class="muted">${systemCheck(rule.reason)}</span>`
+                      : html`<span class="muted">${withoutConditions(rule)}</span>`
                   }</td>
                   <td class="num">${rule.score ?? '—'}</td>
                 </tr>`,
@@ -192,14 +193,15 @@ function Decision({ payment }) {
     </section>`;
 }
 
-function systemCheck(reason) {
-  if (reason === 'insufficient_funds') return 'amountCents > available balance (system check)';
-  if (reason === 'currency_mismatch') return 'payment currency ≠ an account currency (system check)';
-  return 'system check';
+/** What a rule without recorded conditions compared: the two system checks say it by their name. */
+function withoutConditions(rule) {
+  if (rule.rule === 'funds') return 'amountCents > available balance (system check)';
+  if (rule.rule === 'currency') return 'payment currency ≠ an account currency (system check)';
+  return 'conditions not recorded (decided before decisions recorded them)';
 }
 
-function Flow({ payment, ledgerEntries }) {
-  const steps = requestFlow({ payment, ledgerEntries, receipt: null });
+function Flow({ payment, ledgerEntries, refunds }) {
+  const steps = requestFlow({ payment, ledgerEntries, refunds });
   return html`
     <section aria-labelledby="flow">
       <h2 id="flow">Request flow</h2>

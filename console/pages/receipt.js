@@ -8,7 +8,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ErrorBox, html, Loading } from '../ui.js';
 import { keyFingerprint, parseVerifierKey, verifyReceipt } from '../verify.js';
 
-export function Receipt({ session, paymentId }) {
+export function Receipt({ session, payment }) {
   const [state, setState] = useState({ result: null, error: null, key: null });
   const { served, pinned } = session.verifierKey;
   const verifierKey = pinned ?? served;
@@ -16,27 +16,32 @@ export function Receipt({ session, paymentId }) {
   useEffect(() => {
     let current = true;
     (async () => {
+      // WebCrypto is only there in a secure context: say so before anything else tries to use it.
+      if (!globalThis.crypto?.subtle) {
+        throw new Error(
+          'this page is not in a secure context (HTTPS, or localhost): the browser offers no WebCrypto to verify with',
+        );
+      }
+      if (verifierKey === null)
+        throw new Error('no verifier key: this server did not give one, and none was pinned');
       const parsed = parseVerifierKey(verifierKey);
       const fingerprint = (await keyFingerprint(parsed.publicKey)).slice(0, 16);
       const key = { name: parsed.name, fingerprint, mismatch: pinned !== null && pinned !== served };
-      if (!globalThis.crypto?.subtle) {
-        throw new Error(
-          'this page is not in a secure context (HTTPS or localhost): the browser offers no WebCrypto to verify with',
-        );
-      }
-      const { receipt } = await session.api.get(`/v1/payments/${encodeURIComponent(paymentId)}/receipt`);
-      const result = await verifyReceipt(receipt, verifierKey);
+      const { receipt } = await session.api.get(`/v1/payments/${encodeURIComponent(payment.id)}/receipt`);
+      // With the payment shown: the receipt must be this payment's, not any genuine receipt.
+      const result = await verifyReceipt(receipt, verifierKey, payment);
       if (current) setState({ result: { ...result, receipt }, error: null, key });
     })().catch((error) => current && setState({ result: null, error, key: null }));
     return () => {
       current = false;
     };
-  }, [paymentId, verifierKey]);
+  }, [payment.id, verifierKey]);
 
   const { result, error, key } = state;
   return html`
     <section aria-labelledby="receipt" data-testid="receipt">
       <h2 id="receipt">Receipt</h2>
+      <p class="muted">Proof that this payment's decision, its first audit entry, is in the signed audit log. Later events (an approval, a refund) are entries of their own.</p>
       ${error ? html`<${ErrorBox} error=${error} />` : ''}
       ${!error && result === null ? html`<${Loading} what="and verifying the receipt" />` : ''}
       ${

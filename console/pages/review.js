@@ -3,33 +3,28 @@
  * with amount, parties, age and the time left before the expiry sweep declines them. Each opens its payment,
  * where Approve and Reject are.
  */
-
-import { useState } from 'preact/hooks';
+import { query } from '../api.js';
 import { duration, money, shortId } from '../format.js';
-import { ErrorBox, html, Loading, More, useLoad } from '../ui.js';
+import { html, More, usePages } from '../ui.js';
 
 export function ReviewQueuePage({ session }) {
-  const [pages, setPages] = useState([]);
-  const first = useLoad(() => session.api.get('/v1/payments?status=manual_review&limit=50'), []);
-  if (first.loading && first.data === null) return html`<${Loading} what="the review queue" />`;
-  if (first.error) return html`<${ErrorBox} error=${first.error} />`;
-  const all = [first.data, ...pages];
-  const payments = all.flatMap((page) => page.payments);
-  const last = all[all.length - 1];
-  const more = async () => {
-    const next = await session.api.get(
-      `/v1/payments?status=manual_review&limit=50&cursor=${encodeURIComponent(last.nextCursor)}`,
-    );
-    setPages([...pages, next]);
-  };
+  const list = usePages(
+    (cursor) => session.api.get(`/v1/payments${query({ status: 'manual_review', limit: 50, cursor })}`),
+    [],
+  );
+  const payments = list.pages.flatMap((page) => page.payments);
   const nowMs = Date.now();
   return html`
     <h1>Review queue</h1>
     <p class="muted">Payments held for review, oldest first. The amount is held on the source until a decision or the hold's expiry.</p>
     ${
-      payments.length === 0
+      payments.length === 0 && !list.loading && !list.error
         ? html`<p data-testid="queue-empty">Nothing is waiting for review.</p>`
-        : html`
+        : ''
+    }
+    ${
+      payments.length > 0
+        ? html`
       <div class="table-wrap">
         <table>
           <caption class="visually-hidden">Held payments</caption>
@@ -44,13 +39,14 @@ export function ReviewQueuePage({ session }) {
                 <td class="id"><a href="#/accounts/${p.destinationAccountId}">${shortId(p.destinationAccountId)}</a></td>
                 <td>${p.reasons.join(', ')}</td>
                 <td>${duration(nowMs - Date.parse(p.createdAt))}</td>
-                <td class=${leftMs < 6 * 3600_000 ? 'warn' : ''}>${leftMs > 0 ? duration(leftMs) : 'due now'}</td>
+                <td class=${leftMs < 6 * 3600_000 ? 'warn' : ''}>${leftMs > 0 ? duration(leftMs) : 'due now (approval is refused)'}</td>
               </tr>`;
             })}
           </tbody>
         </table>
       </div>`
+        : ''
     }
-    <${More} hasMore=${last.hasMore} onMore=${more} />
+    <${More} list=${list} what="the review queue" />
   `;
 }

@@ -28,9 +28,19 @@ export function SignIn({ onSignedIn, createApi }) {
     }
     setBusy(true);
     try {
-      const api = createApi(secret, () => window.location.reload());
+      // A 401 after sign-in (the key was revoked or expired) reloads the page, which forgets the key; a 401 now
+      // is a mistyped key, shown here.
+      let signedIn = false;
+      const api = createApi(secret, () => signedIn && window.location.reload());
       const me = await api.get('/v1/me');
-      const served = (await api.getText('/v1/audit-logs/public-key')).trim();
+      // The verifier key, for receipts; a page without it still works (receipts then say they cannot verify).
+      const served = me.permissions.includes('getAuditPublicKey')
+        ? await api.getText('/v1/audit-logs/public-key').then(
+            (text) => text.trim(),
+            () => null,
+          )
+        : null;
+      signedIn = true;
       onSignedIn({ api, me, verifierKey: { served, pinned: pinned.trim() === '' ? null : pinned.trim() } });
     } catch (e) {
       setError(e);

@@ -1,22 +1,27 @@
 /** Webhook endpoints (admin), their deliveries with status and attempts, and the test and retry actions. */
 import { useState } from 'preact/hooks';
+import { query } from '../api.js';
 import { dateTime, shortId } from '../format.js';
-import { ErrorBox, html, Loading, useLoad } from '../ui.js';
+import { ErrorBox, html, More, usePages } from '../ui.js';
 
 export function WebhooksPage({ session }) {
-  const endpoints = useLoad(() => session.api.get('/v1/webhook-endpoints?limit=100'), []);
-  if (endpoints.loading && endpoints.data === null) return html`<${Loading} what="webhook endpoints" />`;
-  if (endpoints.error) return html`<${ErrorBox} error=${endpoints.error} />`;
-  const list = endpoints.data.webhookEndpoints;
+  const list = usePages(
+    (cursor) => session.api.get(`/v1/webhook-endpoints${query({ limit: 20, cursor })}`),
+    [],
+  );
+  const endpoints = list.pages.flatMap((page) => page.webhookEndpoints);
   return html`
     <h1>Webhooks</h1>
-    ${list.length === 0 ? html`<p>No endpoints. Register one with <code>POST /v1/webhook-endpoints</code>.</p>` : ''}
-    ${list.map((endpoint) => html`<${Endpoint} key=${endpoint.id} session=${session} endpoint=${endpoint} />`)}`;
+    ${endpoints.length === 0 && !list.loading && !list.error ? html`<p>No endpoints. Register one with <code>POST /v1/webhook-endpoints</code>.</p>` : ''}
+    ${endpoints.map((endpoint) => html`<${Endpoint} key=${endpoint.id} session=${session} endpoint=${endpoint} />`)}
+    <${More} list=${list} what="webhook endpoints" />`;
 }
 
+/** Deliveries are listed oldest first, 50 a page: "Load more" reaches the newest. */
 function Endpoint({ session, endpoint }) {
-  const deliveries = useLoad(
-    () => session.api.get(`/v1/webhook-endpoints/${endpoint.id}/deliveries?limit=50`),
+  const deliveries = usePages(
+    (cursor) =>
+      session.api.get(`/v1/webhook-endpoints/${endpoint.id}/deliveries${query({ limit: 50, cursor })}`),
     [endpoint.id],
   );
   const [message, setMessage] = useState(null);
@@ -30,6 +35,7 @@ function Endpoint({ session, endpoint }) {
       setMessage({ error });
     }
   };
+  const rows = deliveries.pages.flatMap((page) => page.deliveries);
   return html`
     <section class="card wide" aria-label=${`Endpoint ${endpoint.url}`}>
       <h2><code>${endpoint.url}</code></h2>
@@ -40,20 +46,21 @@ function Endpoint({ session, endpoint }) {
       </div>
       ${message?.text ? html`<p role="status">${message.text}</p>` : ''}
       ${message?.error ? html`<${ErrorBox} error=${message.error} />` : ''}
-      ${deliveries.error ? html`<${ErrorBox} error=${deliveries.error} />` : ''}
       ${
-        deliveries.data
+        rows.length > 0
           ? html`<div class="table-wrap"><table>
-              <caption class="visually-hidden">Deliveries to ${endpoint.url}</caption>
+              <caption class="visually-hidden">Deliveries to ${endpoint.url}, oldest first</caption>
               <thead><tr><th scope="col">Delivery</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col">Last result</th><th scope="col">Next attempt</th><th scope="col">Action</th></tr></thead>
-              <tbody>${deliveries.data.deliveries.map(
+              <tbody>${rows.map(
                 (
                   d,
-                ) => html`<tr><td><code>${shortId(d.id)}</code></td><td><code>${d.eventType}</code></td><td>${d.status}</td><td class="num">${d.attempts}</td>
+                ) => html`<tr><td class="id"><code>${shortId(d.id)}</code></td><td><code>${d.eventType}</code></td><td>${d.status}</td><td class="num">${d.attempts}</td>
                   <td>${d.lastStatusCode ?? d.lastError ?? '—'}</td><td>${d.nextAttemptAt ? dateTime(d.nextAttemptAt) : '—'}</td>
                   <td>${d.status === 'failed' ? html`<button type="button" class="secondary" onClick=${() => act('Retry', `/v1/webhook-deliveries/${d.id}/retry`)}>Retry</button>` : ''}</td></tr>`,
               )}</tbody></table></div>`
           : ''
       }
+      ${rows.length === 0 && !deliveries.loading && !deliveries.error ? html`<p class="muted">No deliveries yet.</p>` : ''}
+      <${More} list=${deliveries} what="deliveries" />
     </section>`;
 }

@@ -131,6 +131,16 @@ export class AuditLog {
     }
   }
 
+  /**
+   * The latest signed checkpoint if it covers at least `treeSize` entries, else a new one: for proofs about
+   * entries already covered, which need no fresh cut.
+   */
+  async checkpointCovering(treeSize: number): Promise<AuditCheckpointRow> {
+    const latest = await this.store.reads.latestAuditCheckpoint();
+    if (latest !== undefined && latest.treeSize >= treeSize) return latest;
+    return this.checkpoint(treeSize);
+  }
+
   private sharedCut(): Promise<AuditCheckpointRow> {
     this.inflightCut ??= this.committer
       .submit((tx) => cutCheckpoint(tx, this.signer))

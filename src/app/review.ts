@@ -93,6 +93,14 @@ async function approve(
   payment: Payment,
   resolution: PaymentResolution,
 ): Promise<ReviewResult> {
+  // Past `holdExpiresAt` the hold is the sweep's to release, even if the sweep has not run yet: an approval
+  // must not capture what the API already said was due for release.
+  if (tx.nowMs >= payment.createdAtMs + services.reviewHoldExpiryMs) {
+    throw new AppError(
+      'PAYMENT_HOLD_EXPIRED',
+      'the hold expired (holdExpiresAt has passed): the payment can only be rejected, or declined by the sweep',
+    );
+  }
   const accounts = await tx.lockAccounts([payment.sourceAccountId, payment.destinationAccountId]);
   // Throws (the command is undone: the hold stays, the payment stays in review) if it would now be declined.
   const recheck = await recheckApproval(tx, services, payment, accounts);

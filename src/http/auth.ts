@@ -34,6 +34,12 @@ export const AUDITOR: readonly Role[] = ['auditor'];
 export const REVIEW_PAYMENTS: readonly Role[] = ['compliance'];
 export const REFUND_PAYMENTS: readonly Role[] = ['payments'];
 export const READ_EVENTS: readonly Role[] = ['auditor'];
+/**
+ * A receipt holds the payment's audit entry, whole decision included (thresholds, features, sanctions list
+ * entries): the roles that see the full decision (src/app/views.ts). A `payments` key gets a receipt only for
+ * its own request, with `Prefer: receipt` on POST /v1/payments.
+ */
+export const READ_RECEIPTS: readonly Role[] = ['compliance', 'auditor'];
 export const ADMIN_ONLY: readonly Role[] = [];
 
 /**

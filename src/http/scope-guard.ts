@@ -7,10 +7,16 @@ import type { HttpApp } from './types.ts';
  * is read. One hook per route module, so a route added there later is covered too. Runs after the auth hook
  * (registered first, in server.ts), which sets the actor; routes without authentication have none and pass.
  */
-export function denyScopedKeys(app: HttpApp, urlPrefixes: readonly string[], what: string): void {
+export function denyScopedKeys(
+  app: HttpApp,
+  urlPrefixes: readonly string[],
+  what: string,
+  /** Routes under a prefix that stay open to scoped keys (exact route patterns). */
+  exempt: readonly string[] = [],
+): void {
   app.addHook('onRequest', async (request) => {
     const url = request.routeOptions.url;
-    if (url === undefined || request.actor === undefined) return;
+    if (url === undefined || request.actor === undefined || exempt.includes(url)) return;
     if (urlPrefixes.some((prefix) => url === prefix || url.startsWith(`${prefix}/`))) {
       requireUnscoped(request.actor, what);
     }

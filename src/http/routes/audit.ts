@@ -24,8 +24,11 @@ import type { HttpApp } from '../types.ts';
 
 export function auditRoutes(app: HttpApp, services: Services): void {
   const reads = services.store.reads;
-  // The log is one chain over every customer: not for a key scoped to customers (403, src/app/scope.ts).
-  denyScopedKeys(app, ['/v1/audit-logs'], 'read the audit log, its proofs or its verification');
+  // The log is one chain over every customer: not for a key scoped to customers (403, src/app/scope.ts). The
+  // verifier key (GET /v1/audit-logs/public-key) is public by nature and stays open to every key.
+  denyScopedKeys(app, ['/v1/audit-logs'], 'read the audit log, its proofs or its verification', [
+    '/v1/audit-logs/public-key',
+  ]);
 
   // The cursor is the index of the next entry; entries come in index order.
   app.get(

@@ -7,7 +7,7 @@ import { paymentScopeOf, readScopeOf, requireUnscoped, scopeOf } from '../../app
 import type { Services } from '../../app/services.ts';
 import { decisionDetailFor, ledgerEntryView, paymentView, refundView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
-import { CREATE_PAYMENTS, READ_PAYMENTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
+import { CREATE_PAYMENTS, READ_PAYMENTS, READ_RECEIPTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
 import { idempotencyKeyOf, optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
 import { bodyOptional } from '../json-body.ts';
 import {
@@ -225,14 +225,14 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
   app.get(
     '/v1/payments/:id/receipt',
     {
-      config: { roles: READ_PAYMENTS },
+      config: { roles: READ_RECEIPTS },
       schema: {
         summary: "A payment's receipt",
         description:
           'The same receipt as `Prefer: receipt` on POST /v1/payments, for any payment at any time: its audit ' +
           'entry, an inclusion proof (RFC 9162) and the signed checkpoint it leads to. Check it with the ' +
-          'verifier key of GET /v1/audit-logs/public-key. Not for keys scoped to customers (403): the entry ' +
-          'holds the whole decision, the counterparty’s risk features included.',
+          'verifier key of GET /v1/audit-logs/public-key. The receipt is for the payment’s first audit entry, its ' +
+          'decision. For compliance and auditor keys, not scoped ones: the entry holds the whole decision.',
         operationId: 'getPaymentReceipt',
         tags: ['payments'],
         params: IdParams,
@@ -266,6 +266,7 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         409: errorResponse(409, [
           'PAYMENT_NOT_IN_REVIEW',
           'PAYMENT_NO_LONGER_APPROVABLE',
+          'PAYMENT_HOLD_EXPIRED',
           'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
         ]),
         422: errorResponse(422, ['BALANCE_LIMIT_EXCEEDED']),
