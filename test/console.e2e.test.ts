@@ -72,8 +72,11 @@ function defineTests(): void {
     const page = await browser.newPage({ viewport });
     page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
     page.on('console', (message) => {
-      // The browser logs every 4xx answer; the one 401 is the mistyped key the test sends on purpose.
-      const expected = /Failed to load resource: .* 401 \(Unauthorized\)/.test(message.text());
+      // The browser logs every 4xx answer; those are the API's answers the page shows (the mistyped key's
+      // 401, the stale approval's 409). A 5xx, a script error or a policy violation is a failure.
+      const expected = /Failed to load resource: the server responded with a status of 4\d\d/.test(
+        message.text(),
+      );
       if (message.type() === 'error' && !expected) pageErrors.push(`console: ${message.text()}`);
     });
     return page;
@@ -261,6 +264,35 @@ function defineTests(): void {
     await page.goto(`${base}/console#/payments/${paymentId}`);
     await verdict.waitFor();
     assert.equal(await verdict.textContent(), 'Not verified: this payment');
+    await page.close();
+  });
+
+  test('a stale approval shows the refusal reasons; Reject then releases the hold', async () => {
+    const dave = await party(t, { balance: 1_000_000, name: 'Dave Okafor' });
+    const held = await pay(t, {
+      sourceAccountId: dave.accountId,
+      destinationAccountId: BOB,
+      amountCents: HELD_CENTS,
+      currency: 'USD',
+    });
+    assert.equal(held.status, 202, held.body);
+    // While it waited, the sender's KYC went back to review: approving now would decline it.
+    const kyc = await t.request('POST', `/v1/customers/${dave.customerId}/kyc`, {
+      token: compliance,
+      body: { kycStatus: 'manual_review' },
+    });
+    assert.equal(kyc.status, 200, kyc.body);
+    const page = await newPage();
+    await signIn(page, compliance);
+    await page.goto(`${base}/console#/payments/${held.json.payment.id}`);
+    await page.getByRole('button', { name: 'Approve' }).click();
+    const refusal = page.getByTestId('refusal');
+    await refusal.waitFor();
+    assert.match(await refusal.innerText(), /can no longer be approved[\s\S]*kyc_not_verified/);
+    assert.equal(await page.getByTestId('status').textContent(), 'in review', 'nothing changed');
+    await page.getByRole('button', { name: 'Reject' }).click();
+    await page.getByTestId('status').filter({ hasText: 'declined' }).waitFor();
+    assert.equal(await page.getByTestId('party-source').getByTestId('held').textContent(), money(0));
     await page.close();
   });
 
