@@ -71,6 +71,12 @@ function defineTests(): void {
   async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
     const page = await browser.newPage({ viewport });
     page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
+    // Works offline: the page asks nothing of any other host (no CDN, no font, no analytics).
+    page.on('request', (request) => {
+      const url = request.url();
+      if (!url.startsWith(`${base}/`) && !url.startsWith('data:'))
+        pageErrors.push(`request elsewhere: ${url}`);
+    });
     page.on('console', (message) => {
       // The browser logs every 4xx answer; those are the API's answers the page shows (the mistyped key's
       // 401, the stale approval's 409). A 5xx, a script error or a policy violation is a failure.
@@ -373,7 +379,7 @@ function defineTests(): void {
     await phone.close();
   });
 
-  test('the pages logged no error (a Content-Security-Policy violation would be one)', () => {
+  test('the pages logged no error (a Content-Security-Policy violation would be one) and asked no other host', () => {
     assert.deepEqual(pageErrors, []);
   });
 }
