@@ -10,4 +10,6 @@ export function requestFlow(input: {
   payment: unknown;
   ledgerEntries: unknown[];
   refunds?: unknown[];
+  /** The payment page shows at most 100 entries and refunds: true when there were more. */
+  partial?: boolean;
 }): FlowStep[];

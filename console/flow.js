@@ -38,14 +38,23 @@ const DECLINE_REASONS = new Set([
 const CLASSIFIED = new Set([...COMPLIANCE_REASONS, ...FRAUD_REASONS, ...FUNDS_REASONS]);
 
 const firedFor = (decision, reasons) => (decision.rules ?? []).filter((rule) => reasons.has(rule.reason));
-const reasonsOf = (rules) => rules.map((rule) => rule.reason).join(', ');
+const reasonsWith = (rules, outcome) =>
+  rules
+    .filter((rule) => rule.outcome === outcome)
+    .map((rule) => rule.reason)
+    .join(', ');
 
-/** A step's verdict from the rules it fired: the strongest outcome wins. */
+/** A step's verdict from the rules it fired: the strongest outcome wins, and each rule is named for its own. */
 function verdict(rules, passed) {
-  if (rules.some((rule) => rule.outcome === 'decline'))
-    return { state: 'declined', text: `declined: ${reasonsOf(rules)}` };
-  if (rules.some((rule) => rule.outcome === 'review'))
-    return { state: 'review', text: `review: ${reasonsOf(rules)}` };
+  const declined = reasonsWith(rules, 'decline');
+  const flagged = reasonsWith(rules, 'review');
+  if (declined !== '') {
+    return {
+      state: 'declined',
+      text: `declined: ${declined}${flagged === '' ? '' : `; flagged for review: ${flagged}`}`,
+    };
+  }
+  if (flagged !== '') return { state: 'review', text: `review: ${flagged}` };
   return { state: 'passed', text: passed };
 }
 
@@ -53,7 +62,7 @@ function verdict(rules, passed) {
  * The eight steps. `detail` is 'full' when the key may see the whole decision (features and rules); a payments
  * key sees only the outcome and reasons, and the steps say so instead of guessing.
  */
-export function requestFlow({ payment, ledgerEntries, refunds = [] }) {
+export function requestFlow({ payment, ledgerEntries, refunds = [], partial = false }) {
   const decision = payment.decision ?? {};
   const full = Array.isArray(decision.rules);
   const features = decision.features ?? {};
@@ -73,7 +82,11 @@ export function requestFlow({ payment, ledgerEntries, refunds = [] }) {
     (entry) => entry.paymentId === payment.id && !refundTransactions.has(entry.transactionId),
   );
   // Rules of a custom policy whose reasons no step names (and allow rules): the decision step lists them.
-  const other = full ? (decision.rules ?? []).filter((rule) => !CLASSIFIED.has(rule.reason)) : [];
+  const other = full
+    ? (decision.rules ?? []).filter((rule) => !CLASSIFIED.has(rule.reason))
+    : [...reasons]
+        .filter((reason) => !CLASSIFIED.has(reason))
+        .map((reason) => ({ rule: 'policy', outcome: 'flagged', reason }));
 
   return [
     {
@@ -127,7 +140,9 @@ export function requestFlow({ payment, ledgerEntries, refunds = [] }) {
       file: 'src/domain/policy.ts, src/domain/ledger.ts',
       state:
         payment.status === 'posted' ? 'passed' : payment.status === 'manual_review' ? 'review' : 'declined',
-      text: decisionText(payment, decision, posted, refunds, other),
+      text:
+        decisionText(payment, decision, posted, refunds, other) +
+        (partial ? ' (from the first 100 entries and refunds shown)' : ''),
     },
     {
       name: 'Audit and idempotency record',

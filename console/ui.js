@@ -12,18 +12,24 @@ export const html = htm.bind(h);
  */
 export function useLoad(load, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
+  // Each load cancels the one before it (a reload, or a load for other deps): only the latest answer shows.
+  const cancel = useRef(() => {});
   const run = useCallback((keep) => {
+    cancel.current();
     let current = true;
+    cancel.current = () => {
+      current = false;
+    };
     setState((s) => ({ data: keep ? s.data : null, error: null, loading: true }));
     load().then(
       (data) => current && setState({ data, error: null, loading: false }),
       (error) => current && setState((s) => ({ data: keep ? s.data : null, error, loading: false })),
     );
-    return () => {
-      current = false;
-    };
   }, deps);
-  useEffect(() => run(false), [run]);
+  useEffect(() => {
+    run(false);
+    return () => cancel.current();
+  }, [run]);
   return { ...state, reload: () => run(true) };
 }
 

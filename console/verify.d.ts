@@ -31,5 +31,7 @@ export function verifyReceipt(
     currency: string;
     sourceAccountId: string;
     destinationAccountId: string;
+    /** Its outcome names the creation entry; a full decision (with `rules`) must equal the logged one. */
+    decision: { outcome: string; rules?: unknown[]; [field: string]: unknown };
   },
 ): Promise<ReceiptVerification>;

@@ -181,6 +181,16 @@ async function rootFromInclusionProof(index, treeSize, leaf, proof) {
 
 /** The payment fields a payment's audit entry records (src/app/create-payment.ts), compared with the page's. */
 const PAYMENT_FIELDS = ['amountCents', 'currency', 'sourceAccountId', 'destinationAccountId'];
+/**
+ * The entry that logs a payment's creation, by the decision's outcome. Later entries about the same payment (an
+ * approval, a rejection, an expiry) record the same ids and amount but other facts: they are not its receipt.
+ * tools/audit-verify/verify.ts checks the same.
+ */
+const CREATION_EVENTS = {
+  posted: 'payment.posted',
+  manual_review: 'payment.held_for_review',
+  declined: 'payment.declined',
+};
 
 /**
  * Verifies a payment receipt against a pinned verifier key. Never throws: every problem becomes a failed
@@ -274,11 +284,27 @@ export async function verifyReceipt(receipt, verifierKeyLine, payment) {
           `the entry is about ${entry.resourceType} ${entry.resourceId}, not payment ${payment.id}`,
         );
       }
+      const outcome = payment.decision?.outcome;
+      const creation = Object.hasOwn(CREATION_EVENTS, metadata.status)
+        ? CREATION_EVENTS[metadata.status]
+        : undefined;
+      if (entry.eventType !== creation || metadata.status !== outcome) {
+        throw new Error(
+          `the entry is ${entry.eventType}, not the ${outcome} decision that created payment ${payment.id}`,
+        );
+      }
       const differs = PAYMENT_FIELDS.find((field) => metadata[field] !== payment[field]);
       if (differs !== undefined) {
         throw new Error(
           `the entry records ${differs} ${metadata[differs]}, the payment shows ${payment[differs]}`,
         );
+      }
+      // The full decision the page explains (compliance, auditor and admin see it) is the one logged.
+      if (
+        Array.isArray(payment.decision?.rules) &&
+        canonicalJson(metadata.decision) !== canonicalJson(payment.decision)
+      ) {
+        throw new Error('the decision the entry logs is not the decision the page shows');
       }
       return `the entry is payment ${payment.id}'s ${entry.eventType}: ${payment.amountCents} ${payment.currency} from ${payment.sourceAccountId} to ${payment.destinationAccountId}`;
     });

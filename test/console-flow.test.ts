@@ -56,6 +56,27 @@ test('a payments key (summary decision): review reasons of a declined payment ar
   assert.equal(stepNamed(steps, 'Decision').state, 'declined');
 });
 
+test('a KYC decline that also tripped a review rule names each for what it did', () => {
+  const rules = [
+    { rule: 'sender_kyc', outcome: 'decline', reason: 'kyc_not_verified', observed: {} },
+    { rule: 'aml_amount', outcome: 'review', reason: 'amount_above_review_threshold', observed: {} },
+  ];
+  const reasons = ['kyc_not_verified', 'amount_above_review_threshold'];
+  const steps = requestFlow({
+    payment: {
+      ...base,
+      status: 'declined',
+      reasons,
+      decision: { outcome: 'declined', policyVersion: 'v', reasons, rules, features: {} },
+    },
+    ledgerEntries: [],
+  });
+  assert.equal(
+    stepNamed(steps, 'Compliance').text,
+    'declined: kyc_not_verified; flagged for review: amount_above_review_threshold',
+  );
+});
+
 test("a refunded payment: its posting's entries only, and the refunds named", () => {
   const entries = [
     { paymentId: 'pay_1', transactionId: 'ltx_pay', direction: 'debit' },

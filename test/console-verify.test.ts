@@ -155,6 +155,7 @@ describe('console/verify.js checks receipts from the real server', () => {
         currency: String(m['currency']),
         sourceAccountId: String(m['sourceAccountId']),
         destinationAccountId: String(m['destinationAccountId']),
+        decision: m['decision'] as { outcome: string; rules?: unknown[] },
       };
     };
     const [a, b] = [receipts[0]!, receipts[1]!];
@@ -175,6 +176,60 @@ describe('console/verify.js checks receipts from the real server', () => {
     });
     assert.match(other.checks.at(-1)?.detail ?? '', /records amountCents/);
     assert.equal(other.verified, false);
+    // Another decision than the logged one (a page showing an altered explanation): refused.
+    const decision = paymentOf(a).decision as { outcome: string; rules: unknown[]; score: number };
+    const altered = await verifyReceipt(a, vkey, {
+      ...paymentOf(a),
+      decision: { ...decision, score: decision.score + 1 },
+    });
+    assert.match(altered.checks.at(-1)?.detail ?? '', /not the decision the page shows/);
+  });
+
+  test("a later entry of the same payment (its approval) is not that payment's receipt", async () => {
+    const held = await http(baseUrl, 'POST', '/v1/payments', {
+      idempotencyKey: 'console-verify-held',
+      body: {
+        sourceAccountId: 'acc_demo_alice_usd',
+        destinationAccountId: 'acc_demo_bob_usd',
+        amountCents: 250_000,
+        currency: 'USD',
+      },
+    });
+    assert.equal(held.status, 202, held.body);
+    const payment = held.json.payment;
+    const approved = await http(baseUrl, 'POST', `/v1/payments/${payment.id}/approve`, { body: {} });
+    assert.equal(approved.status, 201, approved.body);
+    // A genuine receipt built on the approval entry: same payment id, amount and accounts, another fact.
+    const logs = await http(baseUrl, 'GET', '/v1/audit-logs?limit=500');
+    const entry = logs.json.logs.find(
+      (e: { eventType: string; resourceId: string }) =>
+        e.eventType === 'payment.approved' && e.resourceId === payment.id,
+    );
+    assert.ok(entry, 'the approval entry');
+    const checkpoint = await http(baseUrl, 'GET', '/v1/audit-logs/checkpoint');
+    const size = Number(checkpoint.body.split('\n')[1]);
+    const proof = await http(
+      baseUrl,
+      'GET',
+      `/v1/audit-logs/proofs/inclusion?index=${entry.index}&treeSize=${size}`,
+    );
+    const forged = {
+      index: entry.index,
+      entry,
+      inclusionProof: proof.json.inclusionProof.hashes,
+      checkpoint: checkpoint.body,
+    };
+    const result = await verifyReceipt(forged, vkey, { ...payment, status: 'posted' });
+    assert.deepEqual(
+      result.checks.filter((c) => !c.ok).map((c) => c.name),
+      ['this payment'],
+      JSON.stringify(result.checks),
+    );
+    // Its real receipt, the held_for_review entry, verifies against the payment as it is now (approved).
+    const real = await http(baseUrl, 'GET', `/v1/payments/${payment.id}/receipt`);
+    const current = await http(baseUrl, 'GET', `/v1/payments/${payment.id}`);
+    const ok = await verifyReceipt(real.json.receipt, vkey, current.json.payment);
+    assert.equal(ok.verified, true, JSON.stringify(ok.checks));
   });
 
   test('the verifier key parses, and its fingerprint is the server audit key fingerprint', async () => {

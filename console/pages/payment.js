@@ -27,7 +27,7 @@ export function PaymentPage({ session, id }) {
   }, [id]);
   if (loaded.error) return html`<${ErrorBox} error=${loaded.error} />`;
   if (loaded.data === null) return html`<${Loading} what="the payment" />`;
-  const { payment, ledgerEntries, refunds, balances } = loaded.data;
+  const { payment, ledgerEntries, refunds, balances, ledgerEntriesHasMore, refundsHasMore } = loaded.data;
   return html`
     <h1>Payment <code>${payment.id}</code> <${Status} status=${payment.status} /></h1>
     <${Summary} payment=${payment} />
@@ -38,7 +38,7 @@ export function PaymentPage({ session, id }) {
         : ''
     }
     <${Decision} payment=${payment} />
-    <${Flow} payment=${payment} ledgerEntries=${ledgerEntries} refunds=${refunds} />
+    <${Flow} payment=${payment} ledgerEntries=${ledgerEntries} refunds=${refunds} partial=${ledgerEntriesHasMore || refundsHasMore} />
     <${Entries} entries=${ledgerEntries} />
     ${refunds.length > 0 ? html`<${Refunds} refunds=${refunds} />` : ''}
     ${
@@ -84,9 +84,11 @@ function Parties({ payment, balances }) {
       <h3>${label}</h3>
       <p><a href="#/accounts/${accountId}">${accountId}</a></p>
       ${
-        balance.error
-          ? html`<${ErrorBox} error=${balance.error} />`
-          : html`<dl class="facts compact">
+        balance.error && [403, 404].includes(balance.error.status)
+          ? html`<p class="muted">Not visible to this key (a scoped key sees its own customers' accounts).</p>`
+          : balance.error
+            ? html`<${ErrorBox} error=${balance.error} />`
+            : html`<dl class="facts compact">
               <dt>Posted</dt><dd data-testid="posted">${money(balance.postedBalanceCents, balance.currency)}</dd>
               <dt>Held</dt><dd data-testid="held">${money(balance.heldBalanceCents, balance.currency)}</dd>
               <dt>Available</dt><dd data-testid="available">${money(balance.availableBalanceCents, balance.currency)}</dd>
@@ -200,8 +202,8 @@ function withoutConditions(rule) {
   return 'conditions not recorded (decided before decisions recorded them)';
 }
 
-function Flow({ payment, ledgerEntries, refunds }) {
-  const steps = requestFlow({ payment, ledgerEntries, refunds });
+function Flow({ payment, ledgerEntries, refunds, partial }) {
+  const steps = requestFlow({ payment, ledgerEntries, refunds, partial });
   return html`
     <section aria-labelledby="flow">
       <h2 id="flow">Request flow</h2>

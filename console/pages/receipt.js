@@ -50,7 +50,7 @@ export function Receipt({ session, payment }) {
         <p class=${result.verified ? 'verdict ok' : 'verdict bad'} data-testid="receipt-verdict" role="status">
           ${result.verified ? 'Verified' : `Not verified: ${result.checks.find((c) => !c.ok)?.name}`}
         </p>
-        <p>Audit entry <strong>#${result.receipt.index}</strong> (<code>${result.receipt.entry.eventType}</code>), in a log of ${result.receipt.checkpoint.split('\n')[1]} entries signed by <code>${key.name}</code>.</p>
+        <p>Audit entry <strong>#${result.receipt?.index}</strong> (<code>${result.receipt?.entry?.eventType}</code>), in a log of ${String(result.receipt?.checkpoint ?? '').split('\n')[1] ?? '?'} entries signed by <code>${key.name}</code>.</p>
         <ul class="checks">
           ${result.checks.map((c) => html`<li class=${c.ok ? 'ok' : 'bad'}><strong>${c.ok ? '✓' : '✗'} ${c.name}</strong>: ${c.detail}</li>`)}
         </ul>`
