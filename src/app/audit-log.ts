@@ -139,7 +139,8 @@ export class AuditLog {
     const latest = await this.store.reads.latestAuditCheckpoint();
     // Signed by this process's key too: after `keys accept-audit-key` the last checkpoint still carries the
     // old key's signature, and a receipt must verify with the key GET /v1/audit-logs/public-key serves now.
-    if (latest !== undefined && latest.treeSize >= treeSize && this.signer.verifiesNote(latest.note)) return latest;
+    const covers = latest !== undefined && latest.treeSize >= treeSize;
+    if (covers && this.signer.verifiesNote(latest.note)) return latest;
     return this.checkpoint(treeSize);
   }
 
