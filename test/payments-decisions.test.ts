@@ -45,9 +45,23 @@ const usd = (from: Party, to: Party, amountCents: number, extra: Partial<Payment
   ...extra,
 });
 
-/** The contract's body: `{payment: {...}, ledgerPosted}` for 201, 202 and 422 alike. */
+/**
+ * The contract's body: `{payment: {...}, ledgerPosted, balances}` for 201, 202 and 422 alike; `balances` are
+ * the two accounts' balances right after the write (issue 17), source first.
+ */
 function assertPaymentShape(res: TestResponse, body: PaymentBody): void {
-  assert.deepEqual(Object.keys(res.json).sort(), ['ledgerPosted', 'payment']);
+  assert.deepEqual(Object.keys(res.json).sort(), ['balances', 'ledgerPosted', 'payment']);
+  assert.deepEqual(
+    res.json.balances.map((b: Json) => b.id),
+    [body.sourceAccountId, body.destinationAccountId],
+  );
+  for (const b of res.json.balances) {
+    assert.equal(
+      b.availableBalanceCents,
+      b.postedBalanceCents - b.heldBalanceCents,
+      'available = posted - held',
+    );
+  }
   const p = res.json.payment;
   for (const field of [
     'id',

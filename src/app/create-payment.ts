@@ -16,7 +16,7 @@ import {
 import { assessRisk, paymentCounterReads, recordAttempt } from './risk-assessment.ts';
 import { inScope } from './scope.ts';
 import type { Services } from './services.ts';
-import { decisionDetailFor, paymentView } from './views.ts';
+import { decisionDetailFor, paymentView, resultingBalances } from './views.ts';
 
 /**
  * POST /v1/payments, following the workshop's request flow:
@@ -160,7 +160,7 @@ async function executePayment(
     );
     ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
   } else if (payment.status === 'manual_review') {
-    await tx.placeHold(payment.id, source, payment.amountCents);
+    accounts.set(source.id, await tx.placeHold(payment.id, source, payment.amountCents));
   }
 
   // Step 8: audit entry (the whole decision), outbox event (the summary), and the response bytes every
@@ -169,7 +169,11 @@ async function executePayment(
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment, {}, services.reviewHoldExpiryMs);
   const view = paymentView(payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
-  const body = { payment: view, ledgerPosted: payment.status === 'posted' };
+  const body = {
+    payment: view,
+    ledgerPosted: payment.status === 'posted',
+    balances: resultingBalances(accounts.values(), actor),
+  };
   return { outcome: jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id), payment };
 }
 

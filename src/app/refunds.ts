@@ -2,13 +2,13 @@ import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
-import { type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
+import { type Account, type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
 import { appendPaymentEvent } from './events.ts';
 import { type IdempotentReply, idempotentRequest, jsonOutcome, runIdempotent } from './idempotent.ts';
 import { requireRefundInScope } from './scope.ts';
 import type { Services } from './services.ts';
-import { refundView } from './views.ts';
+import { refundView, resultingBalances } from './views.ts';
 
 /**
  * POST /v1/payments/:id/refunds. A refund reverses (part of) a posted payment with a posting of kind
@@ -43,8 +43,18 @@ export async function createRefund(
     return {
       locks: { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
       execute: async (tx) => {
-        const refund = await executeRefund(tx, actor, paymentId, request.amountCents, reasonEnc);
-        return jsonOutcome(201, { refund: refundView(refund, services.cipher) }, refund.id);
+        const { refund, accounts } = await executeRefund(
+          tx,
+          actor,
+          paymentId,
+          request.amountCents,
+          reasonEnc,
+        );
+        const body = {
+          refund: refundView(refund, services.cipher),
+          balances: resultingBalances(accounts, actor),
+        };
+        return jsonOutcome(201, body, refund.id);
       },
     };
   });
@@ -59,7 +69,7 @@ async function executeRefund(
   paymentId: string,
   requestedCents: number | undefined,
   reasonEnc: string | null,
-): Promise<Refund> {
+): Promise<{ refund: Refund; accounts: Account[] }> {
   const payment = await tx.lockPayment(paymentId);
   assert(payment !== undefined, 'a payment, once seen, exists');
   if (payment.status !== 'posted') {
@@ -114,7 +124,11 @@ async function executeRefund(
       createdAt: new Date(refund.createdAtMs).toISOString(),
     },
   });
-  return refund;
+  // Payer first, as the payment's own balances are listed.
+  return {
+    refund,
+    accounts: [payment.sourceAccountId, payment.destinationAccountId].map((id) => accounts.get(id)!),
+  };
 }
 
 function refundAudit(actor: Actor, payment: Payment, refund: Refund, refundedCents: number) {

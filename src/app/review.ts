@@ -8,7 +8,7 @@ import { appendPaymentEvent, type EventType } from './events.ts';
 import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
 import { requireReviewInScope } from './scope.ts';
 import { type Services, SYSTEM_ACTOR } from './services.ts';
-import { decisionDetailFor, paymentView } from './views.ts';
+import { decisionDetailFor, paymentView, resultingBalances } from './views.ts';
 
 /**
  * The review queue's way out. A payment in `manual_review` holds its amount on the source account; it leaves
@@ -34,6 +34,8 @@ export type ReviewAction = 'approve' | 'reject';
 export interface ReviewResult {
   payment: Payment;
   ledgerPosted: boolean;
+  /** The accounts the resolution changed, as they stand after it (for the response's `balances`). */
+  accounts: Account[];
 }
 
 const EXPIRY_CHUNK_MAX = 100;
@@ -75,7 +77,12 @@ export async function resolveReview(
             ? await approve(tx, services, actor, payment, resolution)
             : await reject(tx, actor, payment, resolution);
         const view = paymentView(result.payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
-        return jsonOutcome(STATUS[action], { payment: view, ledgerPosted: result.ledgerPosted }, paymentId);
+        const body = {
+          payment: view,
+          ledgerPosted: result.ledgerPosted,
+          balances: resultingBalances(result.accounts, actor),
+        };
+        return jsonOutcome(STATUS[action], body, paymentId);
       },
     };
   });
@@ -126,7 +133,8 @@ async function approve(
     recheckSanctionsListSha256: services.screening.list.sha256,
     recheckScore: recheck.evaluation.score,
   });
-  return { payment: resolved, ledgerPosted: true };
+  const touched = [payment.sourceAccountId, payment.destinationAccountId].map((id) => accounts.get(id)!);
+  return { payment: resolved, ledgerPosted: true, accounts: touched };
 }
 
 /**
@@ -186,17 +194,21 @@ async function reject(
   payment: Payment,
   resolution: PaymentResolution,
 ): Promise<ReviewResult> {
-  const releasedCents = await releaseHold(tx, payment, 'released');
+  const released = await releaseHold(tx, payment, 'released');
   const resolved = await finishResolution(tx, actor, payment, 'declined', resolution, 'payment.rejected', {
-    releasedCents,
+    releasedCents: released.amountCents,
   });
-  return { payment: resolved, ledgerPosted: false };
+  return { payment: resolved, ledgerPosted: false, accounts: [released.account] };
 }
 
-async function releaseHold(tx: Tx, payment: Payment, status: 'released' | 'expired'): Promise<number> {
+async function releaseHold(
+  tx: Tx,
+  payment: Payment,
+  status: 'released' | 'expired',
+): Promise<{ amountCents: number; account: Account }> {
   const source = (await tx.lockAccounts([payment.sourceAccountId])).get(payment.sourceAccountId);
   assert(source !== undefined, 'the source account of a payment exists');
-  return (await tx.endHold(payment.id, source, status)).amountCents;
+  return tx.endHold(payment.id, source, status);
 }
 
 /**
@@ -212,7 +224,11 @@ async function declineHeld(
   effects: Record<string, string | number>,
 ): Promise<void> {
   const resolution: PaymentResolution = { outcome, atMs: tx.nowMs, actorId: actor.apiKeyId, noteEnc: null };
-  const releasedCents = await releaseHold(tx, payment, outcome === 'hold_expired' ? 'expired' : 'released');
+  const { amountCents: releasedCents } = await releaseHold(
+    tx,
+    payment,
+    outcome === 'hold_expired' ? 'expired' : 'released',
+  );
   await finishResolution(tx, actor, payment, 'declined', resolution, eventType, {
     releasedCents,
     ...effects,

@@ -13,6 +13,7 @@ import {
 } from '../domain/types.ts';
 import { maskAccountNumber, type PiiCipher } from '../security/pii-cipher.ts';
 import type { CustomerRow, WebhookDelivery, WebhookEndpointRow } from '../storage/store.ts';
+import { inScope } from './scope.ts';
 
 /**
  * The JSON shapes clients see. Key order is fixed here, which keeps stored idempotent responses and audit
@@ -42,6 +43,21 @@ export function accountView(a: Account) {
     maskedAccountNumber: maskAccountNumber(a.accountNumberLast4),
     createdAt: iso(a.createdAtMs),
   };
+}
+
+/**
+ * What a write that moved (or held) money answers besides its resource: the balances of the customer accounts it
+ * touched, as they stand after it, from the accounts the transaction already holds (no extra read), in the
+ * order given. A key scoped to customers sees only its customers' accounts. In a stored response they are the
+ * balances right after the write, replayed as they were (like the rest of the response).
+ */
+export function resultingBalances(accounts: Iterable<Account>, actor: Actor) {
+  const views = [];
+  for (const account of accounts) {
+    if (account.kind === 'customer' && inScope(actor, account.ownerCustomerId))
+      views.push(balanceView(account));
+  }
+  return views;
 }
 
 export function balanceView(a: Account) {

@@ -1003,10 +1003,12 @@ export class SqlTx implements Tx {
     return transactionId;
   }
 
-  async placeHold(paymentId: string, account: Account, amountCents: number): Promise<void> {
+  async placeHold(paymentId: string, account: Account, amountCents: number): Promise<Account> {
     const held = heldAfter(account, amountCents);
     this.writes.insert('holds', [newId('hold'), paymentId, account.id, amountCents, 'active', this.nowMs]);
-    this.accounts.update(account, { ...account, heldBalanceCents: held });
+    const after = { ...account, heldBalanceCents: held };
+    this.accounts.update(account, after);
+    return after;
   }
 
   async endHold(

@@ -466,7 +466,8 @@ export interface Tx {
 
   /** Writes a balanced posting and the new balances; throws AppError BALANCE_LIMIT_EXCEEDED on overflow. */
   postLedger(posting: Posting, accounts: Map<string, Account>, requestId: string): Promise<string>;
-  placeHold(paymentId: string, account: Account, amountCents: number): Promise<void>;
+  /** Returns the account with the hold added. */
+  placeHold(paymentId: string, account: Account, amountCents: number): Promise<Account>;
   /**
    * Ends a payment's active hold (captured by an approval, released by a rejection, expired by the sweep) and
    * lowers the account's held balance. Returns the held amount and the account as it now is.

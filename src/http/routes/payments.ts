@@ -20,7 +20,16 @@ import {
   withExamples,
 } from '../openapi.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
-import { LedgerEntry, Payment, page, Receipt, Refund, ref, wrapper } from '../response-schemas.ts';
+import {
+  AccountBalance,
+  LedgerEntry,
+  Payment,
+  page,
+  Receipt,
+  Refund,
+  ref,
+  wrapper,
+} from '../response-schemas.ts';
 import { CreatePaymentBody, IdParams, PaymentListQuery, RefundBody, ReviewBody } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
@@ -32,11 +41,24 @@ import type { HttpApp } from '../types.ts';
 const LEDGER_ENTRIES_PER_PAYMENT_MAX = 100;
 const REFUNDS_PER_PAYMENT_MAX = 100;
 
-/** `{payment, ledgerPosted}`: the answer of a payment and of a review; `receipt` with `Prefer: receipt`. */
+/**
+ * The balances a write that moves or holds money answers with (src/app/views.ts, resultingBalances): the
+ * customer accounts it touched, after it, without another request.
+ */
+const ResultingBalances = Type.Array(ref(AccountBalance), {
+  maxItems: 2,
+  description:
+    'the balances of the accounts this write touched, right after it (a key scoped to customers sees its own ' +
+    'customers’ accounts only); a replay repeats them as they were',
+});
+
+/** `{payment, ledgerPosted, balances}`: the answer of a payment and of a review; `receipt` with `Prefer: receipt`. */
 const paymentResult = (ledgerPosted: boolean, receipt: boolean) =>
   wrapper({
     payment: ref(Payment),
     ledgerPosted: Type.Literal(ledgerPosted),
+    // Optional only for responses stored before it existed (a replay repeats the stored bytes).
+    balances: Type.Optional(ResultingBalances),
     // With `Prefer: receipt` (src/app/receipts.ts).
     ...(receipt ? { receipt: Type.Optional(ref(Receipt)) } : {}),
   });
@@ -343,7 +365,11 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         }),
         bodyOptional: true,
         response: {
-          201: jsonResponse('Refunded', wrapper({ refund: ref(Refund) }), IDEMPOTENCY_REPLAYED),
+          201: jsonResponse(
+            'Refunded',
+            wrapper({ refund: ref(Refund), balances: Type.Optional(ResultingBalances) }),
+            IDEMPOTENCY_REPLAYED,
+          ),
           400: errorResponse(400, ['IDEMPOTENCY_KEY_REQUIRED']),
           404: errorResponse(404, ['PAYMENT_NOT_FOUND']),
           409: errorResponse(409, [
