@@ -339,6 +339,12 @@ function defineTests(): void {
     assert.equal(endpoint.status, 201, endpoint.body);
     const page = await newPage();
     await signIn(page, 'demo-fintech-token');
+    // Payments, newest first by default.
+    const newest = (await t.request('GET', '/v1/payments?order=desc&limit=1')).json.payments[0].id;
+    await page.goto(`${base}/console#/payments`);
+    const firstRow = page.locator('table tbody tr').first();
+    await firstRow.waitFor();
+    assert.match(await firstRow.innerText(), new RegExp(newest.slice(0, 12)));
     await page.goto(`${base}/console#/accounts`);
     await page.getByTestId('accounts').waitFor();
     assert.match(await page.getByTestId('accounts').innerText(), /acc_demo_alice_usd/);

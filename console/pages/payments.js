@@ -1,4 +1,4 @@
-/** Payments, oldest first, cursor-paged (GET /v1/payments), filtered by status. */
+/** Payments, cursor-paged (GET /v1/payments), newest first by default, filtered by status. */
 import { useState } from 'preact/hooks';
 import { query } from '../api.js';
 import { dateTime, money, shortId } from '../format.js';
@@ -8,9 +8,10 @@ const STATUSES = ['', 'posted', 'manual_review', 'declined'];
 
 export function PaymentsPage({ session }) {
   const [status, setStatus] = useState('');
+  const [order, setOrder] = useState('desc');
   const list = usePages(
-    (cursor) => session.api.get(`/v1/payments${query({ status, limit: 50, cursor })}`),
-    [status],
+    (cursor) => session.api.get(`/v1/payments${query({ status, order, limit: 50, cursor })}`),
+    [status, order],
   );
   const payments = list.pages.flatMap((page) => page.payments);
   return html`
@@ -20,11 +21,16 @@ export function PaymentsPage({ session }) {
       <select id="status-filter" value=${status} onChange=${(e) => setStatus(e.currentTarget.value)}>
         ${STATUSES.map((s) => html`<option value=${s}>${s === '' ? 'any' : s}</option>`)}
       </select>
+      <label for="order-filter">Order</label>
+      <select id="order-filter" value=${order} onChange=${(e) => setOrder(e.currentTarget.value)}>
+        <option value="desc">newest first</option>
+        <option value="asc">oldest first</option>
+      </select>
     </div>
     ${
       payments.length > 0
         ? html`<div class="table-wrap"><table>
-            <caption class="visually-hidden">Payments, oldest first</caption>
+            <caption class="visually-hidden">Payments, ${order === 'desc' ? 'newest' : 'oldest'} first</caption>
             <thead><tr><th scope="col">Payment</th><th scope="col">Status</th><th scope="col" class="num">Amount</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Created</th></tr></thead>
             <tbody>${payments.map(
               (

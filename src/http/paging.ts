@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 
 /**
@@ -21,6 +22,44 @@ export function decodeCursor(cursor: string | undefined): number {
     { field: '/cursor', message: 'invalid cursor' },
   ]);
 }
+
+/**
+ * A cursor bound to its list: it also carries a digest of the list it pages (which list, its order and its
+ * filters), and is refused (400) with any other. Reusing a cursor with another filter or order would otherwise
+ * silently skip or repeat rows.
+ */
+export function encodeBoundCursor(position: number | null, list: string): string | null {
+  if (position === null) return null;
+  return Buffer.from(JSON.stringify({ p: position, l: listDigest(list) })).toString('base64url');
+}
+
+export function decodeBoundCursor(cursor: string | undefined, list: string): number {
+  if (cursor === undefined) return 0;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    parsed = null;
+  }
+  const { p: position, l: digest } = (parsed ?? {}) as { p?: unknown; l?: unknown };
+  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) {
+    throw new AppError('VALIDATION_ERROR', 'cursor is not valid', [
+      { field: '/cursor', message: 'invalid cursor' },
+    ]);
+  }
+  if (digest !== listDigest(list)) {
+    throw new AppError('VALIDATION_ERROR', 'cursor belongs to another list, filter or order', [
+      {
+        field: '/cursor',
+        message: 'the cursor was made for another filter or order: start again without it',
+      },
+    ]);
+  }
+  return position;
+}
+
+const listDigest = (list: string): string =>
+  createHash('sha256').update(list).digest('base64url').slice(0, 12);
 
 export function pageLimit(limit: number | undefined): number {
   return limit ?? 50;

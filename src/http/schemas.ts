@@ -102,13 +102,24 @@ export const CreatePaymentBody = Type.Object(
 );
 export type CreatePaymentBody = Static<typeof CreatePaymentBody>;
 
+/** `asc` (the default): oldest first; `desc`: newest first. A cursor keeps the order it was made for. */
+const Order = Type.Optional(
+  Type.Union([Type.Literal('asc'), Type.Literal('desc')], {
+    description: 'oldest first (asc, default) or newest first',
+  }),
+);
+
 export const PaymentListQuery = Type.Object(
-  { ...PageQuery, status: Type.Optional(Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s)))) },
+  {
+    ...PageQuery,
+    status: Type.Optional(Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s)))),
+    order: Order,
+  },
   { additionalProperties: false },
 );
 
 export const LedgerQuery = Type.Object(
-  { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID) },
+  { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID), order: Order },
   { additionalProperties: false },
 );
 

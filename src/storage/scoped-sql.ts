@@ -1,7 +1,13 @@
 import { assert } from '../domain/assert.ts';
 import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/types.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
-import type { CustomerScope, LedgerFilter, PageRequest, ReadScope } from './store.ts';
+import {
+  type CustomerScope,
+  type LedgerFilter,
+  type PageRequest,
+  pageOrder,
+  type ReadScope,
+} from './store.ts';
 import { chunks } from './write-behind.ts';
 
 /**
@@ -48,7 +54,7 @@ function seqOf(row: Row): number {
   return n;
 }
 
-/** The rows of the next page over the union of `arms`, at most `limit + 1` of them, in seq order. */
+/** The rows of the next page over the union of `arms`, at most `limit + 1` of them, in the page's seq order. */
 async function unionPage(
   db: SqlExecutor,
   table: string,
@@ -58,6 +64,7 @@ async function unionPage(
 ): Promise<ScopedRows> {
   if (arms.length === 0) return NOTHING(page);
   const limit = Math.max(1, Math.min(page.limit, Math.floor(SCOPED_ROWS_READ_MAX / arms.length) - 1));
+  const range = pageOrder(page);
   const found = new Set<number>();
   let first = true;
   for (const chunk of chunks(arms, ARMS_PER_STATEMENT)) {
@@ -70,17 +77,18 @@ async function unionPage(
     const sql = chunk
       .map(
         (arm, i) =>
-          `SELECT seq FROM (SELECT seq FROM ${table} WHERE ${arm.where} AND seq > ? ORDER BY seq LIMIT ?) arm${i}`,
+          `SELECT seq FROM (SELECT seq FROM ${table} WHERE ${arm.where} AND ${range.where} ORDER BY ${range.orderBy} LIMIT ?) arm${i}`,
       )
       .join(' UNION ALL ');
-    const params = chunk.flatMap((arm) => [...arm.params, page.after, limit + 1]);
+    const params = chunk.flatMap((arm) => [...arm.params, range.param, limit + 1]);
     for (const row of await db.all(sql, params)) found.add(seqOf(row));
   }
   // A row in several arms (a payment between two of the scope's accounts) counts once.
-  const seqs = [...found].sort((a, b) => a - b).slice(0, limit + 1);
+  const direction = page.descending === true ? -1 : 1;
+  const seqs = [...found].sort((a, b) => direction * (a - b)).slice(0, limit + 1);
   if (seqs.length === 0) return { rows: [], limit };
   const rows = await db.all(
-    `SELECT ${columns} FROM ${table} WHERE seq IN (${placeholders(seqs.length)}) ORDER BY seq`,
+    `SELECT ${columns} FROM ${table} WHERE seq IN (${placeholders(seqs.length)}) ORDER BY ${range.orderBy}`,
     seqs,
   );
   assert(rows.length === seqs.length, `every listed ${table} row is still there`);
@@ -152,6 +160,7 @@ export async function ledgerEntryRows(
       ? scope.accountIds
       : scope.accountIds.filter((id) => id === filter.accountId);
   if (accountIds.length === 0) return NOTHING(page);
+  const range = pageOrder(page);
   if (filter.paymentId !== undefined) {
     // ledger_entries_payment: a payment has a handful of entries (its posting and its refunds' postings);
     // those on the scope's accounts are kept.
@@ -160,12 +169,13 @@ export async function ledgerEntryRows(
       kept.push(
         ...(await db.all(
           `SELECT * FROM ledger_entries WHERE payment_id = ? AND account_id IN (${placeholders(ids.length)})
-              AND seq > ? ORDER BY seq LIMIT ?`,
-          [filter.paymentId, ...ids, page.after, page.limit + 1],
+              AND ${range.where} ORDER BY ${range.orderBy} LIMIT ?`,
+          [filter.paymentId, ...ids, range.param, page.limit + 1],
         )),
       );
     }
-    kept.sort((a, b) => seqOf(a) - seqOf(b));
+    const direction = page.descending === true ? -1 : 1;
+    kept.sort((a, b) => direction * (seqOf(a) - seqOf(b)));
     return { rows: kept.slice(0, page.limit + 1), limit: page.limit };
   }
   // ledger_entries_account: (account_id, seq).

@@ -71,6 +71,7 @@ import {
   type AuditVerificationState,
   type FullAuditVerificationRecord,
   type MerkleNodeRange,
+  pageOrder,
   type SeqRange,
 } from './store.ts';
 import * as webhooksSql from './webhooks-sql.ts';
@@ -333,11 +334,11 @@ export class SqlReads implements Reads {
     if (scope) return scopedPage(await scopedSql.paymentRows(this.db, page, status, scope), paymentFromRow);
     const byStatus = status === undefined ? '' : 'AND status = ?';
     const params = status === undefined ? [] : [status];
-    const rows = await this.db.all(`SELECT * FROM payments WHERE seq > ? ${byStatus} ORDER BY seq LIMIT ?`, [
-      page.after,
-      ...params,
-      page.limit + 1,
-    ]);
+    const range = pageOrder(page);
+    const rows = await this.db.all(
+      `SELECT * FROM payments WHERE ${range.where} ${byStatus} ORDER BY ${range.orderBy} LIMIT ?`,
+      [range.param, ...params, page.limit + 1],
+    );
     return toPage(rows, page.limit, paymentFromRow);
   }
 
@@ -349,8 +350,9 @@ export class SqlReads implements Reads {
     if (scope) {
       return scopedPage(await scopedSql.ledgerEntryRows(this.db, page, filter, scope), ledgerEntryFromRow);
     }
-    const where = ['seq > ?'];
-    const params: unknown[] = [page.after];
+    const range = pageOrder(page);
+    const where = [range.where];
+    const params: unknown[] = [range.param];
     if (filter.paymentId !== undefined) {
       where.push('payment_id = ?');
       params.push(filter.paymentId);
@@ -360,7 +362,7 @@ export class SqlReads implements Reads {
       params.push(filter.accountId);
     }
     const rows = await this.db.all(
-      `SELECT * FROM ledger_entries WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`,
+      `SELECT * FROM ledger_entries WHERE ${where.join(' AND ')} ORDER BY ${range.orderBy} LIMIT ?`,
       [...params, page.limit + 1],
     );
     return toPage(rows, page.limit, ledgerEntryFromRow);

@@ -126,8 +126,24 @@ export interface Page<T> {
 }
 
 export interface PageRequest {
+  /**
+   * The position the page starts from, exclusive: the seq of the last row of the previous page; 0 for the
+   * first page. Oldest first, rows with a greater seq follow; newest first (`descending`), rows with a smaller.
+   */
   after: number;
   limit: number;
+  /** Newest first (`order=desc`). Only the payment and ledger lists take it. */
+  descending?: boolean;
+}
+
+/** The seq condition and order of a page: one place, so every list pages both ways alike. */
+export function pageOrder(page: PageRequest): { where: string; param: number; orderBy: string } {
+  if (page.descending !== true) return { where: 'seq > ?', param: page.after, orderBy: 'seq' };
+  return {
+    where: 'seq < ?',
+    param: page.after === 0 ? Number.MAX_SAFE_INTEGER : page.after,
+    orderBy: 'seq DESC',
+  };
 }
 
 /** The customers a scoped key is limited to (src/app/scope.ts); a list shows only what they own. */

@@ -4,7 +4,7 @@ import { verifyLedger } from '../../app/verification.ts';
 import { ledgerEntryView } from '../../app/views.ts';
 import { AUDITOR, READ_LEDGER } from '../auth.ts';
 import { jsonResponse } from '../openapi.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { decodeBoundCursor, encodeBoundCursor, pageLimit } from '../paging.ts';
 import { LedgerEntry, LedgerVerification, page, ref, wrapper } from '../response-schemas.ts';
 import { LedgerQuery } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
@@ -17,7 +17,8 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
       schema: {
         summary: 'List ledger entries',
         description:
-          'Oldest first, cursor-paged; filter by `paymentId` and/or `accountId`. Every posting is a debit and a ' +
+          'Oldest first, or newest first with `order=desc`; cursor-paged (a cursor is only valid with the filter ' +
+          'and order it was made for); filter by `paymentId` and/or `accountId`. Every posting is a debit and a ' +
           'credit of the same amount. A scoped key sees only the entries on its customers’ accounts.',
         operationId: 'listLedgerEntries',
         tags: ['ledger'],
@@ -26,15 +27,21 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
       },
     },
     async (req) => {
+      const { paymentId, accountId, order } = req.query;
+      const list = `ledger|${order ?? 'asc'}|${paymentId ?? ''}|${accountId ?? ''}`;
       const page = await services.store.reads.listLedgerEntries(
-        { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
-        { paymentId: req.query.paymentId, accountId: req.query.accountId },
+        {
+          after: decodeBoundCursor(req.query.cursor, list),
+          limit: pageLimit(req.query.limit),
+          descending: order === 'desc',
+        },
+        { paymentId, accountId },
         await readScopeOf(services.store.reads, req.actor),
       );
       return {
         ledgerEntries: page.items.map(ledgerEntryView),
         hasMore: page.nextAfter !== null,
-        nextCursor: encodeCursor(page.nextAfter),
+        nextCursor: encodeBoundCursor(page.nextAfter, list),
       };
     },
   );

@@ -19,7 +19,7 @@ import {
   preferHeader,
   withExamples,
 } from '../openapi.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { decodeBoundCursor, encodeBoundCursor, pageLimit } from '../paging.ts';
 import {
   AccountBalance,
   LedgerEntry,
@@ -173,7 +173,8 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       schema: {
         summary: 'List payments',
         description:
-          'Oldest first, cursor-paged; `status=manual_review` is the review queue. A scoped key lists the ' +
+          'Oldest first, or newest first with `order=desc`; cursor-paged, and a cursor is only valid with the ' +
+          'status and order it was made for. `status=manual_review` is the review queue. A scoped key lists the ' +
           'payments from or to its customers’ accounts.',
         operationId: 'listPayments',
         tags: ['payments'],
@@ -182,16 +183,22 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
       },
     },
     async (req) => {
+      const { status, order } = req.query;
+      const list = `payments|${order ?? 'asc'}|${status ?? ''}`;
       const page = await reads.listPayments(
-        { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
-        req.query.status,
+        {
+          after: decodeBoundCursor(req.query.cursor, list),
+          limit: pageLimit(req.query.limit),
+          descending: order === 'desc',
+        },
+        status,
         await readScopeOf(reads, req.actor),
       );
       const detail = decisionDetailFor(req.actor);
       return {
         payments: page.items.map((p) => paymentView(p, detail, services.reviewHoldExpiryMs)),
         hasMore: page.nextAfter !== null,
-        nextCursor: encodeCursor(page.nextAfter),
+        nextCursor: encodeBoundCursor(page.nextAfter, list),
       };
     },
   );
