@@ -27,7 +27,13 @@ function randomHex(bytes) {
 
 /** Makes the client for one signed-in key. `onUnauthorized` signs the tab out (a revoked or expired key). */
 export function createApi(apiKey, onUnauthorized = () => {}) {
-  async function request(method, path, { body, text = false, idempotent = false } = {}) {
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {{ body?: unknown, text?: boolean, idempotent?: boolean }} [options]
+   */
+  async function request(method, path, options = {}) {
+    const { body, text = false, idempotent = false } = options;
     const headers = { authorization: `Bearer ${apiKey}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     // A fresh key per click: a retry of the same click by the browser is then safe, and never a second action.
