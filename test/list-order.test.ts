@@ -87,4 +87,12 @@ test('a cursor is refused (400) with another order or filter than it was made fo
     assert.equal(res.json.error.code, 'VALIDATION_ERROR');
   }
   assert.equal((await t.request('GET', '/v1/payments?order=newest')).status, 400);
+  // The accounts list by customer is bound too.
+  const accounts = await t.request('GET', '/v1/accounts?limit=1');
+  assert.equal(accounts.json.hasMore, true);
+  const other = await t.request(
+    'GET',
+    `/v1/accounts?limit=1&customerId=${a.customerId}&cursor=${accounts.json.nextCursor}`,
+  );
+  assert.equal(other.status, 400, other.body);
 });

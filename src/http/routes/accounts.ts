@@ -13,7 +13,7 @@ import {
   jsonResponse,
   withExamples,
 } from '../openapi.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { decodeBoundCursor, encodeBoundCursor, pageLimit } from '../paging.ts';
 import { AccountBalance, Account as AccountSchema, page, ref, wrapper } from '../response-schemas.ts';
 import { AccountListQuery, CreateAccountBody, IdParams } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
@@ -45,15 +45,16 @@ export function accountRoutes(app: HttpApp, services: Services): void {
       },
     },
     async (req) => {
+      const list = `accounts|${req.query.customerId ?? ''}`;
       const page = await reads.listAccounts(
-        { after: decodeCursor(req.query.cursor), limit: pageLimit(req.query.limit) },
+        { after: decodeBoundCursor(req.query.cursor, list), limit: pageLimit(req.query.limit) },
         req.query.customerId,
         customerScopeOf(req.actor),
       );
       return {
         accounts: page.items.map(accountView),
         hasMore: page.nextAfter !== null,
-        nextCursor: encodeCursor(page.nextAfter),
+        nextCursor: encodeBoundCursor(page.nextAfter, list),
       };
     },
   );

@@ -24,7 +24,7 @@ import {
   jsonResponse,
   withExamples,
 } from '../openapi.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../paging.ts';
+import { decodeBoundCursor, decodeCursor, encodeBoundCursor, encodeCursor, pageLimit } from '../paging.ts';
 import {
   Event,
   page,
@@ -220,14 +220,15 @@ export function webhookRoutes(app: HttpApp, services: Services): void {
     },
     async (req) => {
       const endpoint = await endpointOrThrow(services, req.params.id);
+      const list = `deliveries|${endpoint.id}`;
       const page = await reads.listWebhookDeliveries(endpoint.id, {
-        after: decodeCursor(req.query.cursor),
+        after: decodeBoundCursor(req.query.cursor, list),
         limit: pageLimit(req.query.limit),
       });
       return {
         deliveries: page.items.map(webhookDeliveryView),
         hasMore: page.nextAfter !== null,
-        nextCursor: encodeCursor(page.nextAfter),
+        nextCursor: encodeBoundCursor(page.nextAfter, list),
       };
     },
   );
