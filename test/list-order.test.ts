@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createApiKey } from '../src/app/api-keys.ts';
 import { SYSTEM_ACTOR } from '../src/app/services.ts';
-import { type Json, type Party, party, pay } from './support/fixtures.ts';
+import { type Json, listAll, type Party, party, pay } from './support/fixtures.ts';
 import { startTestApp, type TestApp } from './support/harness.ts';
 
 /**
@@ -36,20 +36,13 @@ after(async () => {
   await t.destroy();
 });
 
-/** Every id of a list, page by page (`limit` 3), following nextCursor. */
+/** Every id of a list, page by page (`limit` 3, so several pages), with the given key or the demo one. */
 async function all(path: string, key: string, token?: string): Promise<string[]> {
-  const ids: string[] = [];
-  let cursor: string | null = null;
-  for (let pages = 0; pages < 100; pages++) {
-    const sep = path.includes('?') ? '&' : '?';
-    const url: string = `${path}${sep}limit=3${cursor === null ? '' : `&cursor=${cursor}`}`;
-    const res = await t.request('GET', url, token === undefined ? {} : { token });
-    assert.equal(res.status, 200, res.body);
-    ids.push(...res.json[key].map((item: Json) => item.id));
-    if (!res.json.hasMore) return ids;
-    cursor = res.json.nextCursor;
-  }
-  throw new Error('too many pages');
+  const client = {
+    request: ((method, url, options = {}) =>
+      t.request(method, url, token === undefined ? options : { ...options, token })) as TestApp['request'],
+  };
+  return (await listAll(client, path, key, 3)).map((item: Json) => item.id);
 }
 
 test('payments: order=desc is the reverse of the default order, page after page', async () => {

@@ -10,17 +10,7 @@ export function encodeCursor(position: number | null): string | null {
 }
 
 export function decodeCursor(cursor: string | undefined): number {
-  if (cursor === undefined) return 0;
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    const position = (parsed as { p?: unknown }).p;
-    if (typeof position === 'number' && Number.isSafeInteger(position) && position >= 0) return position;
-  } catch {
-    // fall through to the 400
-  }
-  throw new AppError('VALIDATION_ERROR', 'cursor is not valid', [
-    { field: '/cursor', message: 'invalid cursor' },
-  ]);
+  return cursor === undefined ? 0 : cursorFields(cursor).position;
 }
 
 /**
@@ -35,18 +25,7 @@ export function encodeBoundCursor(position: number | null, list: string): string
 
 export function decodeBoundCursor(cursor: string | undefined, list: string): number {
   if (cursor === undefined) return 0;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    parsed = null;
-  }
-  const { p: position, l: digest } = (parsed ?? {}) as { p?: unknown; l?: unknown };
-  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) {
-    throw new AppError('VALIDATION_ERROR', 'cursor is not valid', [
-      { field: '/cursor', message: 'invalid cursor' },
-    ]);
-  }
+  const { position, digest } = cursorFields(cursor);
   if (digest !== listDigest(list)) {
     throw new AppError('VALIDATION_ERROR', 'cursor belongs to another list, filter or order', [
       {
@@ -56,6 +35,23 @@ export function decodeBoundCursor(cursor: string | undefined, list: string): num
     ]);
   }
   return position;
+}
+
+/** A cursor's position (a safe, non-negative integer) and list digest, or the 400 for one that does not decode. */
+function cursorFields(cursor: string): { position: number; digest: unknown } {
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    // the 400 below
+  }
+  const { p: position, l: digest } = (parsed ?? {}) as { p?: unknown; l?: unknown };
+  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) {
+    throw new AppError('VALIDATION_ERROR', 'cursor is not valid', [
+      { field: '/cursor', message: 'invalid cursor' },
+    ]);
+  }
+  return { position, digest };
 }
 
 const listDigest = (list: string): string =>

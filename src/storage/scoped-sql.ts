@@ -84,8 +84,7 @@ async function unionPage(
     for (const row of await db.all(sql, params)) found.add(seqOf(row));
   }
   // A row in several arms (a payment between two of the scope's accounts) counts once.
-  const direction = page.descending === true ? -1 : 1;
-  const seqs = [...found].sort((a, b) => direction * (a - b)).slice(0, limit + 1);
+  const seqs = [...found].sort(range.compare).slice(0, limit + 1);
   if (seqs.length === 0) return { rows: [], limit };
   const rows = await db.all(
     `SELECT ${columns} FROM ${table} WHERE seq IN (${placeholders(seqs.length)}) ORDER BY ${range.orderBy}`,
@@ -174,8 +173,7 @@ export async function ledgerEntryRows(
         )),
       );
     }
-    const direction = page.descending === true ? -1 : 1;
-    kept.sort((a, b) => direction * (seqOf(a) - seqOf(b)));
+    kept.sort((a, b) => range.compare(seqOf(a), seqOf(b)));
     return { rows: kept.slice(0, page.limit + 1), limit: page.limit };
   }
   // ledger_entries_account: (account_id, seq).

@@ -137,12 +137,21 @@ export interface PageRequest {
 }
 
 /** The seq condition and order of a page: one place, so every list pages both ways alike. */
-export function pageOrder(page: PageRequest): { where: string; param: number; orderBy: string } {
-  if (page.descending !== true) return { where: 'seq > ?', param: page.after, orderBy: 'seq' };
+export function pageOrder(page: PageRequest): {
+  where: string;
+  param: number;
+  orderBy: string;
+  /** Compares two seqs in the page's order (for merging rows read apart). */
+  compare: (a: number, b: number) => number;
+} {
+  if (page.descending !== true) {
+    return { where: 'seq > ?', param: page.after, orderBy: 'seq', compare: (a, b) => a - b };
+  }
   return {
     where: 'seq < ?',
     param: page.after === 0 ? Number.MAX_SAFE_INTEGER : page.after,
     orderBy: 'seq DESC',
+    compare: (a, b) => b - a,
   };
 }
 
