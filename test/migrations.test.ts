@@ -4,9 +4,9 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { hashSecret } from '../src/security/api-keys.ts';
 import { PiiCipher } from '../src/security/pii-cipher.ts';
-import { MIGRATIONS } from '../src/storage/migrations.ts';
+import { MIGRATIONS, migrationSql } from '../src/storage/migrations.ts';
 import { migrateSqlite } from '../src/storage/sqlite.ts';
-import { databasesForFile } from './support/fixtures.ts';
+import { apiKey, databasesForFile, party, pay, REVIEW_AMOUNT, usd } from './support/fixtures.ts';
 import { runMain } from './support/foundation.ts';
 import { backend, startTestApp, TEST_DATA_KEY, type TestDatabase, testEnv } from './support/harness.ts';
 
@@ -218,4 +218,73 @@ test('two starts on an empty database: every version recorded once', async () =>
     rows.map((r) => r.version),
     MIGRATIONS.map((m) => m.version),
   );
+});
+
+test("migration 17's backfill computes the running balances and hold totals the live code writes", async () => {
+  const db = await freshDatabase();
+  const app = await startTestApp({ db });
+  const compliance = (await apiKey(app, 'compliance')).token;
+  const [a, b] = [await party(app, { balance: 900_000 }), await party(app, { balance: 10_000 })];
+  const held: string[] = [];
+  for (const [from, to, amountCents] of [
+    [a, b, 1_000],
+    [b, a, 500],
+    [a, b, REVIEW_AMOUNT],
+    [a, b, REVIEW_AMOUNT],
+    [b, a, 2_000],
+    [a, b, REVIEW_AMOUNT],
+  ] as const) {
+    const res = await pay(app, usd(from, to, amountCents));
+    assert.ok(res.status === 201 || res.status === 202, res.body);
+    if (res.status === 202) held.push(res.json.payment.id);
+  }
+  for (const [id, action] of [
+    [held[0], 'approve'],
+    [held[1], 'reject'],
+  ] as const) {
+    const res = await app.request('POST', `/v1/payments/${id}/${action}`, {
+      token: compliance,
+      idempotencyKey: `${action}-${id}`,
+      body: {},
+    });
+    assert.ok(res.status === 200 || res.status === 201, res.body);
+  }
+  await app.close();
+
+  const raw = await openRaw(db);
+  try {
+    const snapshot = async () => ({
+      entries: await raw.all<Record<string, unknown>>(
+        'SELECT id, balance_after_cents FROM ledger_entries ORDER BY seq',
+      ),
+      holds: await raw.all<Record<string, unknown>>(
+        'SELECT id, placed_total_after_cents, resolved_total_after_cents FROM holds ORDER BY seq',
+      ),
+    });
+    const written = await snapshot();
+    assert.ok(written.entries.length >= 10 && written.holds.length === 3);
+    if (backend === 'postgres') {
+      // The state the migration found: the columns added, nullable, and empty.
+      await raw.run('ALTER TABLE ledger_entries ALTER COLUMN balance_after_cents DROP NOT NULL');
+      await raw.run('ALTER TABLE holds ALTER COLUMN placed_total_after_cents DROP NOT NULL');
+    }
+    await raw.run('UPDATE ledger_entries SET balance_after_cents = NULL');
+    await raw.run('UPDATE holds SET placed_total_after_cents = NULL, resolved_total_after_cents = NULL');
+    const sql = migrationSql(MIGRATIONS.find((m) => m.version === 17)!, backend);
+    const backfills = sql.split(';').filter((s) => s.trim().startsWith('UPDATE'));
+    assert.equal(backfills.length, 3);
+    for (const statement of backfills) await raw.run(statement);
+    if (backend === 'postgres') {
+      await raw.run('ALTER TABLE ledger_entries ALTER COLUMN balance_after_cents SET NOT NULL');
+      await raw.run('ALTER TABLE holds ALTER COLUMN placed_total_after_cents SET NOT NULL');
+    }
+    const normalise = (rows: Record<string, unknown>[]) =>
+      rows.map((r) => Object.values(r).map((v) => (v === null ? null : String(v))));
+    const backfilled = await snapshot();
+    assert.deepEqual(normalise(backfilled.entries), normalise(written.entries));
+    assert.deepEqual(normalise(backfilled.holds), normalise(written.holds));
+  } finally {
+    await raw.close();
+  }
+  await (await startTestApp({ db })).destroy();
 });

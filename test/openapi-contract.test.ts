@@ -218,6 +218,17 @@ test('accounts: open (funded, replayed), list, filter, read, balances', async ()
   assert.equal(balance.json.account.availableBalanceCents, 500_000);
   assert.equal(code(await call('GET', '/v1/accounts/acc_missing', {}, 404)), 'ACCOUNT_NOT_FOUND');
   assert.equal(code(await call('GET', '/v1/accounts/acc_missing/balance', {}, 404)), 'ACCOUNT_NOT_FOUND');
+  const then = await call('GET', `/v1/accounts/${alice.accountId}/balance?at=2026-01-01T00:00:00Z`, {}, 200);
+  assert.equal(then.json.account.asOf, '2026-01-01T00:00:00.000Z');
+  const statement = await call(
+    'GET',
+    `/v1/accounts/${alice.accountId}/statement?limit=1`,
+    as('auditor'),
+    200,
+  );
+  assert.equal(statement.json.closingBalanceCents, 500_000);
+  await call('GET', `/v1/accounts/${alice.accountId}/statement?from=x`, {}, 400);
+  assert.equal(code(await call('GET', '/v1/accounts/acc_missing/statement', {}, 404)), 'ACCOUNT_NOT_FOUND');
 });
 
 let posted: Json;

@@ -137,10 +137,22 @@ function ledgerResult(
 function checkAccount(
   mismatches: Mismatch[],
   accountId: string,
-  balances: { postedCents: number; entriesNetCents: bigint; heldCents: number; activeHoldsCents: bigint },
+  balances: {
+    postedCents: number;
+    entriesNetCents: bigint;
+    heldCents: number;
+    activeHoldsCents: bigint;
+    runningBalancesChain: boolean;
+  },
 ): void {
   if (BigInt(balances.postedCents) !== balances.entriesNetCents) {
     mismatches.push({ accountId, problem: 'posted balance differs from the sum of its entries' });
+  }
+  if (!balances.runningBalancesChain) {
+    mismatches.push({
+      accountId,
+      problem: 'an entry’s balanceAfterCents differs from the running sum of its entries',
+    });
   }
   if (BigInt(balances.heldCents) !== balances.activeHoldsCents) {
     mismatches.push({ accountId, problem: 'held balance differs from its open holds' });
@@ -164,6 +176,7 @@ async function verifyLedgerByStatements(reads: Reads, mismatchesMax: number): Pr
         entriesNetCents: c.entriesNetCents,
         heldCents: c.heldBalanceCents,
         activeHoldsCents: c.activeHoldsCents,
+        runningBalancesChain: c.runningBalanceBreaks === 0,
       });
     }
     await pacer.pageDone(checks.length);
@@ -200,6 +213,9 @@ async function verifyLedgerInWindows(reads: Reads, mismatchesMax: number): Promi
   let accountsChecked = 0;
   let afterId = '';
   let position = { accountId: '', seq: 0 };
+  // The running balance the current account's next run must start from (its first run: from 0).
+  let carriedBalanceCents = 0;
+  const brokenChains = new Set<string>();
   const accountPages = new Pacer(PAGE_ROWS_MIN * 4, LEDGER_ACCOUNTS_PER_PAGE_MAX);
   const entryRuns = new Pacer(PAGE_ROWS_MAX * 4, LEDGER_ROWS_PER_WINDOW_MAX);
   for (;;) {
@@ -217,6 +233,11 @@ async function verifyLedgerInWindows(reads: Reads, mismatchesMax: number): Promi
       for (const run of runs) {
         nets.set(run.accountId, (nets.get(run.accountId) ?? 0n) + run.netCents);
         rows += run.rows;
+        const startsFrom = run.accountId === position.accountId ? carriedBalanceCents : 0;
+        if (run.runningBalanceBreaks > 0 || run.firstBalanceBeforeCents !== startsFrom) {
+          if (brokenChains.size < mismatchesMax) brokenChains.add(run.accountId);
+        }
+        carriedBalanceCents = run.lastBalanceAfterCents;
         position = { accountId: run.accountId, seq: run.lastSeq };
       }
       await entryRuns.pageDone(rows);
@@ -230,6 +251,7 @@ async function verifyLedgerInWindows(reads: Reads, mismatchesMax: number): Promi
         entriesNetCents: (nets.get(a.accountId) ?? 0n) + a.netAfterSnapshotCents,
         heldCents: a.heldBalanceCents,
         activeHoldsCents: a.activeHoldsCents,
+        runningBalancesChain: !brokenChains.has(a.accountId),
       });
     }
     afterId = lastId;

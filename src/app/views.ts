@@ -12,7 +12,7 @@ import {
   type Role,
 } from '../domain/types.ts';
 import { maskAccountNumber, type PiiCipher } from '../security/pii-cipher.ts';
-import type { CustomerRow, WebhookDelivery, WebhookEndpointRow } from '../storage/store.ts';
+import type { CustomerRow, StatementPage, WebhookDelivery, WebhookEndpointRow } from '../storage/store.ts';
 import { inScope } from './scope.ts';
 
 /**
@@ -207,6 +207,26 @@ export function webhookDeliveryView(d: WebhookDelivery) {
   };
 }
 
+/** One page of an account's statement (GET /v1/accounts/:id/statement). */
+export function statementView(
+  account: Account,
+  period: { fromMs: number; toMs: number },
+  statement: StatementPage,
+  nextCursor: string | null,
+) {
+  return {
+    accountId: account.id,
+    currency: account.currency,
+    from: iso(period.fromMs),
+    to: iso(period.toMs),
+    openingBalanceCents: statement.openingBalanceCents,
+    closingBalanceCents: statement.closingBalanceCents,
+    entries: statement.entries.items.map(ledgerEntryView),
+    hasMore: statement.entries.nextAfter !== null,
+    nextCursor,
+  };
+}
+
 export function ledgerEntryView(e: LedgerEntry) {
   return {
     id: e.id,
@@ -216,6 +236,7 @@ export function ledgerEntryView(e: LedgerEntry) {
     direction: e.direction,
     amountCents: e.amountCents,
     currency: e.currency,
+    balanceAfterCents: e.balanceAfterCents,
     requestId: e.requestId,
     timestamp: iso(e.createdAtMs),
   };

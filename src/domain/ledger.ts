@@ -61,25 +61,35 @@ export function transfer(
 
 export type BalanceChange = { accountId: string; postedBalanceCents: number };
 
+/** The signed effect of one entry on its account's posted balance (credit-normal). */
+export function signedCents(direction: Direction, amountCents: number): number {
+  return direction === 'credit' ? amountCents : -amountCents;
+}
+
 /**
- * Computes each touched account's new posted balance, or returns the id of the account whose balance would
- * leave the safe integer range (a client-visible limit, not a bug). Asserts the floors: a customer account's
- * available balance never goes below zero; only system accounts may be negative.
+ * Computes each touched account's new posted balance, and each line's running balance (its account's posted
+ * balance right after that line: what the entry records as `balanceAfterCents`), or returns the id of the
+ * account whose balance would leave the safe integer range (a client-visible limit, not a bug). Asserts the
+ * floors: a customer account's available balance never goes below zero; only system accounts may be negative.
  */
 export function applyPosting(
   posting: Posting,
   accounts: ReadonlyMap<string, Account>,
-): { ok: true; changes: BalanceChange[] } | { ok: false; overflowAccountId: string } {
+):
+  | { ok: true; changes: BalanceChange[]; lineBalancesAfter: number[] }
+  | { ok: false; overflowAccountId: string } {
   assertBalancedPosting(posting);
   const balances = new Map<string, number>();
+  const lineBalancesAfter: number[] = [];
   for (const line of posting.lines) {
     const account = accounts.get(line.accountId);
     assert(account !== undefined, `posting names an unloaded account ${line.accountId}`);
     assert(account.currency === posting.currency, 'posting currency equals every account currency');
     const before = balances.get(line.accountId) ?? account.postedBalanceCents;
-    const after = line.direction === 'credit' ? before + line.amountCents : before - line.amountCents;
+    const after = before + signedCents(line.direction, line.amountCents);
     if (!Number.isSafeInteger(after)) return { ok: false, overflowAccountId: line.accountId };
     balances.set(line.accountId, after);
+    lineBalancesAfter.push(after);
   }
   const changes: BalanceChange[] = [];
   for (const [accountId, postedBalanceCents] of balances) {
@@ -92,7 +102,8 @@ export function applyPosting(
     }
     changes.push({ accountId, postedBalanceCents });
   }
-  return { ok: true, changes };
+  assert(lineBalancesAfter.length === posting.lines.length, 'one running balance per line');
+  return { ok: true, changes, lineBalancesAfter };
 }
 
 /** A hold reserves funds on a customer account: available drops, posted does not. */

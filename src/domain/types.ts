@@ -179,4 +179,6 @@ export interface LedgerEntry {
   currency: string;
   requestId: string;
   createdAtMs: number;
+  /** The account's posted balance right after this entry (its running balance), written with it. */
+  balanceAfterCents: number;
 }

@@ -24,6 +24,8 @@ const Id = (prefix: string, description?: string) =>
 const Cents = (description: string) =>
   Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description });
 const Currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' });
+const SignedCents = (description: string) =>
+  Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description });
 const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const Base64Hash = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$', description: 'a SHA-256 hash, base64' });
@@ -74,6 +76,7 @@ export const AccountBalance = Type.Object(
     availableBalanceCents: Cents('posted minus held'),
     postedBalanceCents: Cents('the sum of the ledger entries on the account'),
     heldBalanceCents: Cents('reserved by payments held for review'),
+    asOf: Type.Optional(DateTime('with `at`: the instant these balances are as of')),
   },
   { ...closed, $id: 'AccountBalance', title: 'AccountBalance' },
 );
@@ -220,10 +223,39 @@ export const LedgerEntry = Type.Object(
     direction: Type.Union([Type.Literal('debit'), Type.Literal('credit')]),
     amountCents: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
     currency: Currency,
+    balanceAfterCents: Type.Integer({
+      minimum: Number.MIN_SAFE_INTEGER,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description:
+        "the account's posted balance right after this entry (its running balance, in minor units), " +
+        'written with the entry',
+    }),
     requestId: Type.String({ description: "the server's id of the request that wrote it" }),
     timestamp: DateTime(),
   },
   { ...closed, $id: 'LedgerEntry', title: 'LedgerEntry' },
+);
+
+export const Statement = Type.Object(
+  {
+    accountId: Id('acc'),
+    currency: Currency,
+    from: DateTime('start of the period, inclusive'),
+    to: DateTime('end of the period, exclusive'),
+    openingBalanceCents: SignedCents('posted balance before the period’s first entry'),
+    closingBalanceCents: SignedCents('posted balance after the period’s last entry'),
+    entries: Type.Array(ref(LedgerEntry), {
+      maxItems: 500,
+      description: 'this page of the period’s entries, oldest first, each with its running balance',
+    }),
+    hasMore: Type.Boolean(),
+    nextCursor: Nullable(
+      Type.String({
+        description: 'opaque: pass it as `cursor` (with the same from and to) for the next page',
+      }),
+    ),
+  },
+  { ...closed, $id: 'Statement', title: 'Statement' },
 );
 
 export const AuditEntry = Type.Object(
@@ -456,6 +488,7 @@ export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   RuleHit,
   Refund,
   LedgerEntry,
+  Statement,
   AuditEntry,
   Receipt,
   LedgerVerification,

@@ -118,6 +118,24 @@ export const PaymentListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** An instant in a query string (parsed and range-checked by src/http/instants.ts). */
+const InstantParam = (description: string) =>
+  Type.Optional(Type.String({ minLength: 1, maxLength: 40, description }));
+
+export const StatementQuery = Type.Object(
+  {
+    ...PageQuery,
+    from: InstantParam('start of the period, inclusive (RFC 3339); default: the beginning'),
+    to: InstantParam('end of the period, exclusive (RFC 3339); default: now'),
+  },
+  { additionalProperties: false },
+);
+
+export const BalanceQuery = Type.Object(
+  { at: InstantParam('the balance as of this instant, inclusive (RFC 3339); default: now') },
+  { additionalProperties: false },
+);
+
 export const LedgerQuery = Type.Object(
   { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID), order: Order },
   { additionalProperties: false },

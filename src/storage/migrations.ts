@@ -27,6 +27,36 @@ export function migrationSql(migration: Migration, dialect: Dialect): string {
   });
 }
 
+/** Migration 17 on either engine: the same SQL but for the integer type and PostgreSQL's NOT NULL once filled. */
+function balancesInTimeSql(dialect: Dialect): string {
+  const bigint = dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const notNull = (table: string, column: string) =>
+    dialect === 'postgres' ? `ALTER TABLE ${table} ALTER COLUMN ${column} SET NOT NULL;` : '';
+  return `
+ALTER TABLE ledger_entries ADD COLUMN balance_after_cents ${bigint};
+UPDATE ledger_entries SET balance_after_cents = r.running
+  FROM (SELECT seq, SUM(CASE WHEN direction = 'credit' THEN amount_cents ELSE -amount_cents END)
+                    OVER (PARTITION BY account_id ORDER BY seq) AS running FROM ledger_entries) AS r
+ WHERE r.seq = ledger_entries.seq;
+${notNull('ledger_entries', 'balance_after_cents')}
+CREATE INDEX ledger_entries_account_time ON ledger_entries (account_id, created_at_ms, seq);
+ALTER TABLE holds ADD COLUMN placed_total_after_cents ${bigint};
+ALTER TABLE holds ADD COLUMN resolved_total_after_cents ${bigint};
+UPDATE holds SET placed_total_after_cents = r.total
+  FROM (SELECT seq, SUM(amount_cents) OVER (PARTITION BY account_id ORDER BY created_at_ms, seq) AS total
+          FROM holds) AS r
+ WHERE r.seq = holds.seq;
+UPDATE holds SET resolved_total_after_cents = r.total
+  FROM (SELECT seq, SUM(amount_cents) OVER (PARTITION BY account_id ORDER BY resolved_at_ms, seq) AS total
+          FROM holds WHERE resolved_at_ms IS NOT NULL) AS r
+ WHERE r.seq = holds.seq;
+${notNull('holds', 'placed_total_after_cents')}
+CREATE INDEX holds_account_placed ON holds (account_id, created_at_ms, placed_total_after_cents);
+CREATE INDEX holds_account_resolved ON holds (account_id, resolved_at_ms, resolved_total_after_cents)
+  WHERE resolved_at_ms IS NOT NULL;
+`;
+}
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -465,5 +495,18 @@ CREATE INDEX payments_created ON payments (created_at_ms);
 `,
       postgres: '',
     },
+  },
+  {
+    version: 17,
+    name: 'balances in time: running balance on each entry, running hold totals on each hold',
+    // Each entry records its account's posted balance right after it, written with the entry, so a statement
+    // or a balance at an instant is one index read, never a sum over history. The backfill replays each
+    // account's entries in seq order (its commit order under the account's lock).
+    // A hold records the running totals of holds placed on its account (with it) and resolved (with it):
+    // held at T = placed by T − resolved by T, two index reads; the totals only grow, so the largest total
+    // stamped at or before T is the latest. (Columns added nullable: SQLite cannot add a NOT NULL column
+    // without a default; the row readers assert them, and PostgreSQL enforces them once backfilled.)
+    // The time indexes end in the running total, so "latest at or before T" is a backward range read.
+    sql: { sqlite: balancesInTimeSql('sqlite'), postgres: balancesInTimeSql('postgres') },
   },
 ];

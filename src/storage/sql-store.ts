@@ -1,4 +1,4 @@
-import { assert } from '../domain/assert.ts';
+import { assert, assertSafeInteger } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
@@ -34,6 +34,8 @@ import {
 import { AccountCache } from './account-cache.ts';
 import * as apiKeysSql from './api-keys-sql.ts';
 import * as keyRotationSql from './key-rotation-sql.ts';
+import * as ledgerSql from './ledger-sql.ts';
+import { ledgerEntryFromRow } from './ledger-sql.ts';
 import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
 import * as scopedSql from './scoped-sql.ts';
 import type {
@@ -42,6 +44,7 @@ import type {
   ApiKeyPosition,
   ApiKeyRow,
   AuditCheckpointRow,
+  BalanceAt,
   ClaimedDelivery,
   Counters,
   CurrencyTotals,
@@ -59,6 +62,7 @@ import type {
   ReadScope,
   Reads,
   StaleDocumentIndex,
+  StatementPage,
   Tx,
   WebhookDelivery,
   WebhookEndpointRow,
@@ -201,20 +205,6 @@ function eventFromRow(r: Row): OutboxEvent {
     resourceType: str(r['resource_type']),
     resourceId: str(r['resource_id']),
     data: str(r['data']),
-    createdAtMs: num(r['created_at_ms']),
-  };
-}
-
-function ledgerEntryFromRow(r: Row): LedgerEntry {
-  return {
-    id: str(r['id']),
-    transactionId: str(r['transaction_id']),
-    paymentId: nullableStr(r['payment_id']),
-    accountId: str(r['account_id']),
-    direction: str(r['direction']) as LedgerEntry['direction'],
-    amountCents: num(r['amount_cents']),
-    currency: str(r['currency']),
-    requestId: str(r['request_id']),
     createdAtMs: num(r['created_at_ms']),
   };
 }
@@ -368,6 +358,19 @@ export class SqlReads implements Reads {
     return toPage(rows, page.limit, ledgerEntryFromRow);
   }
 
+  // Balances in time (SQL in ledger-sql.ts).
+  accountStatement(
+    accountId: string,
+    period: { fromMs: number; toMs: number },
+    page: PageRequest,
+  ): Promise<StatementPage> {
+    return ledgerSql.accountStatement(this.db, accountId, period, page);
+  }
+
+  balanceAt(accountId: string, atMs: number): Promise<BalanceAt> {
+    return ledgerSql.balanceAt(this.db, accountId, atMs);
+  }
+
   // Scoped keys (src/app/scope.ts): the SQL lives in scoped-sql.ts.
   accountIdsOwnedBy(customerIds: readonly string[], limit: number): Promise<string[]> {
     return scopedSql.accountIdsOwnedBy(this.db, customerIds, limit);
@@ -497,7 +500,12 @@ export class SqlReads implements Reads {
               CAST((SELECT COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END), 0)
                       FROM ledger_entries e WHERE e.account_id = a.id) AS TEXT) AS entries_net,
               CAST((SELECT COALESCE(SUM(h.amount_cents), 0)
-                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total
+                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total,
+              (SELECT COUNT(*) FROM (SELECT e.balance_after_cents,
+                                            SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END)
+                                              OVER (ORDER BY e.seq) AS running
+                                       FROM ledger_entries e WHERE e.account_id = a.id) r
+                WHERE r.balance_after_cents <> r.running) AS running_breaks
          FROM accounts a WHERE a.seq > ? ORDER BY a.seq LIMIT ?`,
       [afterSeq, limit],
     );
@@ -507,6 +515,7 @@ export class SqlReads implements Reads {
       heldBalanceCents: num(r['held_balance_cents']),
       entriesNetCents: BigInt(str(r['entries_net'])),
       activeHoldsCents: BigInt(str(r['holds_total'])),
+      runningBalanceBreaks: num(r['running_breaks']),
     }));
     return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
   }
@@ -554,18 +563,30 @@ export class SqlReads implements Reads {
     // Two plain ranges of ledger_entries_account (account_id, seq), each bounded by LIMIT: the rest of the
     // current account, then the accounts after it. (A row-value bound would make SQLite scan the current
     // account from its first entry on every call.)
+    // Each run also checks its entries' running balances (migration 17) against each other; the first and
+    // last let the caller chain one run to the next.
     const sum = (where: string) =>
-      `SELECT account_id,
-              CAST(SUM(CASE WHEN direction = 'credit' THEN amount_cents ELSE -amount_cents END) AS TEXT) AS net,
-              MAX(seq) AS last_seq, COUNT(*) AS n
-         FROM (SELECT account_id, seq, direction, amount_cents FROM ledger_entries
-                WHERE ${where} AND seq <= ? ORDER BY account_id, seq LIMIT ?) window_rows
+      `SELECT account_id, CAST(SUM(signed) AS TEXT) AS net, MAX(seq) AS last_seq, COUNT(*) AS n,
+              SUM(CASE WHEN previous IS NOT NULL AND balance_after_cents <> previous + signed THEN 1 ELSE 0 END)
+                AS breaks,
+              MAX(first_before) AS first_before, MAX(last_after) AS last_after
+         FROM (SELECT account_id, seq, signed, balance_after_cents,
+                      LAG(balance_after_cents) OVER (PARTITION BY account_id ORDER BY seq) AS previous,
+                      FIRST_VALUE(balance_after_cents - signed) OVER (PARTITION BY account_id ORDER BY seq) AS first_before,
+                      FIRST_VALUE(balance_after_cents) OVER (PARTITION BY account_id ORDER BY seq DESC) AS last_after
+                 FROM (SELECT account_id, seq, balance_after_cents,
+                              CASE WHEN direction = 'credit' THEN amount_cents ELSE -amount_cents END AS signed
+                         FROM ledger_entries
+                        WHERE ${where} AND seq <= ? ORDER BY account_id, seq LIMIT ?) window_rows) run_rows
         GROUP BY account_id ORDER BY account_id`;
     const toNet = (r: Row): AccountNet => ({
       accountId: str(r['account_id']),
       netCents: BigInt(str(r['net'])),
       lastSeq: num(r['last_seq']),
       rows: num(r['n']),
+      firstBalanceBeforeCents: num(r['first_before']),
+      lastBalanceAfterCents: num(r['last_after']),
+      runningBalanceBreaks: num(r['breaks']),
     });
     const current = (
       await this.db.all(sum('account_id = ? AND seq > ?'), [after.accountId, after.seq, uptoSeq, limit])
@@ -983,7 +1004,7 @@ export class SqlTx implements Tx {
       requestId,
       this.nowMs,
     ]);
-    for (const line of posting.lines) {
+    posting.lines.forEach((line, i) => {
       this.writes.insert('ledger_entries', [
         newId('led'),
         transactionId,
@@ -994,8 +1015,9 @@ export class SqlTx implements Tx {
         posting.currency,
         requestId,
         this.nowMs,
+        result.lineBalancesAfter[i]!,
       ]);
-    }
+    });
     for (const change of result.changes) {
       const account = accounts.get(change.accountId)!;
       const after = { ...account, postedBalanceCents: change.postedBalanceCents };
@@ -1007,7 +1029,20 @@ export class SqlTx implements Tx {
 
   async placeHold(paymentId: string, account: Account, amountCents: number): Promise<Account> {
     const held = heldAfter(account, amountCents);
-    this.writes.insert('holds', [newId('hold'), paymentId, account.id, amountCents, 'active', this.nowMs]);
+    // The account's running total of holds placed (for its held balance at an instant: migration 17). Only
+    // a payment held for review pays this read, from the end of holds_account_placed.
+    const placedBefore = await this.holdTotal('placed', account.id);
+    const placedAfter = placedBefore + amountCents;
+    assertSafeInteger(placedAfter, 'running total of holds placed');
+    this.writes.insert('holds', [
+      newId('hold'),
+      paymentId,
+      account.id,
+      amountCents,
+      'active',
+      this.nowMs,
+      placedAfter,
+    ]);
     const after = { ...account, heldBalanceCents: held };
     this.accounts.update(account, after);
     return after;
@@ -1025,13 +1060,30 @@ export class SqlTx implements Tx {
     assert(hold !== undefined, `payment ${paymentId} in review has an active hold`);
     const amountCents = num(hold['amount_cents']);
     const held = heldAfter(account, -amountCents);
+    const resolvedAfter = (await this.holdTotal('resolved', account.id)) + amountCents;
+    assertSafeInteger(resolvedAfter, 'running total of holds resolved');
     await this.db.run(
-      `UPDATE holds SET status = ?, resolved_at_ms = ? WHERE payment_id = ? AND status = 'active'`,
-      [status, this.nowMs, paymentId],
+      `UPDATE holds SET status = ?, resolved_at_ms = ?, resolved_total_after_cents = ?
+        WHERE payment_id = ? AND status = 'active'`,
+      [status, this.nowMs, resolvedAfter, paymentId],
     );
     const after = { ...account, heldBalanceCents: held };
     this.accounts.update(account, after);
     return { amountCents, account: after };
+  }
+
+  /** The account's latest running total of holds placed or resolved (0 before its first). */
+  private async holdTotal(which: 'placed' | 'resolved', accountId: string): Promise<number> {
+    const [time, total] =
+      which === 'placed'
+        ? ['created_at_ms', 'placed_total_after_cents']
+        : ['resolved_at_ms', 'resolved_total_after_cents'];
+    const r = await this.db.get(
+      `SELECT ${total} AS total FROM holds WHERE account_id = ? AND ${time} IS NOT NULL
+        ORDER BY ${time} DESC, ${total} DESC LIMIT 1`,
+      [accountId],
+    );
+    return r === undefined ? 0 : num(r['total']);
   }
 
   async lockPayment(id: string): Promise<Payment | undefined> {
@@ -1594,9 +1646,21 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
       'currency',
       'request_id',
       'created_at_ms',
+      'balance_after_cents',
     ],
   },
-  { table: 'holds', columns: ['id', 'payment_id', 'account_id', 'amount_cents', 'status', 'created_at_ms'] },
+  {
+    table: 'holds',
+    columns: [
+      'id',
+      'payment_id',
+      'account_id',
+      'amount_cents',
+      'status',
+      'created_at_ms',
+      'placed_total_after_cents',
+    ],
+  },
   {
     table: 'events',
     columns: [

@@ -170,6 +170,18 @@ export interface LedgerFilter {
   accountId?: string | undefined;
 }
 
+/** A page of an account's statement, with the period's opening and closing posted balances. */
+export interface StatementPage {
+  openingBalanceCents: number;
+  closingBalanceCents: number;
+  entries: Page<LedgerEntry>;
+}
+
+export interface BalanceAt {
+  postedBalanceCents: number;
+  heldBalanceCents: number;
+}
+
 export interface CurrencyTotals {
   currency: string;
   debitsCents: bigint;
@@ -182,6 +194,8 @@ export interface AccountCheck {
   heldBalanceCents: number;
   entriesNetCents: bigint;
   activeHoldsCents: bigint;
+  /** Entries whose balanceAfterCents is not the running sum of the account's entries up to them. */
+  runningBalanceBreaks: number;
 }
 
 /** Rows with afterSeq < seq <= uptoSeq. */
@@ -196,6 +210,12 @@ export interface AccountNet {
   netCents: bigint;
   lastSeq: number;
   rows: number;
+  /** The run's first entry's balanceAfterCents minus its own amount: the balance it claims to start from. */
+  firstBalanceBeforeCents: number;
+  /** The run's last entry's balanceAfterCents (the next run of the account must start from it). */
+  lastBalanceAfterCents: number;
+  /** Entries in the run whose balanceAfterCents is not the one before it plus their own amount. */
+  runningBalanceBreaks: number;
 }
 
 export interface AccountBalanceCheck {
@@ -315,6 +335,14 @@ export interface Reads {
   ): Promise<Page<LedgerEntry>>;
   /** The customer accounts these customers own (index-backed), at most `limit` of them. */
   accountIdsOwnedBy(customerIds: readonly string[], limit: number): Promise<string[]>;
+  /** Balances in time (GET /v1/accounts/:id/statement): entries stamped in [fromMs, toMs), seq order. */
+  accountStatement(
+    accountId: string,
+    period: { fromMs: number; toMs: number },
+    page: PageRequest,
+  ): Promise<StatementPage>;
+  /** Posted and held balance as of the end of millisecond `atMs` (GET /v1/accounts/:id/balance?at=). */
+  balanceAt(accountId: string, atMs: number): Promise<BalanceAt>;
   /** The owners of those of `ids` that exist (a system account's owner is null). */
   accountOwners(ids: readonly string[]): Promise<Map<string, string | null>>;
   findIdempotencyRecord(apiKeyId: string, key: string): Promise<IdempotencyRecord | undefined>;

@@ -1,11 +1,12 @@
 import { createAccount } from '../../app/accounts.ts';
 import { customerScopeOf, requireAccountInScope } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
-import { accountView, balanceView } from '../../app/views.ts';
+import { accountView, balanceView, statementView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { Account, Actor } from '../../domain/types.ts';
 import { ADMIN_ONLY, READ_ACCOUNTS } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
+import { parseInstantMs } from '../instants.ts';
 import {
   errorResponse,
   IDEMPOTENCY_REPLAYED,
@@ -14,8 +15,15 @@ import {
   withExamples,
 } from '../openapi.ts';
 import { decodeBoundCursor, encodeBoundCursor, pageLimit } from '../paging.ts';
-import { AccountBalance, Account as AccountSchema, page, ref, wrapper } from '../response-schemas.ts';
-import { AccountListQuery, CreateAccountBody, IdParams } from '../schemas.ts';
+import {
+  AccountBalance,
+  Account as AccountSchema,
+  page,
+  ref,
+  Statement,
+  wrapper,
+} from '../response-schemas.ts';
+import { AccountListQuery, BalanceQuery, CreateAccountBody, IdParams, StatementQuery } from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
 const OneAccount = wrapper({ account: ref(AccountSchema) });
@@ -84,20 +92,83 @@ export function accountRoutes(app: HttpApp, services: Services): void {
     {
       config: { roles: READ_ACCOUNTS },
       schema: {
-        summary: "An account's balances",
-        description: 'available = posted - held (held: payments in review).',
+        summary: "An account's balances, now or at an instant",
+        description:
+          'available = posted - held (held: payments in review). With `at`: the balances as of that instant ' +
+          '(every entry and hold change stamped at or before it), read from the running balances the ledger ' +
+          'records, never recomputed; `asOf` echoes it. An instant in the future is a 400.',
         operationId: 'getAccountBalance',
         tags: ['accounts'],
         params: IdParams,
+        querystring: BalanceQuery,
         response: {
           200: jsonResponse('The balances', wrapper({ account: ref(AccountBalance) })),
+          400: errorResponse(400, ['VALIDATION_ERROR']),
           404: errorResponse(404, ['ACCOUNT_NOT_FOUND']),
         },
       },
     },
-    async (req) => ({
-      account: balanceView(await found(req.actor, req.params.id)),
-    }),
+    async (req) => {
+      const atMs = req.query.at === undefined ? undefined : parseInstantMs(req.query.at, 'at');
+      if (atMs !== undefined && atMs > services.clock()) {
+        throw new AppError('VALIDATION_ERROR', 'at must not be in the future', [
+          { field: '/at', message: 'the balance at a future instant is not known yet' },
+        ]);
+      }
+      const account = await found(req.actor, req.params.id);
+      if (atMs === undefined) return { account: balanceView(account) };
+      const balances = await reads.balanceAt(account.id, atMs);
+      return { account: { ...balanceView({ ...account, ...balances }), asOf: new Date(atMs).toISOString() } };
+    },
+  );
+
+  app.get(
+    '/v1/accounts/:id/statement',
+    {
+      config: { roles: READ_ACCOUNTS },
+      schema: {
+        summary: "An account's statement",
+        description:
+          'The entries stamped in [from, to), oldest first and cursor-paged, each with the posted balance after ' +
+          'it (`balanceAfterCents`), and the period’s opening and closing posted balance: opening + each ' +
+          'entry = its balanceAfterCents, and the last one’s = closing. Read from the running balances each ' +
+          'entry records: no recomputation, whatever the history. A cursor is valid only with the from and ' +
+          'to it was made for. Without `to` the period ends now, and grows as entries arrive.',
+        operationId: 'getAccountStatement',
+        tags: ['accounts'],
+        params: IdParams,
+        querystring: StatementQuery,
+        response: {
+          200: jsonResponse('A page of the statement', ref(Statement)),
+          400: errorResponse(400, ['VALIDATION_ERROR']),
+          404: errorResponse(404, ['ACCOUNT_NOT_FOUND']),
+        },
+      },
+    },
+    async (req) => {
+      const { from, to } = req.query;
+      const fromMs = from === undefined ? 0 : parseInstantMs(from, 'from');
+      // "Now" includes entries stamped in the current millisecond: the period ends just after it.
+      const toMs = to === undefined ? services.clock() + 1 : parseInstantMs(to, 'to');
+      if (fromMs >= toMs) {
+        throw new AppError('VALIDATION_ERROR', 'from must be before to', [
+          { field: '/from', message: 'the period [from, to) is empty' },
+        ]);
+      }
+      const account = await found(req.actor, req.params.id);
+      const list = `statement|${account.id}|${from ?? ''}|${to ?? ''}`;
+      const statement = await reads.accountStatement(
+        account.id,
+        { fromMs, toMs },
+        { after: decodeBoundCursor(req.query.cursor, list), limit: pageLimit(req.query.limit) },
+      );
+      return statementView(
+        account,
+        { fromMs, toMs },
+        statement,
+        encodeBoundCursor(statement.entries.nextAfter, list),
+      );
+    },
   );
 
   app.post(

@@ -1,0 +1,111 @@
+import { assert } from '../domain/assert.ts';
+import type { LedgerEntry } from '../domain/types.ts';
+import type { Row, SqlExecutor } from './sql-store.ts';
+import type { BalanceAt, Page, StatementPage } from './store.ts';
+
+/**
+ * The SQL of balances in time (docs/decisions/0022-balances-in-time.md): an account's statement and its
+ * balance at an instant. Both read one entry or hold per bound from an index (migration 17) and never sum
+ * history: each entry records its account's posted balance after it, each hold the running totals of holds
+ * placed and resolved on its account.
+ */
+
+const num = (v: unknown): number => {
+  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
+  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
+  return n;
+};
+
+export function ledgerEntryFromRow(r: Row): LedgerEntry {
+  return {
+    id: r['id'] as string,
+    transactionId: r['transaction_id'] as string,
+    paymentId: (r['payment_id'] as string | null) ?? null,
+    accountId: r['account_id'] as string,
+    direction: r['direction'] as LedgerEntry['direction'],
+    amountCents: num(r['amount_cents']),
+    currency: r['currency'] as string,
+    requestId: r['request_id'] as string,
+    createdAtMs: num(r['created_at_ms']),
+    balanceAfterCents: num(r['balance_after_cents']),
+  };
+}
+
+/** The account's last entry stamped at or before `atMs`: its seq and running balance (none: 0 and 0). */
+async function lastEntryAtOrBefore(
+  db: SqlExecutor,
+  accountId: string,
+  atMs: number,
+): Promise<{ seq: number; balanceAfterCents: number }> {
+  // ledger_entries_account_time (account_id, created_at_ms, seq), read backwards from `atMs`: one row.
+  const r = await db.get(
+    `SELECT seq, balance_after_cents FROM ledger_entries WHERE account_id = ? AND created_at_ms <= ?
+      ORDER BY created_at_ms DESC, seq DESC LIMIT 1`,
+    [accountId, atMs],
+  );
+  return r === undefined
+    ? { seq: 0, balanceAfterCents: 0 }
+    : { seq: num(r['seq']), balanceAfterCents: num(r['balance_after_cents']) };
+}
+
+/** The account's running total of holds placed (or resolved) at or before `atMs` (the largest: totals grow). */
+async function holdTotalAt(
+  db: SqlExecutor,
+  which: 'placed' | 'resolved',
+  accountId: string,
+  atMs: number,
+): Promise<number> {
+  const [time, total] =
+    which === 'placed'
+      ? ['created_at_ms', 'placed_total_after_cents']
+      : ['resolved_at_ms', 'resolved_total_after_cents'];
+  const r = await db.get(
+    `SELECT ${total} AS total FROM holds WHERE account_id = ? AND ${time} IS NOT NULL AND ${time} <= ?
+      ORDER BY ${time} DESC, ${total} DESC LIMIT 1`,
+    [accountId, atMs],
+  );
+  return r === undefined ? 0 : num(r['total']);
+}
+
+/** Posted and held balance as of the end of millisecond `atMs`: four index probes, whatever the history. */
+export async function balanceAt(db: SqlExecutor, accountId: string, atMs: number): Promise<BalanceAt> {
+  const posted = await lastEntryAtOrBefore(db, accountId, atMs);
+  const placed = await holdTotalAt(db, 'placed', accountId, atMs);
+  const resolved = await holdTotalAt(db, 'resolved', accountId, atMs);
+  const heldBalanceCents = placed - resolved;
+  assert(heldBalanceCents >= 0, `held balance of ${accountId} at ${atMs} is negative`);
+  return { postedBalanceCents: posted.balanceAfterCents, heldBalanceCents };
+}
+
+/**
+ * The account's entries stamped in [fromMs, toMs), in seq order, a page at a time, with the posted balance
+ * before the first (opening) and after the last (closing). The period's bounds become a seq range first (the
+ * last entry before each bound, from the time index), then the page is a plain range of
+ * ledger_entries_account (account_id, seq): no sort, however long the period. Entries in that seq range
+ * chain exactly: opening + each entry = its balanceAfterCents, the last one's = closing.
+ */
+export async function accountStatement(
+  db: SqlExecutor,
+  accountId: string,
+  period: { fromMs: number; toMs: number },
+  page: { after: number; limit: number },
+): Promise<StatementPage> {
+  assert(period.fromMs < period.toMs, 'a statement period is not empty');
+  const opening = await lastEntryAtOrBefore(db, accountId, period.fromMs - 1);
+  const closing = await lastEntryAtOrBefore(db, accountId, period.toMs - 1);
+  const rows = await db.all(
+    `SELECT * FROM ledger_entries WHERE account_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
+    [accountId, Math.max(page.after, opening.seq), closing.seq, page.limit + 1],
+  );
+  const hasMore = rows.length > page.limit;
+  const kept = hasMore ? rows.slice(0, page.limit) : rows;
+  const entries: Page<LedgerEntry> = {
+    items: kept.map(ledgerEntryFromRow),
+    nextAfter: hasMore ? num(kept[kept.length - 1]!['seq']) : null,
+  };
+  return {
+    openingBalanceCents: opening.balanceAfterCents,
+    closingBalanceCents: closing.seq >= opening.seq ? closing.balanceAfterCents : opening.balanceAfterCents,
+    entries,
+  };
+}

@@ -1,0 +1,376 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  apiKey,
+  type Json,
+  listAll,
+  type Party,
+  party,
+  pay,
+  REVIEW_AMOUNT,
+  rawSql,
+} from './support/fixtures.ts';
+import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
+
+/**
+ * Balances in time (issue 17): every ledger entry records its account's posted balance after it, and an
+ * account's statement and its balance at an instant are read from those running balances.
+ *
+ * The property test drives random histories through HTTP (payments posted, held, declined; approvals,
+ * rejections, refunds; time moving by 0 to 3 s between steps, so several steps share a millisecond), and
+ * checks the API against two independent models:
+ * - a replay of the ledger: every entry's balanceAfterCents is the running sum of its account's entries in
+ *   seq order, and a statement of any period is the replay's slice of it, opening and closing included;
+ * - what GET /balance said right after each step: the balance at that step's instant, posted and held.
+ */
+const clock = manualClock(Date.UTC(2026, 5, 1));
+let t: TestApp;
+let compliance: string;
+
+before(async () => {
+  t = await startTestApp({ clock: clock.now });
+  compliance = (await apiKey(t, 'compliance')).token;
+});
+after(async () => {
+  await t.destroy();
+});
+
+/** What the random histories did, so the test can show they exercised every kind of change. */
+const seen = { held: 0, approved: 0, refunded: 0 };
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+type Step =
+  | { kind: 'pay'; from: number; to: number; amountCents: number }
+  | { kind: 'review'; from: number; to: number }
+  | { kind: 'resolve'; approve: boolean }
+  | { kind: 'refund'; amountCents: number }
+  | { kind: 'wait'; ms: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('pay' as const),
+      from: fc.nat(2),
+      to: fc.nat(2),
+      amountCents: fc.integer({ min: 1, max: 400_000 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('review' as const), from: fc.nat(2), to: fc.nat(2) }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('resolve' as const), approve: fc.boolean() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('refund' as const),
+      amountCents: fc.integer({ min: 1, max: 50_000 }),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 3_000 }) }),
+  },
+);
+
+/** The balances GET /balance reports, keyed by the instant they were read at. */
+type Observed = { atMs: number; balances: Map<string, { posted: number; held: number }> };
+
+async function observe(parties: Party[]): Promise<Observed> {
+  const balances = new Map<string, { posted: number; held: number }>();
+  for (const p of parties) {
+    const res = await t.request('GET', `/v1/accounts/${p.accountId}/balance`);
+    assert.equal(res.status, 200, res.body);
+    balances.set(p.accountId, {
+      posted: res.json.account.postedBalanceCents,
+      held: res.json.account.heldBalanceCents,
+    });
+  }
+  return { atMs: clock.now(), balances };
+}
+
+async function run(steps: Step[]): Promise<{ parties: Party[]; observed: Observed[] }> {
+  const parties = [
+    await party(t, { balance: 600_000 }),
+    await party(t, { balance: 300_000 }),
+    await party(t, { balance: 0 }),
+  ];
+  const observed = [await observe(parties)];
+  const held: string[] = [];
+  const posted: string[] = [];
+  for (const s of steps) {
+    if (s.kind === 'wait') {
+      clock.advance(s.ms);
+      continue;
+    }
+    if (s.kind === 'pay' || s.kind === 'review') {
+      if (s.from === s.to) continue;
+      const res = await pay(t, {
+        sourceAccountId: parties[s.from]!.accountId,
+        destinationAccountId: parties[s.to]!.accountId,
+        amountCents: s.kind === 'review' ? REVIEW_AMOUNT : s.amountCents,
+        currency: 'USD',
+      });
+      assert.ok([201, 202, 422].includes(res.status), res.body);
+      if (res.status === 201) posted.push(res.json.payment.id);
+      if (res.status === 202) {
+        held.push(res.json.payment.id);
+        seen.held += 1;
+      }
+    } else if (s.kind === 'resolve') {
+      const id = held.shift();
+      if (id === undefined) continue;
+      const res = await t.request('POST', `/v1/payments/${id}/${s.approve ? 'approve' : 'reject'}`, {
+        token: compliance,
+        idempotencyKey: `resolve-${id}`,
+        body: {},
+      });
+      // 200 or 201 (approved: posted), 409/422 (re-checked and refused, or already resolved): never a 5xx.
+      assert.ok(res.status < 500, res.body);
+      if (res.json.payment?.status === 'posted') {
+        posted.push(id);
+        seen.approved += 1;
+      }
+    } else {
+      const id = posted[posted.length - 1];
+      if (id === undefined) continue;
+      const res = await t.request('POST', `/v1/payments/${id}/refunds`, {
+        idempotencyKey: `refund-${id}-${clock.now()}-${s.amountCents}`,
+        body: { amountCents: s.amountCents },
+      });
+      assert.ok(res.status < 500, res.body);
+      if (res.status === 201) seen.refunded += 1;
+    }
+    observed.push(await observe(parties));
+  }
+  return { parties, observed };
+}
+
+/** The replay: each account's entries in seq order (the ledger lists oldest first) with running sums. */
+async function replay(accountId: string): Promise<{ entry: Json; runningCents: number }[]> {
+  const entries = await listAll(t, `/v1/ledger?accountId=${accountId}`, 'ledgerEntries');
+  let runningCents = 0;
+  return entries.map((entry) => {
+    runningCents += entry.direction === 'credit' ? entry.amountCents : -entry.amountCents;
+    return { entry, runningCents };
+  });
+}
+
+async function statement(accountId: string, fromMs: number, toMs: number): Promise<Json> {
+  const pages: Json[] = [];
+  let cursor: string | null = null;
+  do {
+    const query = `from=${iso(fromMs)}&to=${iso(toMs)}&limit=3${cursor === null ? '' : `&cursor=${cursor}`}`;
+    const res = await t.request('GET', `/v1/accounts/${accountId}/statement?${query}`);
+    assert.equal(res.status, 200, res.body);
+    pages.push(res.json);
+    cursor = res.json.nextCursor;
+  } while (cursor !== null);
+  for (const p of pages) {
+    assert.equal(p.openingBalanceCents, pages[0].openingBalanceCents, 'every page states the same opening');
+    assert.equal(p.closingBalanceCents, pages[0].closingBalanceCents, 'and the same closing');
+  }
+  return { ...pages[0], entries: pages.flatMap((p) => p.entries) };
+}
+
+test('statements and balances at an instant agree with a replay of the ledger and with what was observed', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(step, { minLength: 5, maxLength: 25 }),
+      fc.array(fc.nat(), { minLength: 4, maxLength: 4 }),
+      async (steps, picks) => {
+        const { parties, observed } = await run(steps);
+        clock.advance(1);
+        for (const p of parties) {
+          const replayed = await replay(p.accountId);
+          for (const { entry, runningCents } of replayed)
+            assert.equal(entry.balanceAfterCents, runningCents, entry.id);
+
+          // Balance at each observed instant: what GET /balance said after that millisecond's last step.
+          const lastOfEach = observed.filter((o, i) => observed[i + 1]?.atMs !== o.atMs);
+          for (const o of lastOfEach) {
+            const res = await t.request('GET', `/v1/accounts/${p.accountId}/balance?at=${iso(o.atMs)}`);
+            assert.equal(res.status, 200, res.body);
+            const then = o.balances.get(p.accountId)!;
+            assert.equal(res.json.account.postedBalanceCents, then.posted, `posted at ${iso(o.atMs)}`);
+            assert.equal(res.json.account.heldBalanceCents, then.held, `held at ${iso(o.atMs)}`);
+            assert.equal(res.json.account.asOf, iso(o.atMs));
+          }
+
+          // A statement between two observed instants (from inclusive, to exclusive) is the replay's slice.
+          const instants = observed.map((o) => o.atMs);
+          const a = instants[picks[0]! % instants.length]!;
+          const b = instants[picks[1]! % instants.length]!;
+          const [fromMs, toMs] = a < b ? [a, b] : a > b ? [b, a] : [a, a + 1];
+          const got = await statement(p.accountId, fromMs, toMs);
+          const stamped = (x: { entry: Json }) => Date.parse(x.entry.timestamp);
+          const before = replayed.filter((x) => stamped(x) < fromMs);
+          const within = replayed.filter((x) => stamped(x) >= fromMs && stamped(x) < toMs);
+          const openingCents = before.length === 0 ? 0 : before[before.length - 1]!.runningCents;
+          assert.equal(got.openingBalanceCents, openingCents, 'opening');
+          assert.deepEqual(
+            got.entries.map((e: Json) => e.id),
+            within.map((x) => x.entry.id),
+            'the period’s entries, in order',
+          );
+          const closingCents = within.length === 0 ? openingCents : within[within.length - 1]!.runningCents;
+          assert.equal(got.closingBalanceCents, closingCents, 'closing');
+        }
+      },
+    ),
+    { numRuns: 12, includeErrorInReport: true },
+  );
+  assert.ok(seen.held > 0 && seen.approved > 0 && seen.refunded > 0, JSON.stringify(seen));
+});
+
+test('a statement chains: opening + each entry = its balanceAfterCents, the last one = closing', async () => {
+  const [a, b] = [await party(t, { balance: 50_000 }), await party(t, { balance: 0 })];
+  const fromMs = clock.now();
+  for (const amountCents of [1_000, 2_000, 3_000]) {
+    clock.advance(10);
+    const res = await pay(t, {
+      sourceAccountId: a.accountId,
+      destinationAccountId: b.accountId,
+      amountCents,
+      currency: 'USD',
+    });
+    assert.equal(res.status, 201, res.body);
+  }
+  clock.advance(10);
+  const res = await t.request('GET', `/v1/accounts/${a.accountId}/statement?from=${iso(fromMs + 1)}`);
+  assert.equal(res.status, 200, res.body);
+  const s = res.json;
+  assert.equal(s.accountId, a.accountId);
+  assert.equal(s.currency, 'USD');
+  assert.equal(s.openingBalanceCents, 50_000);
+  assert.deepEqual(
+    s.entries.map((e: Json) => e.balanceAfterCents),
+    [49_000, 47_000, 44_000],
+  );
+  assert.equal(s.closingBalanceCents, 44_000);
+  assert.equal(s.hasMore, false);
+  assert.equal(s.nextCursor, null);
+  // Before the account's first entry: nothing, and zero balances.
+  const early = await t.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(Date.UTC(2020, 0, 1))}`);
+  assert.equal(early.status, 200, early.body);
+  assert.equal(early.json.account.postedBalanceCents, 0);
+  assert.equal(early.json.account.availableBalanceCents, 0);
+});
+
+test('a statement cursor is bound to its period; bad instants and periods are 400s', async () => {
+  const a = await party(t, { balance: 10_000 });
+  for (let i = 0; i < 3; i++) {
+    const res = await pay(t, {
+      sourceAccountId: a.accountId,
+      destinationAccountId: (await party(t)).accountId,
+      amountCents: 100,
+      currency: 'USD',
+    });
+    assert.equal(res.status, 201, res.body);
+  }
+  const to = iso(clock.now() + 1);
+  const first = await t.request('GET', `/v1/accounts/${a.accountId}/statement?to=${to}&limit=2`);
+  assert.equal(first.status, 200, first.body);
+  assert.equal(first.json.hasMore, true);
+  const cursor = first.json.nextCursor;
+  const second = await t.request(
+    'GET',
+    `/v1/accounts/${a.accountId}/statement?to=${to}&limit=2&cursor=${cursor}`,
+  );
+  assert.equal(second.status, 200, second.body);
+  assert.equal(second.json.entries.length, 2);
+  const other = await t.request('GET', `/v1/accounts/${a.accountId}/statement?limit=2&cursor=${cursor}`);
+  assert.equal(other.status, 400, other.body);
+  assert.equal(other.json.error.code, 'VALIDATION_ERROR');
+
+  const bad = [
+    'statement?from=2026-02-30T00:00:00Z',
+    'statement?from=2026-06-01T00:00:00',
+    'statement?from=2026-06-01',
+    'statement?from=yesterday',
+    'statement?from=2026-06-01T00:00:00Z&to=2026-06-01T00:00:00Z',
+    'statement?from=2026-06-02T00:00:00Z&to=2026-06-01T00:00:00Z',
+    'statement?to=%EF%BC%92026-06-01T00:00:00Z',
+    'statement?from=2026-06-01T00:00:00Z%00',
+    'statement?from=1969-12-31T23:59:59Z',
+    `balance?at=${iso(clock.now() + 60_000)}`,
+    'balance?at=2026-06-01T24:00:00Z',
+    'balance?at=2026-06-01T00:00:00.1234Z',
+    'balance?__proto__=x',
+  ];
+  for (const path of bad) {
+    const res = await t.request('GET', `/v1/accounts/${a.accountId}/${path}`);
+    assert.equal(res.status, 400, `${path}: ${res.body}`);
+    assert.equal(res.json.error.code, 'VALIDATION_ERROR', path);
+  }
+  const offset = await t.request('GET', `/v1/accounts/${a.accountId}/balance?at=2026-06-01T02:00:00%2B02:00`);
+  assert.equal(offset.status, 200, offset.body);
+  assert.equal(offset.json.account.asOf, '2026-06-01T00:00:00.000Z');
+});
+
+test("a scoped key reads its own customers' statements and balances in time, and no one else's", async () => {
+  const mine = await party(t, { balance: 5_000 });
+  const theirs = await party(t, { balance: 5_000 });
+  const created = await t.request('POST', '/v1/api-keys', {
+    idempotencyKey: `scoped-${mine.customerId}`,
+    body: { name: 'scoped', role: 'payments', customerIds: [mine.customerId] },
+  });
+  assert.equal(created.status, 201, created.body);
+  const token = created.json.secret;
+  for (const path of ['statement', `balance?at=${iso(clock.now())}`]) {
+    const own = await t.request('GET', `/v1/accounts/${mine.accountId}/${path}`, { token });
+    assert.equal(own.status, 200, own.body);
+    const other = await t.request('GET', `/v1/accounts/${theirs.accountId}/${path}`, { token });
+    assert.equal(other.status, 404, other.body);
+  }
+});
+
+test('the ledger verifier checks running balances', async () => {
+  const res = await t.request('GET', '/v1/ledger/verify');
+  assert.equal(res.status, 200, res.body);
+  assert.equal(res.json.verification.valid, true, res.body);
+});
+
+test('the ledger verifier finds an entry whose running balance was altered at rest', async () => {
+  const own = await startTestApp();
+  const a = await party(own, { balance: 9_000 });
+  const b = await party(own, { balance: 0 });
+  for (const amountCents of [100, 200, 300]) {
+    const res = await pay(own, {
+      sourceAccountId: a.accountId,
+      destinationAccountId: b.accountId,
+      amountCents,
+      currency: 'USD',
+    });
+    assert.equal(res.status, 201, res.body);
+  }
+  const entries = await listAll(own, `/v1/ledger?accountId=${b.accountId}`, 'ledgerEntries');
+  assert.deepEqual(
+    entries.map((e) => e.balanceAfterCents),
+    [100, 300, 600],
+  );
+  await own.close();
+  const changed = await rawSql(
+    own.db,
+    'UPDATE ledger_entries SET balance_after_cents = balance_after_cents + 1 WHERE id = ?',
+    [entries[1]!.id],
+  );
+  assert.equal(changed, 1);
+  const restarted = await startTestApp({ db: own.db });
+  try {
+    const res = await restarted.request('GET', '/v1/ledger/verify');
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.json.verification.valid, false);
+    assert.deepEqual(res.json.verification.mismatches, [
+      {
+        accountId: b.accountId,
+        problem: 'an entry’s balanceAfterCents differs from the running sum of its entries',
+      },
+    ]);
+  } finally {
+    await restarted.destroy();
+  }
+});
