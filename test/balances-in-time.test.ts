@@ -295,7 +295,6 @@ test('a statement cursor is bound to its period; bad instants and periods are 40
     'statement?from=2026-06-02T00:00:00Z&to=2026-06-01T00:00:00Z',
     'statement?to=%EF%BC%92026-06-01T00:00:00Z',
     'statement?from=2026-06-01T00:00:00Z%00',
-    'statement?from=1969-12-31T23:59:59Z',
     `balance?at=${iso(clock.now() + 60_000)}`,
     'balance?at=2026-06-01T24:00:00Z',
     'balance?at=2026-06-01T00:00:00.1234Z',

@@ -477,7 +477,7 @@ test('paging: scoped lists equal the unscoped lists filtered, page by page, also
   let after = 0;
   for (let pages = 0; ; pages++) {
     assert.ok(pages <= allPayments.length, 'the cursor moves on');
-    const page = await reads.listPayments({ after, limit: 500 }, undefined, scope);
+    const page = await reads.listPayments({ after, limit: 500 }, {}, scope);
     assert.ok(page.items.length <= pageMax, `${page.items.length} items, at most ${pageMax}`);
     seen.push(...idsOf(page.items));
     if (page.nextAfter === null) break;

@@ -235,6 +235,33 @@ export function completeRouteSchema(route: RouteOptions): void {
 }
 
 const BODY_OPTIONAL = 'x-body-optional';
+/**
+ * A query parameter that is a map, `name[key]=value` (OpenAPI's deepObject style): the route schema validates
+ * it as `patternProperties` (`^name\[key pattern\]$`), which @fastify/swagger does not turn into a parameter.
+ * Written down here as the one parameter it is, with the keys' pattern and the values' schema.
+ */
+const QUERY_MAPS = 'x-query-maps';
+const QUERY_MAP_NAME = /^\^(\w+)\\\[(.+)\\\]\$$/;
+
+function queryMaps(querystring: unknown): Json[] {
+  const patterns = isObject(querystring) ? querystring['patternProperties'] : undefined;
+  if (!isObject(patterns)) return [];
+  return Object.entries(patterns).flatMap(([pattern, values]) => {
+    const m = QUERY_MAP_NAME.exec(pattern);
+    if (m === null) return [];
+    return [
+      {
+        name: m[1],
+        in: 'query',
+        style: 'deepObject',
+        explode: true,
+        required: false,
+        description: `\`${m[1]}[key]=value\` pairs; keys match ^${m[2]}$`,
+        schema: { type: 'object', propertyNames: { pattern: `^${m[2]}$` }, additionalProperties: values },
+      },
+    ];
+  });
+}
 
 /**
  * The document's own view of a route's schema: `requestHeaders` become header parameters, `bodyOptional` a
@@ -255,6 +282,8 @@ function documentedSchema(schema: RouteSchema | undefined): RouteSchema | undefi
   }
   // @fastify/swagger copies x- keys onto the operation; shareComponents turns this one into required: false.
   if (bodyOptional === true) documented[BODY_OPTIONAL] = true;
+  const maps = queryMaps(rest.querystring);
+  if (maps.length > 0) (documented as Json)[QUERY_MAPS] = maps;
   return documented;
 }
 
@@ -343,7 +372,9 @@ export function shareComponents(document: Json): Json {
     }
     // Every operation takes the client's correlation id.
     const parameters = Array.isArray(operation['parameters']) ? operation['parameters'] : [];
-    operation['parameters'] = [...parameters, { $ref: '#/components/parameters/X-Request-Id' }];
+    const maps = Array.isArray(operation[QUERY_MAPS]) ? operation[QUERY_MAPS] : [];
+    delete operation[QUERY_MAPS];
+    operation['parameters'] = [...parameters, ...maps, { $ref: '#/components/parameters/X-Request-Id' }];
     const operationResponses = isObject(operation['responses']) ? operation['responses'] : {};
     for (const [status, response] of Object.entries(operationResponses)) {
       if (!isObject(response)) continue;

@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox';
+import { ISO_DATE_TIME_PATTERN } from '../app/api-keys.ts';
 import { EVENT_TYPES } from '../app/events.ts';
 import { COUNTRY_CODES, CURRENCY_CODES } from '../domain/iso-codes.ts';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
@@ -109,16 +110,52 @@ const Order = Type.Optional(
   }),
 );
 
-export const PaymentListQuery = Type.Object(
-  {
-    ...PageQuery,
-    status: Type.Optional(Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s)))),
-    order: Order,
+/**
+ * The filters of the payment and ledger lists (issue 17; checked further, and turned into a ListFilter, by
+ * src/http/list-filters.ts). Amounts are decimal digits, not JSON numbers: a query string is text, and "1e3",
+ * "0x10" or " 12" (which type coercion would take) are not amounts.
+ */
+const AmountFilter = (description: string) =>
+  Type.Optional(
+    Type.String({
+      pattern: '^(0|[1-9][0-9]{0,15})$',
+      description: `${description}, in minor units: a decimal integer up to ${Number.MAX_SAFE_INTEGER}`,
+    }),
+  );
+const InstantFilter = (description: string) =>
+  Type.Optional(
+    Type.String({
+      pattern: ISO_DATE_TIME_PATTERN,
+      description: `${description}: an RFC 3339 instant with its offset, e.g. 2026-01-31T12:00:00Z (milliseconds at most)`,
+    }),
+  );
+const StatusFilter = Type.Optional(Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s))));
+/** `metadata[key]=value`: the key as in CreatePaymentBody's metadata; the value any text without NUL. */
+export const METADATA_FILTER_KEY = '[A-Za-z0-9_.-]{1,40}';
+const METADATA_FILTERS = {
+  patternProperties: {
+    [`^metadata\\[${METADATA_FILTER_KEY}\\]$`]: Type.String({
+      maxLength: 500,
+      pattern: '^[^\\u0000\\uD800-\\uDFFF]*$',
+    }),
   },
-  { additionalProperties: false },
+};
+const ListFilters = {
+  accountId: Type.Optional(ID),
+  counterpartyAccountId: Type.Optional(ID),
+  createdFrom: InstantFilter('created at or after (inclusive)'),
+  createdTo: InstantFilter('created before (exclusive)'),
+  amountMin: AmountFilter('amount at least (inclusive)'),
+  amountMax: AmountFilter('amount at most (inclusive)'),
+  order: Order,
+};
+
+export const PaymentListQuery = Type.Object(
+  { ...PageQuery, ...ListFilters, status: StatusFilter },
+  { additionalProperties: false, ...METADATA_FILTERS },
 );
 
-/** An instant in a query string (parsed and range-checked by src/http/instants.ts). */
+/** An instant in a query string (RFC 3339 with an offset, calendar-checked by parseIsoTime). */
 const InstantParam = (description: string) =>
   Type.Optional(Type.String({ minLength: 1, maxLength: 40, description }));
 
@@ -137,8 +174,8 @@ export const BalanceQuery = Type.Object(
 );
 
 export const LedgerQuery = Type.Object(
-  { ...PageQuery, paymentId: Type.Optional(ID), accountId: Type.Optional(ID), order: Order },
-  { additionalProperties: false },
+  { ...PageQuery, ...ListFilters, paymentId: Type.Optional(ID), status: StatusFilter },
+  { additionalProperties: false, ...METADATA_FILTERS },
 );
 
 /** Approve or reject a payment in review; the note is the reviewer's (stored encrypted). */

@@ -509,4 +509,41 @@ CREATE INDEX payments_created ON payments (created_at_ms);
     // The time indexes end in the running total, so "latest at or before T" is a backward range read.
     sql: { sqlite: balancesInTimeSql('sqlite'), postgres: balancesInTimeSql('postgres') },
   },
+  {
+    version: 18,
+    name: 'list filters: payment metadata by key and value',
+    // GET /v1/payments?metadata[key]=value (issue 17) reads the range (key, value) of this index in payment seq
+    // order, from where the cursor stands: only the payments that match. One row per metadata key, written in
+    // the payment's own transaction and only for payments that carry metadata (a payment without any writes
+    // nothing more than before); payment_seq is the payment's seq, found by id when the batch's rows are
+    // written (src/storage/sql-store.ts, PAYMENT_METADATA). The primary key (payment_seq, key) answers "does
+    // this payment have key = value" when metadata is a second filter. Metadata never changes once written.
+    // The other filters (date and amount ranges, the counterparty) add no index: they narrow the rows an
+    // indexed filter selects, in a bounded window per page (src/storage/scoped-sql.ts), so no payment pays
+    // for another index page of WAL.
+    sql: {
+      sqlite: `
+CREATE TABLE payment_metadata (
+  payment_seq INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (payment_seq, key)
+) WITHOUT ROWID;
+CREATE INDEX payment_metadata_key_value ON payment_metadata (key, value, payment_seq);
+INSERT INTO payment_metadata (payment_seq, key, value)
+  SELECT p.seq, m.key, m.value FROM payments p, json_each(p.metadata) m WHERE p.metadata IS NOT NULL;
+`,
+      postgres: `
+CREATE TABLE payment_metadata (
+  payment_seq BIGINT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (payment_seq, key)
+);
+CREATE INDEX payment_metadata_key_value ON payment_metadata (key, value, payment_seq);
+INSERT INTO payment_metadata (payment_seq, key, value)
+  SELECT p.seq, m.key, m.value FROM payments p, jsonb_each_text(p.metadata::jsonb) m WHERE p.metadata IS NOT NULL;
+`,
+    },
+  },
 ];

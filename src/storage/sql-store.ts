@@ -59,6 +59,7 @@ import type {
   LockHints,
   Page,
   PageRequest,
+  PaymentFilter,
   ReadScope,
   Reads,
   StaleDocumentIndex,
@@ -75,7 +76,6 @@ import {
   type AuditVerificationState,
   type FullAuditVerificationRecord,
   type MerkleNodeRange,
-  pageOrder,
   type SeqRange,
 } from './store.ts';
 import * as webhooksSql from './webhooks-sql.ts';
@@ -244,9 +244,15 @@ function toPage<T>(rows: Row[], limit: number, map: (r: Row) => T): Page<T> {
   return { items: kept.map(map), nextAfter: hasMore ? num(kept[kept.length - 1]!['seq']) : null };
 }
 
-/** A scoped list's rows as a page (its limit may be smaller than asked: scoped-sql.ts). */
+/**
+ * A scoped or filtered list's rows as a page (its limit may be smaller than asked: scoped-sql.ts). When the
+ * window it read ended before the page was full, the page is short and the cursor carries on from the window's
+ * end (`scannedTo`), even with no items at all.
+ */
 function scopedPage<T>(scoped: scopedSql.ScopedRows, map: (r: Row) => T): Page<T> {
-  return toPage(scoped.rows, scoped.limit, map);
+  const page = toPage(scoped.rows, scoped.limit, map);
+  if (page.nextAfter !== null || scoped.scannedTo === null) return page;
+  return { items: page.items, nextAfter: scoped.scannedTo };
 }
 
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
@@ -316,20 +322,14 @@ export class SqlReads implements Reads {
     return r && paymentFromRow(r);
   }
 
+  // Filtered and scoped lists read bounded windows of index ranges (scoped-sql.ts); an unfiltered, unscoped list
+  // is one index range read in seq order, the same statement as always.
   async listPayments(
     page: PageRequest,
-    status?: PaymentStatus,
+    filter: PaymentFilter,
     scope?: ReadScope | null,
   ): Promise<Page<Payment>> {
-    if (scope) return scopedPage(await scopedSql.paymentRows(this.db, page, status, scope), paymentFromRow);
-    const byStatus = status === undefined ? '' : 'AND status = ?';
-    const params = status === undefined ? [] : [status];
-    const range = pageOrder(page);
-    const rows = await this.db.all(
-      `SELECT * FROM payments WHERE ${range.where} ${byStatus} ORDER BY ${range.orderBy} LIMIT ?`,
-      [range.param, ...params, page.limit + 1],
-    );
-    return toPage(rows, page.limit, paymentFromRow);
+    return scopedPage(await scopedSql.paymentRows(this.db, page, filter, scope ?? null), paymentFromRow);
   }
 
   async listLedgerEntries(
@@ -337,25 +337,8 @@ export class SqlReads implements Reads {
     filter: LedgerFilter,
     scope?: ReadScope | null,
   ): Promise<Page<LedgerEntry>> {
-    if (scope) {
-      return scopedPage(await scopedSql.ledgerEntryRows(this.db, page, filter, scope), ledgerEntryFromRow);
-    }
-    const range = pageOrder(page);
-    const where = [range.where];
-    const params: unknown[] = [range.param];
-    if (filter.paymentId !== undefined) {
-      where.push('payment_id = ?');
-      params.push(filter.paymentId);
-    }
-    if (filter.accountId !== undefined) {
-      where.push('account_id = ?');
-      params.push(filter.accountId);
-    }
-    const rows = await this.db.all(
-      `SELECT * FROM ledger_entries WHERE ${where.join(' AND ')} ORDER BY ${range.orderBy} LIMIT ?`,
-      [...params, page.limit + 1],
-    );
-    return toPage(rows, page.limit, ledgerEntryFromRow);
+    const rows = await scopedSql.ledgerEntryRows(this.db, page, filter, scope ?? null);
+    return scopedPage(rows, ledgerEntryFromRow);
   }
 
   // Balances in time (SQL in ledger-sql.ts).
@@ -1283,6 +1266,11 @@ export class SqlTx implements Tx {
       p.createdAtMs,
       p.updatedAtMs,
     ]);
+    // The metadata filter's index (migration 18): a row per key, for payments that carry metadata only.
+    // Own keys only (Object.entries), so a key such as `__proto__` is a key like any other.
+    for (const [key, value] of Object.entries(p.metadata ?? {})) {
+      this.writes.insert('payment_metadata', [p.id, key, value]);
+    }
   }
 
   /**
@@ -1606,6 +1594,19 @@ const CUSTOMER_UPDATES_PER_STATEMENT = 100;
  * balances: a flush writes a table's parents before it. Counter points have no parents; they come first, so
  * reading a counter flushes only them.
  */
+/**
+ * Payment metadata by key and value (migration 18), keyed by the payment's seq, which the database assigns when
+ * the payments are written: queued with the payment's id and written after the payments, with the seq looked
+ * up by id (payments.id is unique, so one index probe a row) in the same statement.
+ */
+const PAYMENT_METADATA: BufferedTable = {
+  table: 'payment_metadata',
+  columns: ['payment_id', 'key', 'value'],
+  insertSql: (values) =>
+    `WITH v (payment_id, key, value) AS (VALUES ${values})
+     INSERT INTO payment_metadata (payment_seq, key, value)
+       SELECT p.seq, v.key, v.value FROM v JOIN payments p ON p.id = v.payment_id`,
+};
 const BUFFERED_BEFORE_ACCOUNTS: BufferedTable[] = [
   { table: 'risk_counter_events', columns: ['counter_key', 'at_ms', 'cum_count', 'cum_sum_cents'] },
   { table: 'risk_keys_counted', columns: ['counter_key'] },
@@ -1630,6 +1631,7 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
       'updated_at_ms',
     ],
   },
+  PAYMENT_METADATA,
   {
     table: 'ledger_transactions',
     columns: ['id', 'kind', 'payment_id', 'currency', 'request_id', 'created_at_ms'],

@@ -136,8 +136,14 @@ export interface PageRequest {
   descending?: boolean;
 }
 
-/** The seq condition and order of a page: one place, so every list pages both ways alike. */
-export function pageOrder(page: PageRequest): {
+/**
+ * The seq condition and order of a page: one place, so every list pages both ways alike. `column` names the
+ * seq column when it is not `seq` (an index of another table that carries the list's seq, e.g. payment_metadata).
+ */
+export function pageOrder(
+  page: PageRequest,
+  column = 'seq',
+): {
   where: string;
   param: number;
   orderBy: string;
@@ -145,12 +151,12 @@ export function pageOrder(page: PageRequest): {
   compare: (a: number, b: number) => number;
 } {
   if (page.descending !== true) {
-    return { where: 'seq > ?', param: page.after, orderBy: 'seq', compare: (a, b) => a - b };
+    return { where: `${column} > ?`, param: page.after, orderBy: column, compare: (a, b) => a - b };
   }
   return {
-    where: 'seq < ?',
+    where: `${column} < ?`,
     param: page.after === 0 ? Number.MAX_SAFE_INTEGER : page.after,
-    orderBy: 'seq DESC',
+    orderBy: `${column} DESC`,
     compare: (a, b) => b - a,
   };
 }
@@ -165,9 +171,31 @@ export interface ReadScope extends CustomerScope {
   accountIds: readonly string[];
 }
 
-export interface LedgerFilter {
-  paymentId?: string | undefined;
+/**
+ * The filters both the payment and the ledger list take (issue 17), already checked at the edge
+ * (src/http/list-filters.ts). All given filters must hold (AND). Absent: no condition.
+ */
+export interface ListFilter {
+  /** Payments: either side is this account. Ledger: the entry is on this account. */
   accountId?: string | undefined;
+  /**
+   * The other party. Payments: with `accountId`, payments between the two (either direction); alone, payments
+   * with this account on either side (for a scoped key: between it and one of the key's accounts). Ledger: the
+   * entries of payments (and their refunds) whose other party is this account, i.e. not the entries on it.
+   */
+  counterpartyAccountId?: string | undefined;
+  /** created_at_ms >= createdFromMs (inclusive). */
+  createdFromMs?: number | undefined;
+  /** created_at_ms < createdToMs (exclusive). */
+  createdToMs?: number | undefined;
+  /** amount_cents >= amountMin (inclusive), minor units. */
+  amountMin?: number | undefined;
+  /** amount_cents <= amountMax (inclusive), minor units. */
+  amountMax?: number | undefined;
+  /** The payment's status (ledger: the status of the entry's payment; entries of no payment never match). */
+  status?: PaymentStatus | undefined;
+  /** Exact key and value matches on the payment's metadata, all of them (ledger: the entry's payment's). */
+  metadata?: readonly (readonly [key: string, value: string])[] | undefined;
 }
 
 /** A page of an account's statement, with the period's opening and closing posted balances. */
@@ -181,6 +209,13 @@ export interface BalanceAt {
   postedBalanceCents: number;
   heldBalanceCents: number;
 }
+
+export interface LedgerFilter extends ListFilter {
+  paymentId?: string | undefined;
+}
+
+/** The payment list's filters: every ListFilter; a scoped key's list is still limited to its customers. */
+export type PaymentFilter = ListFilter;
 
 export interface CurrencyTotals {
   currency: string;
@@ -325,8 +360,11 @@ export interface Reads {
     scope?: CustomerScope | null,
   ): Promise<Page<Account>>;
   getPayment(id: string): Promise<Payment | undefined>;
-  /** With a scope: the payments from or to its accounts. A page may hold fewer than `limit` (SCOPED_ROWS_READ_MAX). */
-  listPayments(page: PageRequest, status?: PaymentStatus, scope?: ReadScope | null): Promise<Page<Payment>>;
+  /**
+   * With a scope: the payments from or to its accounts. A page may hold fewer than `limit`, even none with
+   * more to come: a scoped or filtered page reads a bounded window of index entries (src/storage/scoped-sql.ts).
+   */
+  listPayments(page: PageRequest, filter: PaymentFilter, scope?: ReadScope | null): Promise<Page<Payment>>;
   /** With a scope: the entries on its accounts only (never the counterparty's side of a posting). */
   listLedgerEntries(
     page: PageRequest,

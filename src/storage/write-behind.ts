@@ -17,6 +17,11 @@ import type { SqlExecutor } from './sql-store.ts';
 export interface BufferedTable {
   table: string;
   columns: string[];
+  /**
+   * The statement that writes a chunk of rows, given its `VALUES` tuples, when a plain INSERT of `columns`
+   * will not do (a row that needs a value only the database knows, e.g. its parent's seq). Default: INSERT.
+   */
+  insertSql?: (values: string) => string;
 }
 
 /** What a pending source (queued balance changes) must write: the batch's committed changes, or the command's. */
@@ -179,7 +184,7 @@ export class WriteBehind {
       layer.delete(entry.spec.table);
       this.rowsQueued -= rows.length;
       assert(this.rowsQueued >= 0, 'queued rows never go negative');
-      await insertRows(this.raw, entry.spec.table, entry.spec.columns, rows);
+      await insertRows(this.raw, entry.spec.table, entry.spec.columns, rows, entry.spec.insertSql);
     }
   }
 }
@@ -192,12 +197,13 @@ export function* chunks<T>(items: T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
-/** One multi-row INSERT per `ROWS_PER_INSERT` rows. */
+/** One multi-row INSERT (or `insertSql`'s statement) per `ROWS_PER_INSERT` rows. */
 export async function insertRows(
   db: SqlExecutor,
   table: string,
   columns: string[],
   rows: unknown[][],
+  insertSql = (values: string) => `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}`,
 ): Promise<void> {
   const tuple = `(${columns.map(() => '?').join(', ')})`;
   for (const chunk of chunks(rows, ROWS_PER_INSERT)) {
@@ -205,9 +211,6 @@ export async function insertRows(
       chunk.every((row) => row.length === columns.length),
       'every row has a value per column',
     );
-    await db.run(
-      `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${chunk.map(() => tuple).join(', ')}`,
-      chunk.flat(),
-    );
+    await db.run(insertSql(chunk.map(() => tuple).join(', ')), chunk.flat());
   }
 }

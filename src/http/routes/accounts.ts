@@ -1,4 +1,5 @@
 import { createAccount } from '../../app/accounts.ts';
+import { parseIsoTime } from '../../app/api-keys.ts';
 import { customerScopeOf, requireAccountInScope } from '../../app/scope.ts';
 import type { Services } from '../../app/services.ts';
 import { accountView, balanceView, statementView } from '../../app/views.ts';
@@ -6,7 +7,6 @@ import { AppError } from '../../domain/errors.ts';
 import type { Account, Actor } from '../../domain/types.ts';
 import { ADMIN_ONLY, READ_ACCOUNTS } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
-import { parseInstantMs } from '../instants.ts';
 import {
   errorResponse,
   IDEMPOTENCY_REPLAYED,
@@ -109,7 +109,7 @@ export function accountRoutes(app: HttpApp, services: Services): void {
       },
     },
     async (req) => {
-      const atMs = req.query.at === undefined ? undefined : parseInstantMs(req.query.at, 'at');
+      const atMs = req.query.at === undefined ? undefined : parseIsoTime(req.query.at, '/at');
       if (atMs !== undefined && atMs > services.clock()) {
         throw new AppError('VALIDATION_ERROR', 'at must not be in the future', [
           { field: '/at', message: 'the balance at a future instant is not known yet' },
@@ -147,9 +147,9 @@ export function accountRoutes(app: HttpApp, services: Services): void {
     },
     async (req) => {
       const { from, to } = req.query;
-      const fromMs = from === undefined ? 0 : parseInstantMs(from, 'from');
+      const fromMs = from === undefined ? 0 : parseIsoTime(from, '/from');
       // "Now" includes entries stamped in the current millisecond: the period ends just after it.
-      const toMs = to === undefined ? services.clock() + 1 : parseInstantMs(to, 'to');
+      const toMs = to === undefined ? services.clock() + 1 : parseIsoTime(to, '/to');
       if (fromMs >= toMs) {
         throw new AppError('VALIDATION_ERROR', 'from must be before to', [
           { field: '/from', message: 'the period [from, to) is empty' },

@@ -3,6 +3,7 @@ import type { Services } from '../../app/services.ts';
 import { verifyLedger } from '../../app/verification.ts';
 import { ledgerEntryView } from '../../app/views.ts';
 import { AUDITOR, READ_LEDGER } from '../auth.ts';
+import { filterBinding, listFilterOf, METADATA_FILTERS_MAX } from '../list-filters.ts';
 import { jsonResponse } from '../openapi.ts';
 import { decodeBoundCursor, encodeBoundCursor, pageLimit } from '../paging.ts';
 import { LedgerEntry, LedgerVerification, page, ref, wrapper } from '../response-schemas.ts';
@@ -17,9 +18,15 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
       schema: {
         summary: 'List ledger entries',
         description:
-          'Oldest first, or newest first with `order=desc`; cursor-paged (a cursor is only valid with the filter ' +
-          'and order it was made for); filter by `paymentId` and/or `accountId`. Every posting is a debit and a ' +
-          'credit of the same amount. A scoped key sees only the entries on its customers’ accounts.',
+          'Oldest first, or newest first with `order=desc`; cursor-paged (a cursor is only valid with the filters ' +
+          'and order it was made for). Filters combine (all must hold): `paymentId`, `accountId` (the entry’s ' +
+          'account), `counterpartyAccountId` (entries of payments and their refunds whose other party is that ' +
+          'account), `createdFrom` (inclusive) and `createdTo` (exclusive), `amountMin` and `amountMax` (the ' +
+          'entry’s amount, inclusive, minor units), and of the entry’s payment `status` and ' +
+          `\`metadata[key]=value\` (up to ${METADATA_FILTERS_MAX} pairs; an entry of no payment, such as an ` +
+          'opening balance, matches neither). A filtered page may hold fewer items than `limit`, even none, and ' +
+          'still have `hasMore`: follow `nextCursor`. Every posting is a debit and a credit of the same amount. A ' +
+          'scoped key sees only the entries on its customers’ accounts.',
         operationId: 'listLedgerEntries',
         tags: ['ledger'],
         querystring: LedgerQuery,
@@ -28,14 +35,16 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
     },
     async (req) => {
       const { paymentId, accountId, order } = req.query;
-      const list = `ledger|${order ?? 'asc'}|${paymentId ?? ''}|${accountId ?? ''}`;
+      const filter = listFilterOf(req.query);
+      // The cursor is bound to the order and every filter (payment and account first, as before filters were added).
+      const list = `ledger|${order ?? 'asc'}|${paymentId ?? ''}|${accountId ?? ''}${filterBinding(filter, ['accountId'])}`;
       const page = await services.store.reads.listLedgerEntries(
         {
           after: decodeBoundCursor(req.query.cursor, list),
           limit: pageLimit(req.query.limit),
           descending: order === 'desc',
         },
-        { paymentId, accountId },
+        { ...filter, paymentId },
         await readScopeOf(services.store.reads, req.actor),
       );
       return {

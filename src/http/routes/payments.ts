@@ -10,6 +10,7 @@ import { AppError } from '../../domain/errors.ts';
 import { CREATE_PAYMENTS, READ_PAYMENTS, READ_RECEIPTS, REFUND_PAYMENTS, REVIEW_PAYMENTS } from '../auth.ts';
 import { idempotencyKeyOf, optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
 import { bodyOptional } from '../json-body.ts';
+import { filterBinding, listFilterOf, METADATA_FILTERS_MAX } from '../list-filters.ts';
 import {
   ERROR_ENVELOPE_ID,
   errorResponse,
@@ -174,8 +175,13 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
         summary: 'List payments',
         description:
           'Oldest first, or newest first with `order=desc`; cursor-paged, and a cursor is only valid with the ' +
-          'status and order it was made for. `status=manual_review` is the review queue. A scoped key lists the ' +
-          'payments from or to its customers’ accounts.',
+          'filters and order it was made for. `status=manual_review` is the review queue. Filters combine (all ' +
+          'must hold): `accountId` (either side), `counterpartyAccountId` (with `accountId`: payments between ' +
+          'the two; alone: payments with it on either side, for a scoped key those between it and the key’s ' +
+          'accounts), `createdFrom` (inclusive) and `createdTo` (exclusive), `amountMin` and `amountMax` ' +
+          `(inclusive, minor units), \`metadata[key]=value\` (exact, up to ${METADATA_FILTERS_MAX} pairs). A ` +
+          'filtered page may hold fewer items than `limit`, even none, and still have `hasMore`: follow ' +
+          '`nextCursor`. A scoped key lists the payments from or to its customers’ accounts.',
         operationId: 'listPayments',
         tags: ['payments'],
         querystring: PaymentListQuery,
@@ -184,14 +190,16 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
     },
     async (req) => {
       const { status, order } = req.query;
-      const list = `payments|${order ?? 'asc'}|${status ?? ''}`;
+      const filter = listFilterOf(req.query);
+      // The cursor is bound to the order and every filter (the status first, as before filters were added).
+      const list = `payments|${order ?? 'asc'}|${status ?? ''}${filterBinding(filter, ['status'])}`;
       const page = await reads.listPayments(
         {
           after: decodeBoundCursor(req.query.cursor, list),
           limit: pageLimit(req.query.limit),
           descending: order === 'desc',
         },
-        status,
+        filter,
         await readScopeOf(reads, req.actor),
       );
       const detail = decisionDetailFor(req.actor);
