@@ -116,6 +116,14 @@ const MATRIX: RouteRow[] = [
     admittedStatus: 400,
     body: { amountCents: 0 },
   },
+  // FX quotes (issue 17): asked for by whoever makes payments; a quote of one currency into itself is a 400.
+  {
+    method: 'POST',
+    route: '/v1/fx-quotes',
+    roles: ['payments'],
+    admittedStatus: 400,
+    body: { sourceCurrency: 'USD', destinationCurrency: 'USD', sourceAmountCents: 100 },
+  },
   // The event outbox is read like the audit log; webhook endpoints are admin-only.
   { method: 'GET', route: '/v1/events', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/webhook-endpoints', roles: [], admittedStatus: 200 },

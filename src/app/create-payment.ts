@@ -68,14 +68,14 @@ export async function createPayment(
   // The payment the command decided (its last run, if a failed batch was split and re-run), for the metrics.
   let decided = null as Payment | null;
   // A quoted payment also locks the FX pools and the quote's name (none without a quote).
-  const fx = await fxPaymentLocks(services, request.quoteId);
+  const fxLocks = await fxPaymentLocks(services, request.quoteId);
   const reply = await runIdempotent(
     services,
     idempotent,
     () => ({
       locks: {
-        accountIds: [request.sourceAccountId, request.destinationAccountId, ...(fx.accountIds ?? [])],
-        ...(fx.names === undefined ? {} : { names: fx.names }),
+        accountIds: [request.sourceAccountId, request.destinationAccountId, ...(fxLocks.accountIds ?? [])],
+        ...(fxLocks.names === undefined ? {} : { names: fxLocks.names }),
         // Its risk counters, read with every other payment's of the batch in one statement.
         counters: paymentCounterReads(
           request.sourceAccountId,

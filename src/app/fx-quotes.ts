@@ -105,9 +105,9 @@ export async function createFxQuote(
       [{ field: '/sourceAmountCents', message: conversion.problem }],
     );
   }
-  const request_ = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/fx-quotes', request);
+  const idempotent = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/fx-quotes', request);
   const currencies = [sourceCurrency, destinationCurrency];
-  return runIdempotent(services, request_, () => ({
+  return runIdempotent(services, idempotent, () => ({
     // The pools a payment with this quote will post through exist from here on, so a payment never creates
     // accounts (it only locks them). Declared like a funding account's creation (src/app/accounts.ts).
     locks: { accountIds: currencies.map(fxPoolAccountId), names: currencies.map(fxPoolLockName) },
