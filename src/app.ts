@@ -2,6 +2,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { syncDemoApiKey } from './app/api-keys.ts';
 import { AuditLog, backfillAuditMerkle, startCheckpointer } from './app/audit-log.ts';
 import { seedDemoData } from './app/demo-data.ts';
+import { loadFxDesk } from './app/fx-quotes.ts';
 import { reindexCustomerDocuments } from './app/identity-index.ts';
 import {
   type CheckedKeys,
@@ -97,6 +98,7 @@ export async function buildServices(
     clock: options.clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
     reviewHoldExpiryMs: config.reviewHoldExpiryMs,
+    fx: loadFxDesk(config.fxRatesPath, config.fxQuoteTtlMs),
     auditFullVerifyIntervalMs: config.auditFullVerifyIntervalMs,
     webhooks: config.webhooks,
     auditLog: new AuditLog(store, committer, signer),

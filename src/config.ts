@@ -34,6 +34,10 @@ export interface Config {
   sanctionsListPath: string | null;
   /** A payment held for review longer than this is declined and its hold released by the sweep. */
   reviewHoldExpiryMs: number;
+  /** FX rates JSON file (`{"rates": {"USD/EUR": "0.9235"}}`); null: the demo rates in config/fx-rates.json. */
+  fxRatesPath: string | null;
+  /** How long an FX quote can be used for a payment after it was created. */
+  fxQuoteTtlMs: number;
   /** The audit log's full re-verification runs when the last one (in any process) is older than this; 0: never. */
   auditFullVerifyIntervalMs: number;
   webhooks: WebhookConfig;
@@ -113,6 +117,8 @@ export function loadConfig(env: Env): Config {
     riskPolicyPath: raw(env, 'RISK_POLICY_PATH') ?? null,
     sanctionsListPath: raw(env, 'SANCTIONS_LIST_PATH') ?? null,
     reviewHoldExpiryMs: integer(env, 'REVIEW_HOLD_EXPIRY_HOURS', 72, 1, 24 * 365) * HOUR_MS,
+    fxRatesPath: raw(env, 'FX_RATES_PATH') ?? null,
+    fxQuoteTtlMs: integer(env, 'FX_QUOTE_TTL_SECONDS', 60, 1, 3600) * 1000,
     auditFullVerifyIntervalMs: intervalOrOff(
       env,
       'AUDIT_FULL_VERIFY_INTERVAL_MS',

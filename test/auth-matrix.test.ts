@@ -48,6 +48,12 @@ const MATRIX: RouteRow[] = [
     roles: ['payments', 'compliance', 'auditor'],
     admittedStatus: 200,
   },
+  {
+    method: 'GET',
+    route: '/v1/accounts/:id/statement',
+    roles: ['payments', 'compliance', 'auditor'],
+    admittedStatus: 200,
+  },
   { method: 'GET', route: '/v1/ledger', roles: ['compliance', 'auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/ledger/verify', roles: ['auditor'], admittedStatus: 200 },
   { method: 'POST', route: '/v1/payments', roles: ['payments'], admittedStatus: 400, body: {} },
@@ -115,6 +121,14 @@ const MATRIX: RouteRow[] = [
     roles: ['payments'],
     admittedStatus: 400,
     body: { amountCents: 0 },
+  },
+  // FX quotes (issue 17): asked for by whoever makes payments; a quote of one currency into itself is a 400.
+  {
+    method: 'POST',
+    route: '/v1/fx-quotes',
+    roles: ['payments'],
+    admittedStatus: 400,
+    body: { sourceCurrency: 'USD', destinationCurrency: 'USD', sourceAmountCents: 100 },
   },
   // The event outbox is read like the audit log; webhook endpoints are admin-only.
   { method: 'GET', route: '/v1/events', roles: ['auditor'], admittedStatus: 200 },

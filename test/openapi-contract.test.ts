@@ -408,6 +408,51 @@ test('refunds: partial, the rest, too much, not refundable, not covered', async 
   assert.equal(code(uncovered), 'INSUFFICIENT_FUNDS');
 });
 
+test('foreign exchange: a quote, a payment with it, its replay, the refusals', async () => {
+  const body = { sourceCurrency: 'USD', destinationCurrency: 'EUR', sourceAmountCents: 2_000 };
+  const quoteKey = key();
+  const quoted = await call('POST', '/v1/fx-quotes', as('payments', { body, idempotencyKey: quoteKey }), 201);
+  await call('POST', '/v1/fx-quotes', as('payments', { body, idempotencyKey: quoteKey }), 201);
+  const q = quoted.json.quote;
+  const unoffered = await call(
+    'POST',
+    '/v1/fx-quotes',
+    as('payments', { body: { ...body, destinationCurrency: 'CHF' } }),
+    422,
+  );
+  assert.equal(code(unoffered), 'FX_PAIR_NOT_OFFERED');
+  const tiny = await call(
+    'POST',
+    '/v1/fx-quotes',
+    as('payments', { body: { sourceCurrency: 'JPY', destinationCurrency: 'USD', sourceAmountCents: 1 } }),
+    422,
+  );
+  assert.equal(code(tiny), 'FX_AMOUNT_OUT_OF_RANGE');
+  await call('POST', '/v1/fx-quotes', as('payments', { body: { ...body, destinationCurrency: 'USD' } }), 400);
+
+  const payer = await party(client, { balance: 10_000 });
+  const payee = await party(client, { balance: 0, currency: 'EUR' });
+  const fx = { ...usd(payer, payee, 2_000), quoteId: q.id };
+  const paid = await pay(client, fx, { token: keys.payments });
+  assert.equal(paid.status, 201, paid.body);
+  assert.equal(paid.json.payment.fx.destinationAmountCents, q.destinationAmountCents);
+  const read = await call('GET', `/v1/payments/${paid.json.payment.id}`, as('compliance'), 200);
+  assert.equal(read.json.ledgerEntries.length, 4, 'two legs per currency');
+  const used = await pay(client, fx, { token: keys.payments });
+  assert.equal(used.status, 422);
+  assert.equal(code(used), 'FX_QUOTE_USED');
+  const other = await call('POST', '/v1/fx-quotes', as('payments', { body }), 201);
+  const mismatch = await pay(
+    client,
+    { ...fx, amountCents: 2_001, quoteId: other.json.quote.id },
+    { token: keys.payments },
+  );
+  assert.equal(code(mismatch), 'FX_QUOTE_MISMATCH');
+  const missing = await pay(client, { ...fx, quoteId: 'fxq_missing' }, { token: keys.payments });
+  assert.equal(missing.status, 404);
+  assert.equal(code(missing), 'FX_QUOTE_NOT_FOUND');
+});
+
 test('the ledger: entries by payment and by account, and its verification', async () => {
   const byPayment = await call('GET', `/v1/ledger?paymentId=${posted.id}`, as('compliance'), 200);
   assert.ok(byPayment.json.ledgerEntries.length >= 2);

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
@@ -113,12 +114,33 @@ export async function openAccount(
 }
 
 /** The per-currency funding account that opening balances are posted from (created on first use). */
-async function ensureSystemAccount(tx: Tx, cipher: PiiCipher, currency: string): Promise<Account> {
-  const existing = await tx.getSystemAccount(currency);
-  if (existing) return existing;
-  const label = `system-funding-${currency}`;
+function ensureSystemAccount(tx: Tx, cipher: PiiCipher, currency: string): Promise<Account> {
+  return ensureSystemAccountById(
+    tx,
+    cipher,
+    systemAccountId(currency),
+    currency,
+    `system-funding-${currency}`,
+  );
+}
+
+/**
+ * A system account by its fixed id, created on first use. Each system account's id is fixed by its purpose and
+ * currency (the funding account here, the FX pools in src/app/fx-quotes.ts), so two processes creating the same
+ * one at once conflict on the id: the loser inserts nothing (ON CONFLICT DO NOTHING) and reads the winner's row.
+ * The caller declares the id in its lock hints and a name that serialises the creators (as createAccount does).
+ */
+export async function ensureSystemAccountById(
+  tx: Tx,
+  cipher: PiiCipher,
+  id: string,
+  currency: string,
+  label: string,
+): Promise<Account> {
+  const existing = (await tx.lockAccounts([id])).get(id);
+  if (existing !== undefined) return existing;
   await tx.insertAccount({
-    id: systemAccountId(currency),
+    id,
     kind: 'system',
     ownerCustomerId: null,
     currency,
@@ -129,5 +151,7 @@ async function ensureSystemAccount(tx: Tx, cipher: PiiCipher, currency: string):
     numberIndex: cipher.blindIndex(label, 'account.number'),
     createdAtMs: tx.nowMs,
   });
-  return (await tx.getSystemAccount(currency))!;
+  const created = (await tx.lockAccounts([id])).get(id);
+  assert(created !== undefined && created.kind === 'system', `system account ${id} exists once created`);
+  return created;
 }

@@ -2,10 +2,10 @@ import { assert } from '../domain/assert.ts';
 import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
-import { transfer } from '../domain/ledger.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
 import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
+import { fxAuditMetadata, fxPaymentLocks, postPayment, takeFxQuote, useFxQuote } from './fx-quotes.ts';
 import {
   type IdempotentOutcome,
   type IdempotentReply,
@@ -39,6 +39,8 @@ export interface PaymentRequest {
   currency: string;
   note?: string;
   metadata?: Record<string, string>;
+  /** Required between accounts of two currencies: a live FX quote of this key (src/app/fx-quotes.ts). */
+  quoteId?: string;
 }
 
 export type PaymentReply = IdempotentReply;
@@ -65,12 +67,15 @@ export async function createPayment(
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payments', request);
   // The payment the command decided (its last run, if a failed batch was split and re-run), for the metrics.
   let decided = null as Payment | null;
+  // A quoted payment also locks the FX pools and the quote's name (none without a quote).
+  const fxLocks = await fxPaymentLocks(services, request.quoteId);
   const reply = await runIdempotent(
     services,
     idempotent,
     () => ({
       locks: {
-        accountIds: [request.sourceAccountId, request.destinationAccountId],
+        accountIds: [request.sourceAccountId, request.destinationAccountId, ...(fxLocks.accountIds ?? [])],
+        ...(fxLocks.names === undefined ? {} : { names: fxLocks.names }),
         // Its risk counters, read with every other payment's of the batch in one statement.
         counters: paymentCounterReads(
           request.sourceAccountId,
@@ -110,6 +115,10 @@ async function executePayment(
   const sender = parties.get(source.ownerCustomerId!);
   const receiver = parties.get(destination.ownerCustomerId!);
   assert(sender !== undefined && receiver !== undefined, 'every customer account has an owner');
+  // Across currencies, the quote (under its lock): a bad one is a 422, thrown, so nothing is stored or moves.
+  const quoteId = request.quoteId;
+  const fx =
+    quoteId === undefined ? null : await takeFxQuote(tx, actor, { ...request, quoteId }, source, destination);
 
   // Steps 4 to 6: compliance (KYC, jurisdictions, sanctions, limits), fraud (windowed counters), funds and
   // currency, decided by the risk policy (src/domain/policy.ts). Counters are read before this attempt counts.
@@ -121,6 +130,8 @@ async function executePayment(
     destination,
     sender,
     receiver,
+    // With a quote the destination is paid in the quote's currency; without one the currency check stands.
+    fxDestinationCurrency: fx?.destinationCurrency ?? null,
   };
   const assessment = await assessRisk(tx.counters, tx.nowMs, services.policy, services.screening, riskInput);
   await recordAttempt(tx.counters, tx.nowMs, services.policy, riskInput, assessment);
@@ -140,25 +151,21 @@ async function executePayment(
     decision,
     refundedCents: 0,
     resolution: null,
+    fx,
     createdAtMs: tx.nowMs,
     updatedAtMs: tx.nowMs,
   };
   await tx.insertPayment(payment, actor.apiKeyId, actor.requestId);
+  // The quote is used by this payment whatever the decision: one quote, at most one payment.
+  if (fx !== null) await useFxQuote(tx, payment);
   const accounts = new Map([
     [source.id, source],
     [destination.id, destination],
   ]);
-  let ledgerTransactionId: string | null = null;
+  let ledgerTransactionIds: string[] = [];
   if (payment.status === 'posted') {
-    const posting = transfer(
-      'payment',
-      payment.currency,
-      payment.id,
-      source.id,
-      destination.id,
-      payment.amountCents,
-    );
-    ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
+    // One transfer, or across currencies two (one per currency) through the FX pools (src/app/fx-quotes.ts).
+    ledgerTransactionIds = await postPayment(tx, payment, accounts, actor.requestId);
   } else if (payment.status === 'manual_review') {
     accounts.set(source.id, await tx.placeHold(payment.id, source, payment.amountCents));
   }
@@ -166,7 +173,7 @@ async function executePayment(
   // Step 8: audit entry (the whole decision), outbox event (the summary), and the response bytes every
   // replay will repeat (runIdempotent stores them, sealed, under the key in this transaction): the view of
   // the decision this caller's role may see, as the key is the caller's own (src/app/views.ts).
-  await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionId));
+  await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionIds));
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment, {}, services.reviewHoldExpiryMs);
   const view = paymentView(payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
   const body = {
@@ -197,7 +204,7 @@ async function loadAccounts(
   return { source, destination };
 }
 
-function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionId: string | null) {
+function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionIds: string[]) {
   const eventType = {
     posted: 'payment.posted',
     manual_review: 'payment.held_for_review',
@@ -220,7 +227,8 @@ function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionId: strin
       policyVersion: payment.decision.policyVersion,
       // The whole explainable decision: rule ids, reason codes, feature values and scores (no personal data).
       decision: payment.decision as unknown as AuditValue,
-      ledgerTransactionId,
+      ledgerTransactionId: ledgerTransactionIds[0] ?? null,
+      ...fxAuditMetadata(payment, ledgerTransactionIds),
     },
   };
 }

@@ -78,6 +78,16 @@ async function executeRefund(
       `only posted payments can be refunded (this one is ${payment.status})`,
     );
   }
+  // A refund reverses in the payment's one currency. A cross-currency payment is refused rather than reversed
+  // at its old rate (the rate's move since then would fall on the house, and a partial refund would need a
+  // rounding rule of its own) or at today's (which is a new quote): the payee sends the money back as a new
+  // payment with a quote of its own (docs/decisions/0021-fx-quotes.md).
+  if (payment.fx != null) {
+    throw new AppError(
+      'PAYMENT_NOT_REFUNDABLE',
+      'a cross-currency payment is not refunded: the payee can send it back as a new payment with an FX quote',
+    );
+  }
   const remainingCents = payment.amountCents - payment.refundedCents;
   const amountCents = requestedCents ?? remainingCents;
   if (amountCents > remainingCents || amountCents === 0) {

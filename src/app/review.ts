@@ -1,10 +1,11 @@
 import { assert } from '../domain/assert.ts';
+import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
-import { transfer } from '../domain/ledger.ts';
 import { type Recheck, recheckHeldPayment } from '../domain/recheck.ts';
 import type { Account, Actor, Payment, PaymentResolution, ResolutionOutcome } from '../domain/types.ts';
 import type { CustomerRow, ExpiredHold, Tx } from '../storage/store.ts';
 import { appendPaymentEvent, type EventType } from './events.ts';
+import { fxAuditMetadata, fxPoolsOf, postPayment } from './fx-quotes.ts';
 import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
 import { requireReviewInScope } from './scope.ts';
 import { type Services, SYSTEM_ACTOR } from './services.ts';
@@ -67,7 +68,8 @@ export async function resolveReview(
     if (seen === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
     const noteEnc = note === undefined ? null : services.cipher.encrypt(note, 'payment.resolutionNote');
     return {
-      locks: { accountIds: [seen.sourceAccountId, seen.destinationAccountId] },
+      // A cross-currency payment's approval posts through the FX pools: locked with its accounts.
+      locks: { accountIds: [seen.sourceAccountId, seen.destinationAccountId, ...fxPoolsOf(seen)] },
       execute: async (tx) => {
         const payment = await tx.lockPayment(paymentId);
         if (payment?.status !== 'manual_review') throw notInReview();
@@ -117,17 +119,12 @@ async function approve(
   const hold = await tx.endHold(payment.id, source, 'captured');
   assert(hold.amountCents === payment.amountCents, 'a review hold is for exactly the payment amount');
   accounts.set(source.id, hold.account);
-  const posting = transfer(
-    'payment',
-    payment.currency,
-    payment.id,
-    payment.sourceAccountId,
-    payment.destinationAccountId,
-    hold.amountCents,
-  );
-  const ledgerTransactionId = await tx.postLedger(posting, accounts, actor.requestId);
+  // At the recorded amounts: across currencies, the quote's, locked in when the payment was made (however long
+  // the review took; src/app/fx-quotes.ts).
+  const ledgerTransactionIds = await postPayment(tx, payment, accounts, actor.requestId);
   const resolved = await finishResolution(tx, actor, payment, 'posted', resolution, 'payment.approved', {
-    ledgerTransactionId,
+    ledgerTransactionId: ledgerTransactionIds[0]!,
+    ...fxAuditMetadata(payment, ledgerTransactionIds),
     // What the approval was re-checked against (the re-check's features are the recorded ones, updated).
     recheckPolicyVersion: services.policy.version,
     recheckSanctionsListSha256: services.screening.list.sha256,
@@ -243,7 +240,7 @@ async function finishResolution(
   status: Payment['status'],
   resolution: PaymentResolution,
   eventType: EventType,
-  effects: Record<string, string | number>,
+  effects: Record<string, AuditValue>,
 ): Promise<Payment> {
   await tx.resolvePayment(payment.id, status, resolution);
   const resolved: Payment = { ...payment, status, resolution, updatedAtMs: tx.nowMs };

@@ -26,6 +26,8 @@ export interface RiskInput {
   destination: Account;
   sender: CustomerRow;
   receiver: CustomerRow;
+  /** A cross-currency payment's destination currency, from its FX quote (src/app/fx-quotes.ts); else null. */
+  fxDestinationCurrency?: string | null;
 }
 
 export interface Screening {
@@ -122,8 +124,11 @@ function decide(
 ): Decision {
   const evaluation = evaluatePolicy(policy, features);
   const system: RuleHit[] = [];
+  // The destination is paid in the payment's currency, or with an FX quote in the quote's. Amount rules above
+  // compare the source amount, in the source currency's minor units.
+  const destinationCurrency = input.fxDestinationCurrency ?? input.currency;
   const currencyOk =
-    input.currency === input.source.currency && input.currency === input.destination.currency;
+    input.currency === input.source.currency && destinationCurrency === input.destination.currency;
   if (!currencyOk) {
     system.push({
       rule: 'currency',

@@ -5,6 +5,7 @@ import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
 import type { Store } from '../storage/store.ts';
 import type { AuditLog } from './audit-log.ts';
+import type { FxDesk } from './fx-quotes.ts';
 import type { Screening } from './risk-assessment.ts';
 
 /** What the application layer needs, wired once in `src/app.ts` and handed to routes and jobs. */
@@ -18,6 +19,8 @@ export interface Services {
   clock: () => number;
   idempotencyRetentionMs: number;
   reviewHoldExpiryMs: number;
+  /** FX rates and the quote lifetime (FX_RATES_PATH, FX_QUOTE_TTL_SECONDS). */
+  fx: FxDesk;
   /** How often the audit log's full re-verification is due (0: only on request). */
   auditFullVerifyIntervalMs: number;
   webhooks: WebhookConfig;

@@ -141,6 +141,8 @@ export function paymentView(p: Payment, detail: DecisionDetail, holdExpiryMs?: n
     // When the expiry sweep (src/app/review.ts) would release the hold and decline the payment.
     holdExpiresAt:
       p.status === 'manual_review' && holdExpiryMs !== undefined ? iso(p.createdAtMs + holdExpiryMs) : null,
+    // Across currencies: the quote it used, the rate and what the payee gets (src/app/fx-quotes.ts); else null.
+    fx: p.fx ?? null,
   };
 }
 

@@ -19,7 +19,8 @@ export type IdPrefix =
   | 'ref'
   | 'evt'
   | 'whe'
-  | 'whd';
+  | 'whd'
+  | 'fxq';
 
 /**
  * `<prefix>_` + 10 characters of time (milliseconds, base32) + 16 characters of randomness (80 bits from a

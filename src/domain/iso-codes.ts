@@ -73,3 +73,40 @@ function platformCurrencies(): string[] {
   }
   return codes;
 }
+
+/**
+ * ISO 4217 minor units: how many decimal places a currency's minor unit has, so how many of a client's
+ * `amountCents` (always minor units) make one major unit. Most currencies have 2; these do not (the "Minor unit"
+ * column of the ISO 4217 list, as the maintenance agency SIX publishes it). Not the platform's Intl digits: CLDR
+ * gives display digits (0 for IQD, HUF, IDR, ...), which are not ISO's.
+ */
+// biome-ignore format: grouped by exponent, easy to compare with the source
+const ISO_4217_EXPONENTS_NOT_TWO: Readonly<Record<string, 0 | 3 | 4>> = Object.freeze({
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0, UYI: 0, VND: 0,
+  VUV: 0, XAF: 0, XOF: 0, XPF: 0,
+  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  CLF: 4, UYW: 4,
+});
+
+/** Codes whose ISO 4217 minor unit is "N.A." (units of account, metals, testing): nothing to convert. */
+const ISO_4217_NO_MINOR_UNIT = new Set([
+  'XAG',
+  'XAU',
+  'XBA',
+  'XBB',
+  'XBC',
+  'XBD',
+  'XDR',
+  'XPD',
+  'XPT',
+  'XSU',
+  'XTS',
+  'XUA',
+  'XXX',
+]);
+
+/** The ISO 4217 exponent of a supported currency, or null when it has none (XDR, XSU) or is not supported. */
+export function currencyExponent(code: string): number | null {
+  if (!isCurrencyCode(code) || ISO_4217_NO_MINOR_UNIT.has(code)) return null;
+  return Object.hasOwn(ISO_4217_EXPONENTS_NOT_TWO, code) ? ISO_4217_EXPONENTS_NOT_TWO[code]! : 2;
+}

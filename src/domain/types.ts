@@ -1,3 +1,5 @@
+import type { FxTerms } from './fx.ts';
+
 /** The domain's nouns, as the core sees them. Times are epoch milliseconds; money is integer cents. */
 
 export const ROLES = ['admin', 'payments', 'compliance', 'auditor'] as const;
@@ -122,6 +124,8 @@ export interface Payment {
   refundedCents: number;
   /** How a review ended (null while in review, and for payments never held). */
   resolution: PaymentResolution | null;
+  /** A cross-currency payment's quote terms (src/domain/fx.ts); absent or null: one currency. */
+  fx?: FxTerms | null;
   createdAtMs: number;
   updatedAtMs: number;
 }

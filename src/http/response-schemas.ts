@@ -1,5 +1,6 @@
 import { type TSchema, Type } from 'typebox';
 import { DELIVERED_EVENT_TYPES, EVENT_TYPES } from '../app/events.ts';
+import { RATE_PATTERN } from '../domain/fx.ts';
 import { RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
 
 /**
@@ -164,6 +165,59 @@ export const DecisionSummary = Type.Object(
   },
 );
 
+/** The rate's decimal text (src/domain/fx.ts): never a JSON number, so no client parses it into a float. */
+const FxRate = Type.String({
+  pattern: RATE_PATTERN,
+  description:
+    'destination major units per source major unit, as a decimal string (e.g. "151.37" for USD→JPY)',
+});
+
+/** What a cross-currency payment recorded of its quote (src/domain/fx.ts FxTerms). */
+export const PaymentFx = Type.Object(
+  {
+    quoteId: Id('fxq'),
+    rate: FxRate,
+    destinationAmountCents: Type.Integer({
+      minimum: 1,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'what the payee gets, in minor units of destinationCurrency',
+    }),
+    destinationCurrency: Currency,
+  },
+  {
+    ...closed,
+    $id: 'PaymentFx',
+    title: 'PaymentFx',
+    description:
+      'the FX quote a cross-currency payment used: amountCents and currency are the source side, this the ' +
+      'destination side; posted (now or on approval) at exactly these amounts',
+  },
+);
+
+export const FxQuote = Type.Object(
+  {
+    id: Id('fxq'),
+    sourceCurrency: Currency,
+    destinationCurrency: Currency,
+    sourceAmountCents: Type.Integer({
+      minimum: 1,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'minor units of sourceCurrency (ISO 4217 exponent: JPY 0, USD 2, BHD 3)',
+    }),
+    rate: FxRate,
+    destinationAmountCents: Type.Integer({
+      minimum: 1,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'sourceAmountCents converted at rate, rounded down to a minor unit of destinationCurrency',
+    }),
+    createdAt: DateTime(),
+    expiresAt: DateTime(
+      'a payment must use the quote before this instant (FX_QUOTE_TTL_SECONDS after createdAt)',
+    ),
+  },
+  { ...closed, $id: 'FxQuote', title: 'FxQuote' },
+);
+
 export const Payment = Type.Object(
   {
     id: Id('pay'),
@@ -197,6 +251,8 @@ export const Payment = Type.Object(
           'REVIEW_HOLD_EXPIRY_HOURS); null otherwise',
       ),
     ),
+    // Optional only for responses stored before it existed (a replay repeats the stored bytes).
+    fx: Type.Optional(Nullable(ref(PaymentFx))),
   },
   { ...closed, $id: 'Payment', title: 'Payment' },
 );
@@ -483,6 +539,8 @@ export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   Account,
   AccountBalance,
   Payment,
+  PaymentFx,
+  FxQuote,
   DecisionFull,
   DecisionSummary,
   RuleHit,

@@ -91,6 +91,8 @@ export const CreatePaymentBody = Type.Object(
     currency: CurrencyCode,
     // Well-formed Unicode only: a lone surrogate cannot be stored as UTF-8 and would come back altered.
     note: Type.Optional(Type.String({ maxLength: 500, pattern: WELL_FORMED_UNICODE })),
+    // Required between accounts of two currencies (an FX quote of this key: POST /v1/fx-quotes).
+    quoteId: Type.Optional(Type.String({ pattern: '^fxq_[a-z0-9]{1,60}$', maxLength: 64 })),
     metadata: Type.Optional(
       // additionalProperties: false, or a key outside the pattern would escape the value check entirely.
       Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,40}$' }), Type.String({ maxLength: 500 }), {
@@ -102,6 +104,17 @@ export const CreatePaymentBody = Type.Object(
   { additionalProperties: false },
 );
 export type CreatePaymentBody = Static<typeof CreatePaymentBody>;
+
+/** A quote to convert `sourceAmountCents` (minor units of sourceCurrency) into destinationCurrency. */
+export const CreateFxQuoteBody = Type.Object(
+  {
+    sourceCurrency: CurrencyCode,
+    destinationCurrency: CurrencyCode,
+    sourceAmountCents: Cents(1),
+  },
+  { additionalProperties: false },
+);
+export type CreateFxQuoteBody = Static<typeof CreateFxQuoteBody>;
 
 /** `asc` (the default): oldest first; `desc`: newest first. A cursor keeps the order it was made for. */
 const Order = Type.Optional(

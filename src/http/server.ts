@@ -36,6 +36,7 @@ import { accountRoutes } from './routes/accounts.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { customerRoutes } from './routes/customers.ts';
+import { fxQuoteRoutes } from './routes/fx-quotes.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
@@ -182,6 +183,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     customerRoutes(api, services);
     accountRoutes(api, services);
     paymentRoutes(api, services);
+    fxQuoteRoutes(api, services);
     ledgerRoutes(api, services);
     auditRoutes(api, services);
     webhookRoutes(api, services);

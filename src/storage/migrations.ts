@@ -546,4 +546,38 @@ INSERT INTO payment_metadata (payment_seq, key, value)
 `,
     },
   },
+  {
+    version: 19,
+    name: 'foreign exchange: quotes, the quote a payment used, an FX pool account per currency',
+    // fx_quotes: a quote is owned by the API key that asked for it and used by at most one payment
+    // (payment_id, set in that payment's transaction under the quote's lock; UNIQUE: one quote per payment).
+    // The rate is the decimal text as quoted (docs/decisions/0021-fx-quotes.md): never a float.
+    // payments.fx: the quote's terms as the payment recorded them (JSON, like decision), null for one currency.
+    // The FX pools are system accounts beside the funding accounts, one per currency
+    // (acc_system_fx_<currency>), so "one system account per currency" no longer holds: each system account's
+    // id is fixed by its purpose and currency, and the id's uniqueness is the guard. No statement reads system
+    // accounts by currency any more (they are locked by id), so the old index goes rather than being reshaped.
+    sql: `
+CREATE TABLE fx_quotes (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  api_key_id TEXT NOT NULL,
+  source_currency TEXT NOT NULL,
+  destination_currency TEXT NOT NULL,
+  source_amount_cents {{BIGINT}} NOT NULL,
+  rate TEXT NOT NULL,
+  destination_amount_cents {{BIGINT}} NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  expires_at_ms {{BIGINT}} NOT NULL,
+  payment_id TEXT UNIQUE,
+  used_at_ms {{BIGINT}},
+  CHECK (source_currency <> destination_currency),
+  CHECK (source_amount_cents > 0 AND destination_amount_cents > 0),
+  CHECK ((payment_id IS NULL) = (used_at_ms IS NULL))
+);
+ALTER TABLE payments ADD COLUMN fx TEXT;
+DROP INDEX accounts_one_system_account_per_currency;
+`,
+  },
 ];

@@ -2,6 +2,7 @@ import { assert, assertSafeInteger } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
+import type { FxQuote } from '../domain/fx.ts';
 import {
   type IdempotencyRecord,
   idempotencyScope,
@@ -33,6 +34,7 @@ import {
 } from '../domain/types.ts';
 import { AccountCache } from './account-cache.ts';
 import * as apiKeysSql from './api-keys-sql.ts';
+import * as fxQuotesSql from './fx-quotes-sql.ts';
 import * as keyRotationSql from './key-rotation-sql.ts';
 import * as ledgerSql from './ledger-sql.ts';
 import { ledgerEntryFromRow } from './ledger-sql.ts';
@@ -171,6 +173,7 @@ function paymentFromRow(r: Row): Payment {
     decision: JSON.parse(str(r['decision'])),
     refundedCents: num(r['refunded_cents']),
     resolution: resolutionFromRow(r),
+    fx: r['fx'] === null || r['fx'] === undefined ? null : JSON.parse(str(r['fx'])),
     createdAtMs: num(r['created_at_ms']),
     updatedAtMs: num(r['updated_at_ms']),
   };
@@ -315,6 +318,10 @@ export class SqlReads implements Reads {
       [page.after, ...params, page.limit + 1],
     );
     return toPage(rows, page.limit, accountFromRow);
+  }
+
+  getFxQuote(id: string): Promise<FxQuote | undefined> {
+    return fxQuotesSql.getFxQuote(this.db, id);
   }
 
   async getPayment(id: string): Promise<Payment | undefined> {
@@ -831,19 +838,6 @@ export class SqlTx implements Tx {
     return presentIn(unique, (id) => this.accounts.get(id));
   }
 
-  async getSystemAccount(currency: string): Promise<Account | undefined> {
-    const r = await this.db.get(
-      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system' AND currency = ?${this.dialect.forUpdate}`,
-      [currency],
-    );
-    if (r === undefined) return undefined;
-    const account = accountFromRow(r);
-    const cached = this.accounts.get(account.id);
-    if (cached !== undefined) return cached;
-    this.accounts.loaded(account);
-    return account;
-  }
-
   async getCustomers(ids: string[]): Promise<Map<string, CustomerRow>> {
     const unique = [...new Set(ids)];
     await this.loadCustomers(unique.filter((id) => !this.customers.has(id)));
@@ -1249,6 +1243,19 @@ export class SqlTx implements Tx {
     return changed === 1;
   }
 
+  // FX quotes: the SQL lives in fx-quotes-sql.ts.
+  insertFxQuote(quote: FxQuote): Promise<void> {
+    return fxQuotesSql.insertFxQuote(this.db, quote);
+  }
+
+  lockFxQuote(id: string): Promise<FxQuote | undefined> {
+    return fxQuotesSql.getFxQuote(this.db, id, this.dialect.forUpdate);
+  }
+
+  useFxQuote(id: string, paymentId: string): Promise<boolean> {
+    return fxQuotesSql.useFxQuote(this.db, id, paymentId, this.nowMs);
+  }
+
   async insertPayment(p: Payment, apiKeyId: string, requestId: string): Promise<void> {
     this.writes.insert('payments', [
       p.id,
@@ -1265,6 +1272,7 @@ export class SqlTx implements Tx {
       requestId,
       p.createdAtMs,
       p.updatedAtMs,
+      p.fx == null ? null : JSON.stringify(p.fx),
     ]);
     // The metadata filter's index (migration 18): a row per key, for payments that carry metadata only.
     // Own keys only (Object.entries), so a key such as `__proto__` is a key like any other.
@@ -1629,6 +1637,8 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
       'request_id',
       'created_at_ms',
       'updated_at_ms',
+      // The quote terms of a cross-currency payment (migration 19); null for one currency.
+      'fx',
     ],
   },
   PAYMENT_METADATA,

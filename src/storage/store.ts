@@ -1,5 +1,6 @@
 import type { AuditDraft, AuditEntry } from '../domain/audit.ts';
 import type { WindowTotals } from '../domain/features.ts';
+import type { FxQuote } from '../domain/fx.ts';
 import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
 import type { Posting } from '../domain/ledger.ts';
 import type { MerkleNode, NodeId } from '../domain/merkle.ts';
@@ -360,6 +361,8 @@ export interface Reads {
     scope?: CustomerScope | null,
   ): Promise<Page<Account>>;
   getPayment(id: string): Promise<Payment | undefined>;
+  /** An FX quote (committed state: which currencies, so which FX pools, a payment with it will lock). */
+  getFxQuote(id: string): Promise<FxQuote | undefined>;
   /**
    * With a scope: the payments from or to its accounts. A page may hold fewer than `limit`, even none with
    * more to come: a scoped or filtered page reads a bounded window of index entries (src/storage/scoped-sql.ts).
@@ -531,7 +534,6 @@ export interface Tx {
   ): Promise<void>;
   /** Loads (and on PostgreSQL locks, in id order) the accounts that exist among `ids`. */
   lockAccounts(ids: string[]): Promise<Map<string, Account>>;
-  getSystemAccount(currency: string): Promise<Account | undefined>;
   getCustomers(ids: string[]): Promise<Map<string, CustomerRow>>;
   customerExistsWithDocument(documentIndex: string): Promise<boolean>;
   /** The customers holding these document blind indexes: index -> customer id (absent when none). */
@@ -610,6 +612,13 @@ export interface Tx {
   recordWebhookAttempt(deliveryId: string, leaseToken: string, attempt: DeliveryAttempt): Promise<boolean>;
 
   insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
+
+  // FX quotes (src/app/fx-quotes.ts); the SQL lives in fx-quotes-sql.ts.
+  insertFxQuote(quote: FxQuote): Promise<void>;
+  /** Loads (and on PostgreSQL locks) a quote; callers also hold its name lock (src/app/fx-quotes.ts). */
+  lockFxQuote(id: string): Promise<FxQuote | undefined>;
+  /** Marks an unused quote used by a payment; false when it was already used. */
+  useFxQuote(id: string, paymentId: string): Promise<boolean>;
   /** Queues an audit entry; the batch appends its entries together, last, before COMMIT (see SqlTx.flushAudit). */
   appendAudit(draft: AuditDraft): Promise<void>;
 

@@ -121,7 +121,10 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
           'Validation, the idempotency gate, KYC/AML and fraud checks, then one of three outcomes, committed ' +
           'atomically: `posted` (201, debit and credit), `manual_review` (202, the amount held), `declined` ' +
           "(422, nothing moves). The decision is shown as the caller's role may see it. A retry with the same " +
-          'Idempotency-Key and body replays the first response byte for byte.',
+          'Idempotency-Key and body replays the first response byte for byte. Between accounts of two ' +
+          'currencies the payment carries a live `quoteId` (POST /v1/fx-quotes) for exactly its amount and ' +
+          'currencies, and posts two transfers at the quoted amounts through the FX pools; without one it is ' +
+          'declined as `currency_mismatch`.',
         operationId: 'createPayment',
         tags: ['payments'],
         requestHeaders: {
@@ -141,10 +144,15 @@ export function paymentRoutes(app: HttpApp, services: Services): void {
             PAYMENT_HEADERS,
           ),
           400: errorResponse(400, ['IDEMPOTENCY_KEY_REQUIRED']),
-          404: errorResponse(404, ['SOURCE_ACCOUNT_NOT_FOUND', 'DESTINATION_ACCOUNT_NOT_FOUND']),
+          404: errorResponse(404, [
+            'SOURCE_ACCOUNT_NOT_FOUND',
+            'DESTINATION_ACCOUNT_NOT_FOUND',
+            'FX_QUOTE_NOT_FOUND',
+          ]),
           409: errorResponse(409, ['IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
           422: jsonResponse(
-            'Declined: the payment, stored and replayed like the others (nothing moved); or BALANCE_LIMIT_EXCEEDED',
+            'Declined: the payment, stored and replayed like the others (nothing moved); or an error, not stored: ' +
+              'BALANCE_LIMIT_EXCEEDED, FX_QUOTE_EXPIRED, FX_QUOTE_USED, FX_QUOTE_MISMATCH',
             Type.Union([paymentResult(false, true), Type.Ref(ERROR_ENVELOPE_ID)]),
             PAYMENT_HEADERS,
           ),
