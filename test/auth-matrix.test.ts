@@ -49,6 +49,13 @@ const MATRIX: RouteRow[] = [
     admittedStatus: 200,
   },
   {
+    method: 'POST',
+    route: '/v1/accounts/:id/controls',
+    roles: ['compliance'],
+    admittedStatus: 400,
+    body: {},
+  },
+  {
     method: 'GET',
     route: '/v1/accounts/:id/statement',
     roles: ['payments', 'compliance', 'auditor'],

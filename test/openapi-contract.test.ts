@@ -229,6 +229,22 @@ test('accounts: open (funded, replayed), list, filter, read, balances', async ()
   assert.equal(statement.json.closingBalanceCents, 500_000);
   await call('GET', `/v1/accounts/${alice.accountId}/statement?from=x`, {}, 400);
   assert.equal(code(await call('GET', '/v1/accounts/acc_missing/statement', {}, 404)), 'ACCOUNT_NOT_FOUND');
+  const controls = (body: Json) => as('compliance', { body });
+  const frozen = await call(
+    'POST',
+    `/v1/accounts/${alice.accountId}/controls`,
+    controls({ status: 'frozen' }),
+    200,
+  );
+  assert.equal(frozen.json.account.status, 'frozen');
+  await call('POST', `/v1/accounts/${alice.accountId}/controls`, controls({ status: 'active' }), 200);
+  const notEmpty = await call(
+    'POST',
+    `/v1/accounts/${alice.accountId}/controls`,
+    controls({ status: 'closed' }),
+    409,
+  );
+  assert.equal(code(notEmpty), 'ACCOUNT_NOT_EMPTY');
 });
 
 let posted: Json;

@@ -3,7 +3,7 @@ import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
-import type { Account, Actor } from '../domain/types.ts';
+import { type Account, type Actor, OPEN_ACCOUNT_CONTROLS } from '../domain/types.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { AccountRow, Tx } from '../storage/store.ts';
 import { type IdempotentReply, jsonOutcome, optionalIdempotentRequest, runIdempotent } from './idempotent.ts';
@@ -75,6 +75,7 @@ export async function openAccount(
     currency: input.currency,
     postedBalanceCents: 0,
     heldBalanceCents: 0,
+    ...OPEN_ACCOUNT_CONTROLS,
     accountNumberLast4: number.slice(-4),
     numberEnc: cipher.encrypt(number, 'account.number'),
     numberIndex: cipher.blindIndex(number, 'account.number'),
@@ -146,6 +147,7 @@ export async function ensureSystemAccountById(
     currency,
     postedBalanceCents: 0,
     heldBalanceCents: 0,
+    ...OPEN_ACCOUNT_CONTROLS,
     accountNumberLast4: '0000',
     numberEnc: cipher.encrypt(label, 'account.number'),
     numberIndex: cipher.blindIndex(label, 'account.number'),

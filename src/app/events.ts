@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   'payment.hold_expired',
   'payment.refunded',
   'customer.kyc_updated',
+  'account.controls_updated',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

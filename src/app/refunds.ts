@@ -2,7 +2,7 @@ import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import { transfer } from '../domain/ledger.ts';
-import { type Account, type Actor, availableCents, type Payment, type Refund } from '../domain/types.ts';
+import { type Account, type Actor, type Payment, type Refund, spendableCents } from '../domain/types.ts';
 import type { Tx } from '../storage/store.ts';
 import { appendPaymentEvent } from './events.ts';
 import { type IdempotentReply, idempotentRequest, jsonOutcome, runIdempotent } from './idempotent.ts';
@@ -98,8 +98,19 @@ async function executeRefund(
   }
   const accounts = await tx.lockAccounts([payment.sourceAccountId, payment.destinationAccountId]);
   const receiver = accounts.get(payment.destinationAccountId);
-  assert(receiver !== undefined, 'the destination account of a payment exists');
-  if (availableCents(receiver) < amountCents) {
+  const payer = accounts.get(payment.sourceAccountId);
+  assert(receiver !== undefined && payer !== undefined, 'the accounts of a payment exist');
+  // The refund sends from the receiver and pays the payer: their controls apply as to any payment.
+  if (receiver.status !== 'active') {
+    throw new AppError(
+      receiver.status === 'frozen' ? 'ACCOUNT_FROZEN' : 'ACCOUNT_CLOSED',
+      `the receiver's account is ${receiver.status}: it cannot send the refund`,
+    );
+  }
+  if (payer.status === 'closed') {
+    throw new AppError('ACCOUNT_CLOSED', "the payer's account is closed: it cannot receive the refund");
+  }
+  if (spendableCents(receiver) < amountCents) {
     throw new AppError('INSUFFICIENT_FUNDS', "the receiver's available balance does not cover the refund");
   }
   // The reversing posting: destination → source, so both balances return by exactly the refund.

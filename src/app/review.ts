@@ -153,6 +153,14 @@ async function recheckApproval(
     ...(destination?.kind === 'customer' ? [] : ['destination_account_unavailable']),
   ];
   if (unavailable.length > 0) throw noLongerApprovable(unavailable);
+  // The accounts' controls as they are now (POST /v1/accounts/:id/controls): a source frozen since, or a
+  // destination closed since. (The source cannot have been closed: its hold keeps its balance above zero. Its
+  // floor cannot have been raised above what the hold leaves available: controls refuse that.)
+  const controls = [
+    ...(source!.status === 'active' ? [] : [`source_account_${source!.status}`]),
+    ...(destination!.status === 'closed' ? ['destination_account_closed'] : []),
+  ];
+  if (controls.length > 0) throw noLongerApprovable(controls);
   const owners = [source!.ownerCustomerId!, destination!.ownerCustomerId!];
   const parties = await tx.getCustomers(owners);
   const sender = parties.get(owners[0]!);

@@ -10,7 +10,7 @@ import {
   counterRequests,
 } from '../domain/risk-keys.ts';
 import type { SanctionsList, ScreeningResult } from '../domain/sanctions.ts';
-import { type Account, availableCents, type Decision, type RuleHit } from '../domain/types.ts';
+import { type Account, type Decision, type RuleHit, spendableCents } from '../domain/types.ts';
 import type { Counters, CustomerRow } from '../storage/store.ts';
 
 /**
@@ -141,8 +141,25 @@ function decide(
       },
     });
   }
-  // Funds are only comparable in the source account's currency.
-  if (input.currency === input.source.currency && availableCents(input.source) < input.amountCents) {
+  // The accounts' controls (POST /v1/accounts/:id/controls), read with the balances under the same lock: a
+  // frozen account receives but does not send, a closed one does neither.
+  for (const [side, account] of [
+    ['source', input.source],
+    ['destination', input.destination],
+  ] as const) {
+    const blocked = account.status === 'closed' || (side === 'source' && account.status === 'frozen');
+    if (blocked) {
+      system.push({
+        rule: 'account_status',
+        outcome: 'decline',
+        reason: `${side}_account_${account.status}`,
+        observed: { [`${side}AccountStatus`]: account.status },
+      });
+    }
+  }
+  // Funds are only comparable in the source account's currency: available down to the account's floor (its
+  // minimum balance, or minus its overdraft limit).
+  if (input.currency === input.source.currency && spendableCents(input.source) < input.amountCents) {
     system.push({
       rule: 'funds',
       outcome: 'decline',

@@ -41,6 +41,9 @@ export function accountView(a: Account) {
     postedBalanceCents: a.postedBalanceCents,
     heldBalanceCents: a.heldBalanceCents,
     maskedAccountNumber: maskAccountNumber(a.accountNumberLast4),
+    status: a.status,
+    overdraftLimitCents: a.overdraftLimitCents,
+    minimumBalanceCents: a.minimumBalanceCents,
     createdAt: iso(a.createdAtMs),
   };
 }

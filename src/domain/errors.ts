@@ -30,6 +30,12 @@ export const ERROR_CATALOGUE = {
   PAYMENT_NO_LONGER_APPROVABLE: 409,
   PAYMENT_HOLD_EXPIRED: 409,
   PAYMENT_NOT_REFUNDABLE: 409,
+  // Account controls (src/app/account-controls.ts): what a frozen or closed account refuses, and closing one
+  // that still holds money.
+  ACCOUNT_FROZEN: 409,
+  ACCOUNT_CLOSED: 409,
+  ACCOUNT_NOT_EMPTY: 409,
+  ACCOUNT_BELOW_NEW_LIMIT: 409,
   API_KEY_NOT_ACTIVE: 409,
   API_KEY_LAST_ADMIN: 409,
   API_KEY_NOT_ROTATABLE: 409,

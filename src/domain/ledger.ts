@@ -1,5 +1,5 @@
 import { assert, assertSafeInteger } from './assert.ts';
-import type { Account, Direction } from './types.ts';
+import { type Account, availableCents, balanceFloorCents, type Direction } from './types.ts';
 
 /**
  * Double-entry postings. Every account balance is credit-normal from the customer's point of view:
@@ -70,7 +70,9 @@ export function signedCents(direction: Direction, amountCents: number): number {
  * Computes each touched account's new posted balance, and each line's running balance (its account's posted
  * balance right after that line: what the entry records as `balanceAfterCents`), or returns the id of the
  * account whose balance would leave the safe integer range (a client-visible limit, not a bug). Asserts the
- * floors: a customer account's available balance never goes below zero; only system accounts may be negative.
+ * floors: a customer account's available balance never goes below its floor (0, its minimum balance, or minus
+ * its overdraft limit; a limit is never set above what the account has, src/app/account-controls.ts); only
+ * system accounts are unbounded. The database checks the same floor (migration 20).
  */
 export function applyPosting(
   posting: Posting,
@@ -96,8 +98,9 @@ export function applyPosting(
     const account = accounts.get(accountId)!;
     if (account.kind === 'customer') {
       assert(
-        postedBalanceCents - account.heldBalanceCents >= 0,
-        `posting would overdraw customer account ${accountId}`,
+        availableCents({ postedBalanceCents, heldBalanceCents: account.heldBalanceCents }) >=
+          balanceFloorCents(account),
+        `posting would take customer account ${accountId} below its floor`,
       );
     }
     changes.push({ accountId, postedBalanceCents });
@@ -106,11 +109,14 @@ export function applyPosting(
   return { ok: true, changes, lineBalancesAfter };
 }
 
-/** A hold reserves funds on a customer account: available drops, posted does not. */
+/** A hold reserves funds on a customer account: available drops (not below its floor), posted does not. */
 export function heldAfter(account: Account, deltaCents: number): number {
   const held = account.heldBalanceCents + deltaCents;
   assertSafeInteger(held, 'held balance');
   assert(held >= 0, `held balance of ${account.id} would go negative`);
-  assert(account.postedBalanceCents - held >= 0, `hold would overdraw ${account.id}`);
+  assert(
+    account.postedBalanceCents - held >= balanceFloorCents(account),
+    `hold would overdraw ${account.id}`,
+  );
   return held;
 }

@@ -49,7 +49,29 @@ export interface Customer {
 
 export type AccountKind = 'customer' | 'system';
 
-export interface Account {
+/** active: sends and receives; frozen: receives only; closed: neither (and for good). */
+export type AccountStatus = 'active' | 'frozen' | 'closed';
+export const ACCOUNT_STATUSES: readonly AccountStatus[] = ['active', 'frozen', 'closed'];
+
+/**
+ * An account's controls, changed at run time by compliance (POST /v1/accounts/:id/controls) and enforced in the
+ * transaction that moves money, under the account's lock. At most one of the two limits is non-zero: the
+ * available balance may go down to -overdraftLimitCents, or must stay at or above minimumBalanceCents.
+ */
+export interface AccountControls {
+  status: AccountStatus;
+  overdraftLimitCents: number;
+  minimumBalanceCents: number;
+}
+
+/** A new account's controls: active, no overdraft, no minimum. */
+export const OPEN_ACCOUNT_CONTROLS: AccountControls = {
+  status: 'active',
+  overdraftLimitCents: 0,
+  minimumBalanceCents: 0,
+};
+
+export interface Account extends AccountControls {
   id: string;
   kind: AccountKind;
   ownerCustomerId: string | null;
@@ -62,6 +84,18 @@ export interface Account {
 
 export function availableCents(account: Pick<Account, 'postedBalanceCents' | 'heldBalanceCents'>): number {
   return account.postedBalanceCents - account.heldBalanceCents;
+}
+
+/** The lowest the available balance of a customer account may go by a debit or a hold (negative: overdraft). */
+export function balanceFloorCents(
+  controls: Pick<AccountControls, 'overdraftLimitCents' | 'minimumBalanceCents'>,
+): number {
+  return controls.minimumBalanceCents - controls.overdraftLimitCents;
+}
+
+/** What a debit or hold may take from a customer account now: available down to its floor (never below 0). */
+export function spendableCents(account: Account): number {
+  return Math.max(0, availableCents(account) - balanceFloorCents(account));
 }
 
 export interface RuleHit {

@@ -1,7 +1,7 @@
 import { type TSchema, Type } from 'typebox';
 import { DELIVERED_EVENT_TYPES, EVENT_TYPES } from '../app/events.ts';
 import { RATE_PATTERN } from '../domain/fx.ts';
-import { RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
+import { ACCOUNT_STATUSES, RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
 
 /**
  * The JSON views clients receive (src/app/views.ts and the routes' own bodies), as TypeBox schemas for the
@@ -61,10 +61,18 @@ export const Account = Type.Object(
     id: Id('acc'),
     ownerCustomerId: Id('cus'),
     currency: Currency,
-    availableBalanceCents: Cents('posted minus held: what a payment may spend'),
-    postedBalanceCents: Cents('the sum of the ledger entries on the account'),
+    availableBalanceCents: SignedCents('posted minus held (negative only within an overdraft limit)'),
+    postedBalanceCents: SignedCents('the sum of the ledger entries on the account'),
     heldBalanceCents: Cents('reserved by payments held for review'),
     maskedAccountNumber: Type.String({ pattern: '^\\*\\*\\*\\* \\*\\*\\*\\* \\*\\*\\*\\* [0-9]{4}$' }),
+    status: Type.Union(
+      ACCOUNT_STATUSES.map((s) => Type.Literal(s)),
+      {
+        description: 'active: sends and receives; frozen: receives only; closed: neither',
+      },
+    ),
+    overdraftLimitCents: Cents('the available balance may go down to its negative'),
+    minimumBalanceCents: Cents('the available balance must stay at or above it'),
     createdAt: DateTime(),
   },
   { ...closed, $id: 'Account', title: 'Account' },
@@ -74,8 +82,8 @@ export const AccountBalance = Type.Object(
   {
     id: Id('acc'),
     currency: Currency,
-    availableBalanceCents: Cents('posted minus held'),
-    postedBalanceCents: Cents('the sum of the ledger entries on the account'),
+    availableBalanceCents: SignedCents('posted minus held'),
+    postedBalanceCents: SignedCents('the sum of the ledger entries on the account'),
     heldBalanceCents: Cents('reserved by payments held for review'),
     asOf: Type.Optional(DateTime('with `at`: the instant these balances are as of')),
   },

@@ -3,7 +3,7 @@ import { ISO_DATE_TIME_PATTERN } from '../app/api-keys.ts';
 import { EVENT_TYPES } from '../app/events.ts';
 import { COUNTRY_CODES, CURRENCY_CODES } from '../domain/iso-codes.ts';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
-import { PAYMENT_STATUSES } from '../domain/types.ts';
+import { ACCOUNT_STATUSES, PAYMENT_STATUSES } from '../domain/types.ts';
 
 /**
  * Request schemas: the edge where input is checked once. No coercion on bodies (a string "100" is not an
@@ -54,6 +54,16 @@ export const CreateCustomerBody = Type.Object(
   { additionalProperties: false },
 );
 export type CreateCustomerBody = Static<typeof CreateCustomerBody>;
+
+/** An account's controls: at least one of them (src/app/account-controls.ts). */
+export const AccountControlsBody = Type.Object(
+  {
+    status: Type.Optional(Type.Union(ACCOUNT_STATUSES.map((s) => Type.Literal(s)))),
+    overdraftLimitCents: Type.Optional(Cents(0)),
+    minimumBalanceCents: Type.Optional(Cents(0)),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
 
 export const KycDecisionBody = Type.Object(
   {

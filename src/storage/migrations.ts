@@ -57,6 +57,19 @@ CREATE INDEX holds_account_resolved ON holds (account_id, resolved_at_ms, resolv
 `;
 }
 
+/** Migration 20: an account's controls, as columns (status, overdraft limit, minimum balance). */
+function accountControlColumns(bigint: string): string {
+  return [
+    `status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'frozen', 'closed'))`,
+    `overdraft_limit_cents ${bigint} NOT NULL DEFAULT 0 CHECK (overdraft_limit_cents >= 0)`,
+    `minimum_balance_cents ${bigint} NOT NULL DEFAULT 0 CHECK (minimum_balance_cents >= 0)`,
+  ].join(',\n  ');
+}
+
+/** A customer account's available balance never goes below its floor (src/domain/types.ts balanceFloorCents). */
+const ACCOUNT_FLOOR_CHECK =
+  "CHECK (kind = 'system' OR posted_balance_cents - held_balance_cents >= minimum_balance_cents - overdraft_limit_cents)";
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -579,5 +592,56 @@ CREATE TABLE fx_quotes (
 ALTER TABLE payments ADD COLUMN fx TEXT;
 DROP INDEX accounts_one_system_account_per_currency;
 `,
+  },
+  {
+    version: 20,
+    name: 'account controls: status, overdraft limit, minimum balance, and the floor they set',
+    // Read with the balances (the same row, under the same lock), so a payment checks them in the transaction
+    // that moves the money and concurrent payments can never breach them. Existing accounts become active and
+    // unlimited: what they were. The no-overdraft CHECK becomes the floor the limits set (available >= minimum
+    // − overdraft; 0 − 0 for every existing account), still enforced by the database itself. SQLite cannot
+    // change a table's CHECK in place: the table is rebuilt (SQLite's documented twelve-step ALTER TABLE
+    // procedure: the runner turns foreign keys off around the migrations and checks them before COMMIT).
+    sql: {
+      sqlite: `
+CREATE TABLE accounts_v20 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('customer', 'system')),
+  owner_customer_id TEXT REFERENCES customers (id),
+  currency TEXT NOT NULL,
+  number_enc TEXT NOT NULL,
+  number_index TEXT NOT NULL UNIQUE,
+  number_last4 TEXT NOT NULL,
+  posted_balance_cents INTEGER NOT NULL DEFAULT 0,
+  held_balance_cents INTEGER NOT NULL DEFAULT 0,
+  created_at_ms INTEGER NOT NULL,
+  ${accountControlColumns('INTEGER')},
+  CHECK (held_balance_cents >= 0),
+  ${ACCOUNT_FLOOR_CHECK},
+  CHECK ((kind = 'system') = (owner_customer_id IS NULL))
+);
+INSERT INTO accounts_v20 (seq, id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
+                          posted_balance_cents, held_balance_cents, created_at_ms)
+  SELECT seq, id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
+         posted_balance_cents, held_balance_cents, created_at_ms FROM accounts;
+DROP TABLE accounts;
+ALTER TABLE accounts_v20 RENAME TO accounts;
+CREATE INDEX accounts_owner ON accounts (owner_customer_id);
+`,
+      postgres: `
+ALTER TABLE accounts
+  ADD COLUMN ${accountControlColumns('BIGINT').replaceAll(',\n  ', ',\n  ADD COLUMN ')};
+DO $$
+DECLARE name TEXT;
+BEGIN
+  SELECT conname INTO name FROM pg_constraint
+   WHERE conrelid = 'accounts'::regclass AND contype = 'c'
+     AND pg_get_constraintdef(oid) LIKE '%posted_balance_cents - held_balance_cents) >= 0%';
+  EXECUTE format('ALTER TABLE accounts DROP CONSTRAINT %I', name);
+END $$;
+ALTER TABLE accounts ADD CONSTRAINT accounts_floor ${ACCOUNT_FLOOR_CHECK};
+`,
+    },
   },
 ];

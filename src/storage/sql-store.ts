@@ -21,6 +21,7 @@ import {
 } from '../domain/merkle.ts';
 import {
   type Account,
+  type AccountControls,
   type Actor,
   type ApiKey,
   type LedgerEntry,
@@ -126,7 +127,8 @@ const nullableStr = (v: unknown): string | null => (v === null || v === undefine
 const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
 
 const ACCOUNT_COLUMNS =
-  'seq, id, kind, owner_customer_id, currency, number_last4, posted_balance_cents, held_balance_cents, created_at_ms';
+  'seq, id, kind, owner_customer_id, currency, number_last4, posted_balance_cents, held_balance_cents, created_at_ms, ' +
+  'status, overdraft_limit_cents, minimum_balance_cents';
 
 export function accountFromRow(r: Row): Account {
   return {
@@ -138,6 +140,9 @@ export function accountFromRow(r: Row): Account {
     heldBalanceCents: num(r['held_balance_cents']),
     accountNumberLast4: str(r['number_last4']),
     createdAtMs: num(r['created_at_ms']),
+    status: str(r['status']) as Account['status'],
+    overdraftLimitCents: num(r['overdraft_limit_cents']),
+    minimumBalanceCents: num(r['minimum_balance_cents']),
   };
 }
 
@@ -944,6 +949,11 @@ export class SqlTx implements Tx {
       a.postedBalanceCents === 0 && a.heldBalanceCents === 0,
       'accounts open empty; money comes by posting',
     );
+    // The controls columns' defaults (migration 20) are the open account's controls.
+    assert(
+      a.status === 'active' && a.overdraftLimitCents === 0 && a.minimumBalanceCents === 0,
+      'accounts open active, without limits',
+    );
     // The first accounts in a new currency, opened by two processes at once, both create its system funding
     // account: the loser waits for the winner's commit, inserts nothing, and then reads the winner's row.
     const onConflict = a.kind === 'system' ? ' ON CONFLICT DO NOTHING' : '';
@@ -1002,6 +1012,17 @@ export class SqlTx implements Tx {
       accounts.set(change.accountId, after);
     }
     return transactionId;
+  }
+
+  async setAccountControls(before: Account, after: AccountControls): Promise<void> {
+    // A direct write: the write-behind writes the queued balances first, and the batch's cached accounts are
+    // dropped after it (forgetWrittenTables), so the next command reads the new controls.
+    const changed = await this.db.run(
+      `UPDATE accounts SET status = ?, overdraft_limit_cents = ?, minimum_balance_cents = ?
+        WHERE id = ? AND status = ?`,
+      [after.status, after.overdraftLimitCents, after.minimumBalanceCents, before.id, before.status],
+    );
+    assert(changed === 1, `account ${before.id} changed under its lock`);
   }
 
   async placeHold(paymentId: string, account: Account, amountCents: number): Promise<Account> {

@@ -102,6 +102,10 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
   const pending = MIGRATIONS.filter((m) => m.version <= targetVersion && !before.has(m.version));
   if (pending.length === 0 && Math.max(0, ...before) <= known) return [];
   const applied: number[] = [];
+  // A migration may rebuild a table (20: accounts), which children reference: foreign keys are off while the
+  // migrations run (the pragma is a no-op inside a transaction, so it is set before BEGIN) and checked, all of
+  // them, before COMMIT.
+  db.pragma('foreign_keys = OFF');
   db.exec('BEGIN IMMEDIATE');
   try {
     db.exec(
@@ -127,10 +131,14 @@ export function migrateSqlite(db: Database.Database, targetVersion = Number.POSI
       );
       applied.push(migration.version);
     }
+    const orphans = db.pragma('foreign_key_check') as unknown[];
+    if (orphans.length > 0) throw new Error(`migrations left ${orphans.length} rows without their parent`);
     db.exec('COMMIT');
   } catch (error) {
     db.exec('ROLLBACK');
     throw error;
+  } finally {
+    db.pragma('foreign_keys = ON');
   }
   return applied;
 }

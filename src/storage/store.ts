@@ -7,6 +7,7 @@ import type { MerkleNode, NodeId } from '../domain/merkle.ts';
 import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
 import type {
   Account,
+  AccountControls,
   Actor,
   ApiKey,
   KycStatus,
@@ -559,6 +560,8 @@ export interface Tx {
 
   /** Writes a balanced posting and the new balances; throws AppError BALANCE_LIMIT_EXCEEDED on overflow. */
   postLedger(posting: Posting, accounts: Map<string, Account>, requestId: string): Promise<string>;
+  /** Sets an account's status and limits (src/app/account-controls.ts), under the lock the batch holds on it. */
+  setAccountControls(before: Account, after: AccountControls): Promise<void>;
   /** Returns the account with the hold added. */
   placeHold(paymentId: string, account: Account, amountCents: number): Promise<Account>;
   /**

@@ -1,3 +1,4 @@
+import { changeAccountControls } from '../../app/account-controls.ts';
 import { createAccount } from '../../app/accounts.ts';
 import { parseIsoTime } from '../../app/api-keys.ts';
 import { customerScopeOf, requireAccountInScope } from '../../app/scope.ts';
@@ -5,7 +6,7 @@ import type { Services } from '../../app/services.ts';
 import { accountView, balanceView, statementView } from '../../app/views.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { Account, Actor } from '../../domain/types.ts';
-import { ADMIN_ONLY, READ_ACCOUNTS } from '../auth.ts';
+import { ADMIN_ONLY, COMPLIANCE, READ_ACCOUNTS } from '../auth.ts';
 import { optionalIdempotencyKeyOf, sendStored } from '../idempotency.ts';
 import {
   errorResponse,
@@ -23,7 +24,14 @@ import {
   Statement,
   wrapper,
 } from '../response-schemas.ts';
-import { AccountListQuery, BalanceQuery, CreateAccountBody, IdParams, StatementQuery } from '../schemas.ts';
+import {
+  AccountControlsBody,
+  AccountListQuery,
+  BalanceQuery,
+  CreateAccountBody,
+  IdParams,
+  StatementQuery,
+} from '../schemas.ts';
 import type { HttpApp } from '../types.ts';
 
 const OneAccount = wrapper({ account: ref(AccountSchema) });
@@ -206,6 +214,50 @@ export function accountRoutes(app: HttpApp, services: Services): void {
         initialBalanceCents: req.body.initialBalanceCents ?? 0,
       });
       return sendStored(reply, opened);
+    },
+  );
+
+  app.post(
+    '/v1/accounts/:id/controls',
+    {
+      config: { roles: COMPLIANCE },
+      schema: {
+        summary: "Change an account's status and limits",
+        description:
+          'Sets any of `status` (active: sends and receives; frozen: receives only; closed: neither, for good, ' +
+          'and only with a zero posted and held balance), `overdraftLimitCents` (the available balance may go ' +
+          'down to its negative) and `minimumBalanceCents` (it must stay at or above it); at most one limit is ' +
+          'non-zero. Enforced in the transaction of every payment, approval and refund, under the account’s ' +
+          'lock. Audited (before and after) and evented (`account.controls_updated`). Idempotent under an ' +
+          'Idempotency-Key.',
+        operationId: 'changeAccountControls',
+        tags: ['accounts'],
+        params: IdParams,
+        requestHeaders: idempotencyKeyHeader(false),
+        body: withExamples(AccountControlsBody, {
+          freeze: { summary: 'Freeze: it can receive, not send', value: { status: 'frozen' } },
+          overdraft: { summary: 'Allow $100 of overdraft', value: { overdraftLimitCents: 10000 } },
+          close: { summary: 'Close an empty account', value: { status: 'closed' } },
+        }),
+        response: {
+          200: jsonResponse('The account with its new controls', OneAccount, IDEMPOTENCY_REPLAYED),
+          400: errorResponse(400, ['VALIDATION_ERROR']),
+          404: errorResponse(404, ['ACCOUNT_NOT_FOUND']),
+          409: errorResponse(409, [
+            'ACCOUNT_CLOSED',
+            'ACCOUNT_NOT_EMPTY',
+            'ACCOUNT_BELOW_NEW_LIMIT',
+            'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD',
+          ]),
+        },
+      },
+    },
+    async (req, reply) => {
+      const key = optionalIdempotencyKeyOf(req);
+      return sendStored(
+        reply,
+        await changeAccountControls(services, req.actor, key, req.params.id, req.body),
+      );
     },
   );
 }
