@@ -349,8 +349,34 @@ function defineTests(): void {
     await page.getByTestId('accounts').waitFor();
     assert.match(await page.getByTestId('accounts').innerText(), /acc_demo_alice_usd/);
     await screenshot(page, 'accounts');
+    // One account: its controls, its statement (each entry with the balance after it, between the opening and
+    // closing balance), and its balance at a past instant, as the API answers them.
     await page.goto(`${base}/console#/accounts/${ALICE}`);
     await page.getByTestId('account-entries').waitFor();
+    assert.equal(await page.getByTestId('account-status').innerText(), 'active');
+    const statement = (await t.request('GET', `/v1/accounts/${ALICE}/statement?limit=500`)).json;
+    const lastBalance = statement.entries[statement.entries.length - 1].balanceAfterCents;
+    assert.match(
+      await page.getByTestId('statement-summary').innerText(),
+      /opening \$0\.00, closing \$[\d,.]+\./,
+    );
+    const rows = page.getByTestId('account-entries').locator('tbody tr');
+    assert.equal(await rows.count(), Math.min(100, statement.entries.length));
+    assert.match(await rows.first().innerText(), /\$[\d,.]+\s*$/, 'a balance after each entry');
+    // The start of the current minute (a datetime-local input has minutes): a past instant.
+    const afterFirst = new Date().toISOString().slice(0, 16);
+    await page.getByLabel('Instant (UTC)').fill(afterFirst);
+    await page.getByRole('button', { name: 'Show' }).first().click();
+    await page.getByTestId('balance-at').waitFor();
+    const then = (await t.request('GET', `/v1/accounts/${ALICE}/balance?at=${afterFirst}:00Z`)).json.account;
+    const dollars = (cents: number) =>
+      `$${(cents / 100).toLocaleString('en-US', { minimumFractionDigits: 2 })}`;
+    assert.match(
+      await page.getByTestId('balance-at').innerText(),
+      new RegExp(dollars(then.postedBalanceCents).replace(/[$.]/g, '\\$&')),
+    );
+    assert.ok(typeof lastBalance === 'number');
+    await screenshot(page, 'account-statement');
     await page.goto(`${base}/console#/audit`);
     await page.getByRole('button', { name: 'Verify the hash chain' }).click();
     assert.match(await page.getByTestId('audit-verdict').innerText(), /^Valid: \d+ entries checked/);
