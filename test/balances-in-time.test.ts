@@ -10,6 +10,7 @@ import {
   pay,
   REVIEW_AMOUNT,
   rawSql,
+  usd,
 } from './support/fixtures.ts';
 import { manualClock, startTestApp, type TestApp } from './support/harness.ts';
 
@@ -375,5 +376,34 @@ test('the ledger verifier finds an entry whose running balance was altered at re
     ]);
   } finally {
     await restarted.destroy();
+  }
+});
+
+test('balance at an instant finds the right entry among many, interleaved with other accounts', async () => {
+  // 120 payments from a, each followed by one between two other accounts, so a's entries are sparse in seq: the
+  // search over seq (src/storage/ledger-sql.ts) must land on a's last entry at or before each instant.
+  const [a, b, c, d] = [
+    await party(t, { balance: 1_000_000 }),
+    await party(t),
+    await party(t, { balance: 1_000_000 }),
+    await party(t),
+  ];
+  const stamps: { atMs: number; postedCents: number }[] = [];
+  for (let i = 1; i <= 120; i++) {
+    // 61 s apart (out of the fraud rules' 60 s windows), but every third in the same millisecond as the last.
+    clock.advance(i % 3 === 0 ? 0 : 61_000);
+    const mine = await pay(t, usd(a, b, i));
+    assert.equal(mine.status, 201, mine.body);
+    assert.equal((await pay(t, usd(c, d, i))).status, 201);
+    stamps.push({ atMs: clock.now(), postedCents: mine.json.balances[0].postedBalanceCents });
+  }
+  for (const [i, s] of stamps.entries()) {
+    // The last payment of each millisecond is what the balance at that millisecond shows.
+    if (stamps[i + 1]?.atMs === s.atMs) continue;
+    const res = await t.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(s.atMs)}`);
+    assert.equal(res.json.account.postedBalanceCents, s.postedCents, `at ${iso(s.atMs)}`);
+    const justBefore = await t.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(s.atMs - 1)}`);
+    const previous = stamps.findLast((p) => p.atMs < s.atMs);
+    assert.equal(justBefore.json.account.postedBalanceCents, previous?.postedCents ?? 1_000_000);
   }
 });

@@ -31,21 +31,54 @@ export function ledgerEntryFromRow(r: Row): LedgerEntry {
   };
 }
 
-/** The account's last entry stamped at or before `atMs`: its seq and running balance (none: 0 and 0). */
-async function lastEntryAtOrBefore(
-  db: SqlExecutor,
-  accountId: string,
-  atMs: number,
-): Promise<{ seq: number; balanceAfterCents: number }> {
-  // ledger_entries_account_time (account_id, created_at_ms, seq), read backwards from `atMs`: one row.
+type EntryPoint = { seq: number; createdAtMs: number; balanceAfterCents: number };
+
+const NO_ENTRY: EntryPoint = { seq: 0, createdAtMs: 0, balanceAfterCents: 0 };
+/** A binary search over 2^53 seq values ends within 54 probes; more would be a bug. */
+const SEARCH_PROBES_MAX = 64;
+
+async function entryPoint(db: SqlExecutor, sql: string, params: unknown[]): Promise<EntryPoint | undefined> {
   const r = await db.get(
-    `SELECT seq, balance_after_cents FROM ledger_entries WHERE account_id = ? AND created_at_ms <= ?
-      ORDER BY created_at_ms DESC, seq DESC LIMIT 1`,
-    [accountId, atMs],
+    `SELECT seq, created_at_ms, balance_after_cents FROM ledger_entries WHERE ${sql}`,
+    params,
   );
   return r === undefined
-    ? { seq: 0, balanceAfterCents: 0 }
-    : { seq: num(r['seq']), balanceAfterCents: num(r['balance_after_cents']) };
+    ? undefined
+    : {
+        seq: num(r['seq']),
+        createdAtMs: num(r['created_at_ms']),
+        balanceAfterCents: num(r['balance_after_cents']),
+      };
+}
+
+/**
+ * The account's last entry stamped at or before `atMs` (none: seq 0, balance 0), by binary search over seq
+ * along ledger_entries_account (account_id, seq): about log2(seq range) index probes (30 for a billion entries),
+ * with no index on time, which every entry would pay for on the hot path. An account's entries are stamped in
+ * seq order (written under its lock, by the clock read after the lock: docs/decisions/0022-balances-in-time.md).
+ */
+async function lastEntryAtOrBefore(db: SqlExecutor, accountId: string, atMs: number): Promise<EntryPoint> {
+  const last = await entryPoint(db, 'account_id = ? ORDER BY seq DESC LIMIT 1', [accountId]);
+  if (last === undefined || last.createdAtMs <= atMs) return last ?? NO_ENTRY;
+  const first = await entryPoint(db, 'account_id = ? ORDER BY seq LIMIT 1', [accountId]);
+  assert(first !== undefined, 'an account with a last entry has a first');
+  if (first.createdAtMs > atMs) return NO_ENTRY;
+  // Invariant: `found` is stamped at or before atMs, and no entry with seq >= `above` is. Each probe halves the
+  // seq range (found.seq, above) that may still hold a later such entry.
+  let found = first;
+  let above = last.seq;
+  for (let probes = 0; found.seq + 1 < above; probes++) {
+    assert(probes < SEARCH_PROBES_MAX, 'the binary search over seq ends');
+    const mid = found.seq + Math.floor((above - found.seq) / 2);
+    const probe = await entryPoint(db, 'account_id = ? AND seq >= ? AND seq < ? ORDER BY seq LIMIT 1', [
+      accountId,
+      mid,
+      above,
+    ]);
+    if (probe !== undefined && probe.createdAtMs <= atMs) found = probe;
+    else above = mid; // none in [mid, above), or the first of them is stamped after atMs
+  }
+  return found;
 }
 
 /** The account's running total of holds placed (or resolved) at or before `atMs` (the largest: totals grow). */

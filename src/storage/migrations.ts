@@ -39,7 +39,6 @@ UPDATE ledger_entries SET balance_after_cents = r.running
                     OVER (PARTITION BY account_id ORDER BY seq) AS running FROM ledger_entries) AS r
  WHERE r.seq = ledger_entries.seq;
 ${notNull('ledger_entries', 'balance_after_cents')}
-CREATE INDEX ledger_entries_account_time ON ledger_entries (account_id, created_at_ms, seq);
 ALTER TABLE holds ADD COLUMN placed_total_after_cents ${bigint};
 ALTER TABLE holds ADD COLUMN resolved_total_after_cents ${bigint};
 UPDATE holds SET placed_total_after_cents = r.total
@@ -519,7 +518,9 @@ CREATE INDEX payments_created ON payments (created_at_ms);
     // held at T = placed by T − resolved by T, two index reads; the totals only grow, so the largest total
     // stamped at or before T is the latest. (Columns added nullable: SQLite cannot add a NOT NULL column
     // without a default; the row readers assert them, and PostgreSQL enforces them once backfilled.)
-    // The time indexes end in the running total, so "latest at or before T" is a backward range read.
+    // The hold indexes end in the running total, so "latest at or before T" is a backward range read. Entries
+    // get no time index (it would cost every payment two more index entries): src/storage/ledger-sql.ts finds
+    // an instant by binary search over seq along ledger_entries_account.
     sql: { sqlite: balancesInTimeSql('sqlite'), postgres: balancesInTimeSql('postgres') },
   },
   {
