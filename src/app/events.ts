@@ -16,6 +16,9 @@ export const EVENT_TYPES = [
   'payment.hold_expired',
   'payment.refunded',
   'customer.kyc_updated',
+  // A payment batch (src/app/payment-batches.ts): applied, or (atomic) refused with nothing applied.
+  'payment_batch.created',
+  'payment_batch.rejected',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -171,8 +171,9 @@ async function applyBatchOnce(
   commands: Command<unknown>[],
 ): Promise<CommandOutcome<unknown>[]> {
   const client = await pool.connect();
-  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back.
-  const savepoints = commands.length > 1;
+  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back. Unless the
+  // command may undo part of its work and go on (LockHints.discardable): that needs its savepoint.
+  const savepoints = commands.length > 1 || commands.some((c) => c.locks?.discardable === true);
   const tx = new SqlTx(
     executor(client),
     { forUpdate: ' FOR UPDATE', forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED', counterReads: 'arrays' },

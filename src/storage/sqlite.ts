@@ -177,6 +177,17 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     const outcomes: CommandOutcome<unknown>[] = [];
     let batchCounters: MemoryCounterTx | undefined;
     let seqWritten = 0;
+    // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event loop for
+    // its whole length (tens of ms), and every other request would wait behind it. Between commands, and
+    // between the parts of a long command (Tx.pace: a payment batch's payments), the batch lets the loop run
+    // once its slice is used up. Nothing else uses the writer meanwhile (batches never overlap; reads go to
+    // the reader connection, which sees the last commit), and a command's state is its own, in memory.
+    let sliceStartMs = performance.now();
+    const pause = async (share = 1) => {
+      if (!mayYield || performance.now() - sliceStartMs < BATCH_SLICE_MS * share) return;
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStartMs = performance.now();
+    };
     try {
       await wal?.beforeBatch();
       await withWriteLock(() => writer.exec('BEGIN IMMEDIATE'));
@@ -191,20 +202,14 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
               batchCounters = new MemoryCounterTx(counters, raw, insert);
               return batchCounters;
             },
+            pause,
           },
           savepoint,
         );
         await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
-        let sliceStartMs = performance.now();
+        sliceStartMs = performance.now();
         for (const command of commands) {
-          // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event
-          // loop for its whole length (tens of ms), and every other request would wait behind it. Between
-          // commands the batch lets the loop run once its slice is used up. Nothing else uses the writer
-          // meanwhile (batches never overlap; reads go to the reader connection, which sees the last commit).
-          if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS) {
-            await new Promise((resolve) => setImmediate(resolve));
-            sliceStartMs = performance.now();
-          }
+          await pause();
           tx.nowMs = options.clock();
           let value: unknown;
           try {
@@ -220,8 +225,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         }
         tx.nowMs = options.clock();
         // The batch's rows are written in one go, then COMMIT (its fsync): a slice of their own.
-        if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
-          await new Promise((resolve) => setImmediate(resolve));
+        await pause(1 / 2);
         await tx.finish();
         seqWritten = payments.newestSeq();
         writer.exec('COMMIT');
