@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { assert, assertSafeInteger } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
@@ -107,6 +108,25 @@ export interface SqlExecutor {
   all(sql: string, params?: unknown[]): Promise<Row[]>;
   get(sql: string, params?: unknown[]): Promise<Row | undefined>;
   run(sql: string, params?: unknown[]): Promise<number>;
+}
+
+/**
+ * Turns of the event loop for a long batch: `pause` lets the loop run (setImmediate) once `sliceMs` of work went
+ * by since the last turn (a fraction of it with `share`). SQLite needs it between commands, its statements hold
+ * the loop; both engines need it inside a long command (Tx.pace), whose reads may all be served from memory.
+ */
+export function eventLoopSlices(sliceMs: number, enabled = true) {
+  let startMs = performance.now();
+  return {
+    restart(): void {
+      startMs = performance.now();
+    },
+    async pause(share = 1): Promise<void> {
+      if (!enabled || performance.now() - startMs < sliceMs * share) return;
+      await new Promise((resolve) => setImmediate(resolve));
+      startMs = performance.now();
+    },
+  };
 }
 
 export interface SqlDialectOptions {

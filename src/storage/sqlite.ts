@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { type CountedPayment, CounterMemory, MemoryCounterTx } from './counter-memory.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
-import { type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
+import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
 
 /**
@@ -182,12 +182,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     // between the parts of a long command (Tx.pace: a payment batch's payments), the batch lets the loop run
     // once its slice is used up. Nothing else uses the writer meanwhile (batches never overlap; reads go to
     // the reader connection, which sees the last commit), and a command's state is its own, in memory.
-    let sliceStartMs = performance.now();
-    const pause = async (share = 1) => {
-      if (!mayYield || performance.now() - sliceStartMs < BATCH_SLICE_MS * share) return;
-      await new Promise((resolve) => setImmediate(resolve));
-      sliceStartMs = performance.now();
-    };
+    const slices = eventLoopSlices(BATCH_SLICE_MS, mayYield);
     try {
       await wal?.beforeBatch();
       await withWriteLock(() => writer.exec('BEGIN IMMEDIATE'));
@@ -202,14 +197,14 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
               batchCounters = new MemoryCounterTx(counters, raw, insert);
               return batchCounters;
             },
-            pause,
+            pause: () => slices.pause(),
           },
           savepoint,
         );
         await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
-        sliceStartMs = performance.now();
+        slices.restart();
         for (const command of commands) {
-          await pause();
+          await slices.pause();
           tx.nowMs = options.clock();
           let value: unknown;
           try {
@@ -225,7 +220,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         }
         tx.nowMs = options.clock();
         // The batch's rows are written in one go, then COMMIT (its fsync): a slice of their own.
-        await pause(1 / 2);
+        await slices.pause(1 / 2);
         await tx.finish();
         seqWritten = payments.newestSeq();
         writer.exec('COMMIT');
