@@ -137,6 +137,15 @@ const MATRIX: RouteRow[] = [
     admittedStatus: 400,
     body: { sourceCurrency: 'USD', destinationCurrency: 'USD', sourceAmountCents: 100 },
   },
+  // Payment batches (issue 17): made like payments (an empty body is a 400), read like them (an unknown id 404).
+  { method: 'POST', route: '/v1/payment-batches', roles: ['payments'], admittedStatus: 400, body: {} },
+  {
+    method: 'GET',
+    route: '/v1/payment-batches/:id',
+    roles: ['payments', 'compliance', 'auditor'],
+    admittedStatus: 404,
+    url: '/v1/payment-batches/pbt_missing',
+  },
   // The event outbox is read like the audit log; webhook endpoints are admin-only.
   { method: 'GET', route: '/v1/events', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/webhook-endpoints', roles: [], admittedStatus: 200 },

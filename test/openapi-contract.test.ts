@@ -469,6 +469,49 @@ test('foreign exchange: a quote, a payment with it, its replay, the refusals', a
   assert.equal(code(missing), 'FX_QUOTE_NOT_FOUND');
 });
 
+test('payment batches: completed (201, replayed), rejected (422), read back paged, the refusals', async () => {
+  const payer = await party(client, { balance: 10_000 });
+  const payee = await party(client, { balance: 0 });
+  const batchKey = key();
+  const body = { atomic: false, payments: [usd(payer, payee, 100), usd(payer, payee, 1_000_000)] };
+  const made = await call(
+    'POST',
+    '/v1/payment-batches',
+    as('payments', { body, idempotencyKey: batchKey }),
+    201,
+  );
+  assert.deepEqual(
+    made.json.batch.items.map((i: Json) => i.status),
+    ['posted', 'declined'],
+  );
+  await call('POST', '/v1/payment-batches', as('payments', { body, idempotencyKey: batchKey }), 201);
+  const reused = await call(
+    'POST',
+    '/v1/payment-batches',
+    as('payments', { body: { ...body, atomic: true }, idempotencyKey: batchKey }),
+    409,
+  );
+  assert.equal(code(reused), 'IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD');
+  const rejected = await call(
+    'POST',
+    '/v1/payment-batches',
+    as('payments', { body: { ...body, atomic: true }, idempotencyKey: key() }),
+    422,
+  );
+  assert.equal(rejected.json.batch.status, 'rejected');
+  await call('POST', '/v1/payment-batches', as('payments', { body: { atomic: true, payments: [] } }), 400);
+  const page1 = await call('GET', `/v1/payment-batches/${made.json.batch.id}?limit=1`, as('compliance'), 200);
+  assert.equal(page1.json.hasMore, true);
+  const page2 = await call(
+    'GET',
+    `/v1/payment-batches/${made.json.batch.id}?limit=1&cursor=${page1.json.nextCursor}`,
+    as('auditor'),
+    200,
+  );
+  assert.equal(page2.json.batch.items[0].index, 1);
+  await call('GET', '/v1/payment-batches/pbt_missing', as('payments'), 404);
+});
+
 test('the ledger: entries by payment and by account, and its verification', async () => {
   const byPayment = await call('GET', `/v1/ledger?paymentId=${posted.id}`, as('compliance'), 200);
   assert.ok(byPayment.json.ledgerEntries.length >= 2);

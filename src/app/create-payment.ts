@@ -1,9 +1,10 @@
 import { assert } from '../domain/assert.ts';
 import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
+import type { FxTerms } from '../domain/fx.ts';
 import { newId } from '../domain/ids.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
-import type { Tx } from '../storage/store.ts';
+import type { CustomerRow, LockHints, Tx } from '../storage/store.ts';
 import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
 import { fxAuditMetadata, fxPaymentLocks, postPayment, takeFxQuote, useFxQuote } from './fx-quotes.ts';
 import {
@@ -54,11 +55,7 @@ export async function createPayment(
   request: PaymentRequest,
 ): Promise<PaymentReply> {
   // Step 1: validate. The route schema checked every field's shape; this is what a schema cannot say.
-  if (request.sourceAccountId === request.destinationAccountId) {
-    throw new AppError('VALIDATION_ERROR', 'source and destination must be different accounts', [
-      { field: '/destinationAccountId', message: 'must differ from sourceAccountId' },
-    ]);
-  }
+  validatePayment(request);
 
   // Steps 2 to 8: one transaction. The lock hints name what the batch reads (and locks) up front: the
   // accounts here, the key in runIdempotent, which also runs step 2 and stores the response of step 8.
@@ -67,26 +64,16 @@ export async function createPayment(
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payments', request);
   // The payment the command decided (its last run, if a failed batch was split and re-run), for the metrics.
   let decided = null as Payment | null;
-  // A quoted payment also locks the FX pools and the quote's name (none without a quote).
-  const fxLocks = await fxPaymentLocks(services, request.quoteId);
+  const locks = await paymentLocks(services, request);
   const reply = await runIdempotent(
     services,
     idempotent,
     () => ({
-      locks: {
-        accountIds: [request.sourceAccountId, request.destinationAccountId, ...(fxLocks.accountIds ?? [])],
-        ...(fxLocks.names === undefined ? {} : { names: fxLocks.names }),
-        // Its risk counters, read with every other payment's of the batch in one statement.
-        counters: paymentCounterReads(
-          request.sourceAccountId,
-          request.destinationAccountId,
-          request.amountCents,
-        ),
-      },
+      locks,
       execute: async (tx) => {
         const executed = await executePayment(tx, services, actor, request);
         decided = executed.payment;
-        return executed.outcome;
+        return paymentOutcome(services, actor, executed);
       },
     }),
     { readFirst: false },
@@ -99,16 +86,71 @@ export async function createPayment(
 }
 
 /**
+ * Step 1's check of what a schema cannot say. `at` is where the payment sits in the body (a batch's
+ * `/payments/3`), so the error names the field exactly.
+ */
+export function validatePayment(request: PaymentRequest, at = ''): void {
+  if (request.sourceAccountId === request.destinationAccountId) {
+    throw new AppError('VALIDATION_ERROR', 'source and destination must be different accounts', [
+      { field: `${at}/destinationAccountId`, message: 'must differ from sourceAccountId' },
+    ]);
+  }
+}
+
+/**
+ * What a payment's transaction locks and reads up front: its two accounts, its risk counters (read with every
+ * other payment's of the batch in one statement) and, with a quote, the FX pools and the quote's name.
+ */
+export async function paymentLocks(services: Services, request: PaymentRequest): Promise<LockHints> {
+  const fxLocks = await fxPaymentLocks(services, request.quoteId);
+  return {
+    accountIds: [request.sourceAccountId, request.destinationAccountId, ...(fxLocks.accountIds ?? [])],
+    ...(fxLocks.names === undefined ? {} : { names: fxLocks.names }),
+    counters: paymentCounterReads(request.sourceAccountId, request.destinationAccountId, request.amountCents),
+  };
+}
+
+/** A payment as decided and recorded, and its accounts as they stand after it. */
+export interface ExecutedPayment {
+  payment: Payment;
+  accounts: Map<string, Account>;
+}
+
+/**
  * Steps 3 to 8, run once step 2 (the idempotency gate: src/app/idempotent.ts, under the key's lock) found no
  * stored response under the key and claimed it: a stored one is replayed byte for byte, or the key's reuse
- * with another payload refused, before this runs.
+ * with another payload refused, before this runs. A payment batch (src/app/payment-batches.ts) runs it for
+ * each of its payments, in its one command, with the batch's id (`batchId`); the response is the caller's.
  */
-async function executePayment(
+export async function executePayment(
   tx: Tx,
   services: Services,
   actor: Actor,
   request: PaymentRequest,
-): Promise<{ outcome: IdempotentOutcome; payment: Payment }> {
+  batchId: string | null = null,
+): Promise<ExecutedPayment> {
+  return recordPayment(tx, services, actor, request, await preparePayment(tx, actor, request), batchId);
+}
+
+/** What step 3 found: the two accounts, their owners, and across currencies the quote's terms. */
+export interface PreparedPayment {
+  source: Account;
+  destination: Account;
+  sender: CustomerRow;
+  receiver: CustomerRow;
+  fx: FxTerms | null;
+}
+
+/**
+ * Step 3, which only reads: a payment that cannot be made (an unknown account, a bad quote) throws here, before
+ * anything is written or counted. A payment batch relies on that: such an item fails alone, at no cost to the
+ * others (src/app/payment-batches.ts).
+ */
+export async function preparePayment(
+  tx: Tx,
+  actor: Actor,
+  request: PaymentRequest,
+): Promise<PreparedPayment> {
   // Step 3: load both accounts (locked on PostgreSQL). A 404 throws, which undoes the claim: not stored.
   const { source, destination } = await loadAccounts(tx, actor, request);
   const parties = await tx.getCustomers([source.ownerCustomerId!, destination.ownerCustomerId!]);
@@ -119,7 +161,19 @@ async function executePayment(
   const quoteId = request.quoteId;
   const fx =
     quoteId === undefined ? null : await takeFxQuote(tx, actor, { ...request, quoteId }, source, destination);
+  return { source, destination, sender, receiver, fx };
+}
 
+/** Steps 4 to 8: decide, and record the decision and its effects. */
+export async function recordPayment(
+  tx: Tx,
+  services: Services,
+  actor: Actor,
+  request: PaymentRequest,
+  prepared: PreparedPayment,
+  batchId: string | null,
+): Promise<ExecutedPayment> {
+  const { source, destination, sender, receiver, fx } = prepared;
   // Steps 4 to 6: compliance (KYC, jurisdictions, sanctions, limits), fraud (windowed counters), funds and
   // currency, decided by the risk policy (src/domain/policy.ts). Counters are read before this attempt counts.
   const riskInput = {
@@ -152,6 +206,7 @@ async function executePayment(
     refundedCents: 0,
     resolution: null,
     fx,
+    batchId,
     createdAtMs: tx.nowMs,
     updatedAtMs: tx.nowMs,
   };
@@ -170,18 +225,27 @@ async function executePayment(
     accounts.set(source.id, await tx.placeHold(payment.id, source, payment.amountCents));
   }
 
-  // Step 8: audit entry (the whole decision), outbox event (the summary), and the response bytes every
-  // replay will repeat (runIdempotent stores them, sealed, under the key in this transaction): the view of
-  // the decision this caller's role may see, as the key is the caller's own (src/app/views.ts).
+  // Step 8: audit entry (the whole decision) and outbox event (the summary); the response follows
+  // (paymentOutcome).
   await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionIds));
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment, {}, services.reviewHoldExpiryMs);
+  return { payment, accounts };
+}
+
+/**
+ * Step 8's response, the bytes every replay will repeat (runIdempotent stores them, sealed, under the key in
+ * this transaction): the view of the decision this caller's role may see, as the key is the caller's own
+ * (src/app/views.ts).
+ */
+function paymentOutcome(services: Services, actor: Actor, executed: ExecutedPayment): IdempotentOutcome {
+  const { payment, accounts } = executed;
   const view = paymentView(payment, decisionDetailFor(actor), services.reviewHoldExpiryMs);
   const body = {
     payment: view,
     ledgerPosted: payment.status === 'posted',
     balances: resultingBalances(accounts.values(), actor),
   };
-  return { outcome: jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id), payment };
+  return jsonOutcome(STATUS_BY_OUTCOME[payment.status], body, payment.id);
 }
 
 async function loadAccounts(
@@ -229,6 +293,8 @@ function paymentAudit(actor: Actor, payment: Payment, ledgerTransactionIds: stri
       decision: payment.decision as unknown as AuditValue,
       ledgerTransactionId: ledgerTransactionIds[0] ?? null,
       ...fxAuditMetadata(payment, ledgerTransactionIds),
+      // Made in a payment batch (src/app/payment-batches.ts): which one.
+      ...(payment.batchId == null ? {} : { batchId: payment.batchId }),
     },
   };
 }

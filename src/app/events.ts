@@ -17,6 +17,9 @@ export const EVENT_TYPES = [
   'payment.refunded',
   'customer.kyc_updated',
   'account.controls_updated',
+  // A payment batch (src/app/payment-batches.ts): applied, or (atomic) refused with nothing applied.
+  'payment_batch.created',
+  'payment_batch.rejected',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

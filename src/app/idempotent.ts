@@ -1,3 +1,4 @@
+import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
 import {
   type IdempotencyVerdict,
@@ -50,7 +51,12 @@ export interface IdempotentOutcome extends StoredResponse {
 export interface IdempotentCommand {
   /** The command's own lock hints; the key's lock is added here. */
   locks?: LockHints;
-  execute(tx: Tx): Promise<IdempotentOutcome>;
+  /**
+   * `discard` (for a command whose locks say `discardable`) undoes everything the command did so far and
+   * claims the key again, so that the command can record another outcome instead (an atomic payment batch's
+   * refusal, src/app/payment-batches.ts).
+   */
+  execute(tx: Tx, discard: () => Promise<void>): Promise<IdempotentOutcome>;
 }
 
 /**
@@ -114,7 +120,13 @@ export async function runIdempotent(
       const stored = await claimOrReplay(tx, services, request);
       if (stored !== null) return stored;
     }
-    const outcome = await execute(tx);
+    const discard = async () => {
+      await tx.discardCommand();
+      // The claim went with everything else; under the key's lock nothing can have taken it meanwhile.
+      if (request !== null)
+        assert((await claimOrReplay(tx, services, request)) === null, 'a discarded claim is claimed again');
+    };
+    const outcome = await execute(tx, discard);
     if (request === null) return { statusCode: outcome.statusCode, body: outcome.body, replayed: null };
     return completeIdempotent(tx, services, request, outcome);
   }, hints);

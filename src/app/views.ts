@@ -146,6 +146,8 @@ export function paymentView(p: Payment, detail: DecisionDetail, holdExpiryMs?: n
       p.status === 'manual_review' && holdExpiryMs !== undefined ? iso(p.createdAtMs + holdExpiryMs) : null,
     // Across currencies: the quote it used, the rate and what the payee gets (src/app/fx-quotes.ts); else null.
     fx: p.fx ?? null,
+    // The payment batch it was made in (src/app/payment-batches.ts); null when made alone.
+    batchId: p.batchId ?? null,
   };
 }
 

@@ -20,7 +20,8 @@ export type IdPrefix =
   | 'evt'
   | 'whe'
   | 'whd'
-  | 'fxq';
+  | 'fxq'
+  | 'pbt';
 
 /**
  * `<prefix>_` + 10 characters of time (milliseconds, base32) + 16 characters of randomness (80 bits from a

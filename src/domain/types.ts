@@ -160,6 +160,8 @@ export interface Payment {
   resolution: PaymentResolution | null;
   /** A cross-currency payment's quote terms (src/domain/fx.ts); absent or null: one currency. */
   fx?: FxTerms | null;
+  /** The payment batch it was made in (src/app/payment-batches.ts); absent or null: made alone. */
+  batchId?: string | null;
   createdAtMs: number;
   updatedAtMs: number;
 }

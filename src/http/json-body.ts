@@ -25,6 +25,16 @@ export const JSON_DEPTH_MAX = 32;
  * first key past it, before JSON.parse.
  */
 export const JSON_KEYS_MAX = 1_000;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A route whose body is a list of objects (POST /v1/payment-batches) allows more keys than JSON_KEYS_MAX:
+     * as many as its schema can hold. The body's byte limit still bounds the parse.
+     */
+    jsonKeysMax?: number;
+  }
+}
 /** Pointers in error details are cut to this length: a key can be as long as the body. */
 const POINTER_CHARS_MAX = 200;
 
@@ -42,13 +52,14 @@ export function useJsonBody(app: HttpApp, bodyLimitBytes: number): void {
       }
       const text = (body as Buffer).toString('utf8');
       // The structure scan runs first: it bounds the depth before anything recursive sees the body.
-      const structure = scanJsonStructure(text);
+      const keysMax = request.routeOptions.config.jsonKeysMax ?? JSON_KEYS_MAX;
+      const structure = scanJsonStructure(text, { keysMax });
       if (structure.tooDeepAt !== null) {
         done(new AppError('INVALID_JSON', `the body nests deeper than ${JSON_DEPTH_MAX} levels`), undefined);
         return;
       }
-      if (structure.keyCount > JSON_KEYS_MAX) {
-        const message = `the body has more than ${JSON_KEYS_MAX} object keys`;
+      if (structure.keyCount > keysMax) {
+        const message = `the body has more than ${keysMax} object keys`;
         done(new AppError('VALIDATION_ERROR', message, [{ field: '/body', message }]), undefined);
         return;
       }

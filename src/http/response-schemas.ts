@@ -1,6 +1,11 @@
 import { type TSchema, Type } from 'typebox';
 import { DELIVERED_EVENT_TYPES, EVENT_TYPES } from '../app/events.ts';
 import { RATE_PATTERN } from '../domain/fx.ts';
+import {
+  PAYMENT_BATCH_ITEM_STATUSES,
+  PAYMENT_BATCH_ITEMS_MAX,
+  PAYMENT_BATCH_STATUSES,
+} from '../domain/payment-batch.ts';
 import { ACCOUNT_STATUSES, RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
 
 /**
@@ -261,8 +266,74 @@ export const Payment = Type.Object(
     ),
     // Optional only for responses stored before it existed (a replay repeats the stored bytes).
     fx: Type.Optional(Nullable(ref(PaymentFx))),
+    // Optional only for responses stored before it existed (a replay repeats the stored bytes).
+    batchId: Type.Optional(
+      Nullable(
+        Id('pbt', 'the payment batch it was made in (POST /v1/payment-batches); null when made alone'),
+      ),
+    ),
   },
   { ...closed, $id: 'Payment', title: 'Payment' },
+);
+
+// Payment batches (src/http/routes/payment-batches.ts; src/app/payment-batches.ts).
+const BatchItemError = Type.Object(
+  {
+    code: Type.String({ description: 'an error code of the catalogue (docs/api.md)' }),
+    message: Type.String(),
+    details: Type.Optional(
+      Type.Array(Type.Object({ field: Type.Optional(Type.String()), message: Type.String() }, closed)),
+    ),
+    reasons: Type.Optional(Reasons),
+  },
+  { ...closed, description: 'why the item has no payment' },
+);
+export const PaymentBatchItem = Type.Object(
+  {
+    index: Type.Integer({
+      minimum: 0,
+      maximum: PAYMENT_BATCH_ITEMS_MAX - 1,
+      description: 'its place in `payments`',
+    }),
+    status: Type.Union(PAYMENT_BATCH_ITEM_STATUSES.map((s) => Type.Literal(s))),
+    payment: Type.Optional(ref(Payment)),
+    error: Type.Optional(BatchItemError),
+  },
+  {
+    ...closed,
+    $id: 'PaymentBatchItem',
+    title: 'PaymentBatchItem',
+    description: 'posted, manual_review, declined: with its `payment`; failed, not_applied: with its `error`',
+  },
+);
+const BatchCount = (description: string) =>
+  Type.Integer({ minimum: 0, maximum: PAYMENT_BATCH_ITEMS_MAX, description });
+export const PaymentBatch = Type.Object(
+  {
+    id: Id('pbt'),
+    atomic: Type.Boolean(),
+    status: Type.Union(
+      PAYMENT_BATCH_STATUSES.map((s) => Type.Literal(s)),
+      {
+        description:
+          'completed: every item decided; rejected: an atomic batch refused, nothing of it applied',
+      },
+    ),
+    counts: Type.Object(
+      {
+        total: BatchCount('items in the batch'),
+        posted: BatchCount('items posted'),
+        manualReview: BatchCount('items held for review'),
+        declined: BatchCount('items declined'),
+        failed: BatchCount('items that failed (an error, or in an atomic batch, not posted)'),
+        notApplied: BatchCount('items of a rejected atomic batch undone because others failed'),
+      },
+      closed,
+    ),
+    createdAt: DateTime(),
+    items: Type.Array(ref(PaymentBatchItem), { maxItems: PAYMENT_BATCH_ITEMS_MAX }),
+  },
+  { ...closed, $id: 'PaymentBatch', title: 'PaymentBatch' },
 );
 
 export const Refund = Type.Object(
@@ -477,7 +548,8 @@ export const Event = Type.Object(
       {
         additionalProperties: true,
         description:
-          '`{payment, refund?}` for payment events, `{customer}` for customer.kyc_updated (docs/webhooks.md)',
+          '`{payment, refund?}` for payment events, `{customer}` for customer.kyc_updated, `{batch}` for ' +
+          'payment_batch events (docs/webhooks.md)',
       },
     ),
   },
@@ -548,6 +620,8 @@ export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   AccountBalance,
   Payment,
   PaymentFx,
+  PaymentBatch,
+  PaymentBatchItem,
   FxQuote,
   DecisionFull,
   DecisionSummary,

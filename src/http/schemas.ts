@@ -3,6 +3,7 @@ import { ISO_DATE_TIME_PATTERN } from '../app/api-keys.ts';
 import { EVENT_TYPES } from '../app/events.ts';
 import { COUNTRY_CODES, CURRENCY_CODES } from '../domain/iso-codes.ts';
 import { COUNTRY_PATTERN, CURRENCY_PATTERN } from '../domain/money.ts';
+import { PAYMENT_BATCH_ITEMS_MAX } from '../domain/payment-batch.ts';
 import { ACCOUNT_STATUSES, PAYMENT_STATUSES } from '../domain/types.ts';
 
 /**
@@ -114,6 +115,21 @@ export const CreatePaymentBody = Type.Object(
   { additionalProperties: false },
 );
 export type CreatePaymentBody = Static<typeof CreatePaymentBody>;
+
+/**
+ * A payment batch: every payment exactly as POST /v1/payments takes it (so an invalid one is named by its place:
+ * `/payments/3/amountCents`), at most PAYMENT_BATCH_ITEMS_MAX of them.
+ */
+export const CreatePaymentBatchBody = Type.Object(
+  {
+    atomic: Type.Boolean({
+      description: 'true: all post or none does; false: each payment is decided on its own',
+    }),
+    payments: Type.Array(CreatePaymentBody, { minItems: 1, maxItems: PAYMENT_BATCH_ITEMS_MAX }),
+  },
+  { additionalProperties: false },
+);
+export type CreatePaymentBatchBody = Static<typeof CreatePaymentBatchBody>;
 
 /** A quote to convert `sourceAmountCents` (minor units of sourceCurrency) into destinationCurrency. */
 export const CreateFxQuoteBody = Type.Object(

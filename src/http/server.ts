@@ -40,6 +40,7 @@ import { fxQuoteRoutes } from './routes/fx-quotes.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
+import { paymentBatchRoutes } from './routes/payment-batches.ts';
 import { paymentRoutes } from './routes/payments.ts';
 import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
@@ -183,6 +184,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     customerRoutes(api, services);
     accountRoutes(api, services);
     paymentRoutes(api, services);
+    paymentBatchRoutes(api, services);
     fxQuoteRoutes(api, services);
     ledgerRoutes(api, services);
     auditRoutes(api, services);

@@ -645,4 +645,40 @@ ALTER TABLE accounts ADD CONSTRAINT accounts_floor ${ACCOUNT_FLOOR_CHECK};
 `,
     },
   },
+  {
+    version: 21,
+    name: 'payment batches: the batch, its items, and the batch a payment was made in',
+    // A batch (POST /v1/payment-batches, docs/decisions/0023-payment-batches.md) is written once, in the
+    // transaction of its payments, and never changes: its counts are its items' fate at that moment (a held
+    // item's payment may be approved later; GET /v1/payment-batches/:id shows the payment as it is now).
+    // payment_batch_items is keyed (batch_id, item_index): the batch's page of items is a range of its primary
+    // key. An item has its payment (posted, manual_review, declined) or an error (JSON, as answered).
+    // payments.batch_id: the batch a payment came in (null for a single payment); no index, nothing lists by it.
+    sql: `
+CREATE TABLE payment_batches (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  atomic INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  item_count INTEGER NOT NULL,
+  counts TEXT NOT NULL,
+  api_key_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  CHECK (atomic IN (0, 1)),
+  CHECK (status IN ('completed', 'rejected')),
+  CHECK (item_count BETWEEN 1 AND 1000)
+);
+CREATE TABLE payment_batch_items (
+  batch_id TEXT NOT NULL,
+  item_index INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  payment_id TEXT,
+  error TEXT,
+  PRIMARY KEY (batch_id, item_index),
+  CHECK ((payment_id IS NULL) <> (error IS NULL))
+);
+ALTER TABLE payments ADD COLUMN batch_id TEXT;
+`,
+  },
 ];

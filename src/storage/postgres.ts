@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { InvariantViolation } from '../domain/assert.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
-import { type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
+import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
 
 /**
@@ -34,6 +34,8 @@ export interface PostgresOptions {
 const RETRYABLE_CODES = new Set(['40001', '40P01']);
 const BATCH_ATTEMPTS_MAX = 8;
 const RETRY_BACKOFF_BASE_MS = 5;
+/** How long a long command runs between turns of the event loop (Tx.pace), as SQLite's BATCH_SLICE_MS. */
+const PACE_SLICE_MS = 8;
 const MIGRATION_LOCK_KEY = 7_261_114_591; // any constant: one migration runner at a time across processes
 
 interface PreparedText {
@@ -171,11 +173,20 @@ async function applyBatchOnce(
   commands: Command<unknown>[],
 ): Promise<CommandOutcome<unknown>[]> {
   const client = await pool.connect();
-  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back.
-  const savepoints = commands.length > 1;
+  // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back. Unless the
+  // command may undo part of its work and go on (LockHints.discardable): that needs its savepoint.
+  const savepoints = commands.length > 1 || commands.some((c) => c.locks?.discardable === true);
+  // A long command whose reads were all prefetched runs without I/O for a while: Tx.pace gives the event loop
+  // a turn every slice, as on SQLite.
+  const slices = eventLoopSlices(PACE_SLICE_MS);
   const tx = new SqlTx(
     executor(client),
-    { forUpdate: ' FOR UPDATE', forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED', counterReads: 'arrays' },
+    {
+      forUpdate: ' FOR UPDATE',
+      forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED',
+      counterReads: 'arrays',
+      pause: () => slices.pause(),
+    },
     { savepoints, control: async (sql) => void (await client.query(sql)) },
   );
   const outcomes: CommandOutcome<unknown>[] = [];

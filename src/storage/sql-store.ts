@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { assert, assertSafeInteger } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
@@ -20,6 +21,11 @@ import {
   nodesCompletedBy,
 } from '../domain/merkle.ts';
 import {
+  PAYMENT_BATCH_ITEMS_MAX,
+  type PaymentBatch,
+  type PaymentBatchItem,
+} from '../domain/payment-batch.ts';
+import {
   type Account,
   type AccountControls,
   type Actor,
@@ -39,6 +45,7 @@ import * as fxQuotesSql from './fx-quotes-sql.ts';
 import * as keyRotationSql from './key-rotation-sql.ts';
 import * as ledgerSql from './ledger-sql.ts';
 import { ledgerEntryFromRow } from './ledger-sql.ts';
+import * as paymentBatchesSql from './payment-batches-sql.ts';
 import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
 import * as scopedSql from './scoped-sql.ts';
 import type {
@@ -104,6 +111,25 @@ export interface SqlExecutor {
   run(sql: string, params?: unknown[]): Promise<number>;
 }
 
+/**
+ * Turns of the event loop for a long batch: `pause` lets the loop run (setImmediate) once `sliceMs` of work went
+ * by since the last turn (a fraction of it with `share`). SQLite needs it between commands, its statements hold
+ * the loop; both engines need it inside a long command (Tx.pace), whose reads may all be served from memory.
+ */
+export function eventLoopSlices(sliceMs: number, enabled = true) {
+  let startMs = performance.now();
+  return {
+    restart(): void {
+      startMs = performance.now();
+    },
+    async pause(share = 1): Promise<void> {
+      if (!enabled || performance.now() - startMs < sliceMs * share) return;
+      await new Promise((resolve) => setImmediate(resolve));
+      startMs = performance.now();
+    },
+  };
+}
+
 export interface SqlDialectOptions {
   forUpdate: string;
   /** ' FOR UPDATE SKIP LOCKED' on PostgreSQL (several dispatchers); empty on SQLite (one writer). */
@@ -115,6 +141,8 @@ export interface SqlDialectOptions {
    * given the raw executor and a way to queue a row of `risk_keys_counted`.
    */
   counters?: (raw: SqlExecutor, insertKeyCounted: (key: string) => void) => Counters;
+  /** `Tx.pace`: lets the event loop run when the batch's time slice is used up (SQLite); absent: nothing to do. */
+  pause?: () => Promise<void>;
 }
 
 const num = (v: unknown): number => {
@@ -179,6 +207,7 @@ function paymentFromRow(r: Row): Payment {
     refundedCents: num(r['refunded_cents']),
     resolution: resolutionFromRow(r),
     fx: r['fx'] === null || r['fx'] === undefined ? null : JSON.parse(str(r['fx'])),
+    batchId: nullableStr(r['batch_id']),
     createdAtMs: num(r['created_at_ms']),
     updatedAtMs: num(r['updated_at_ms']),
   };
@@ -332,6 +361,28 @@ export class SqlReads implements Reads {
   async getPayment(id: string): Promise<Payment | undefined> {
     const r = await this.db.get('SELECT * FROM payments WHERE id = ?', [id]);
     return r && paymentFromRow(r);
+  }
+
+  // Payment batches: the SQL lives in payment-batches-sql.ts.
+  getPaymentBatch(id: string): Promise<PaymentBatch | undefined> {
+    return paymentBatchesSql.getPaymentBatch(this.db, id);
+  }
+
+  async listPaymentBatchItems(batchId: string, afterIndex: number, limit: number) {
+    const items = await paymentBatchesSql.listPaymentBatchItems(this.db, batchId, afterIndex, limit);
+    const ids = items.flatMap((i) => i.paymentId ?? []);
+    const payments = new Map<string, Payment>();
+    for (const chunk of chunks(ids, IDS_PER_QUERY)) {
+      const rows = await this.db.all(
+        `SELECT * FROM payments WHERE id IN (${placeholders(chunk.length)})`,
+        chunk,
+      );
+      for (const row of rows) payments.set(str(row['id']), paymentFromRow(row));
+    }
+    return items.map((item) => ({
+      item,
+      payment: item.paymentId === null ? null : (payments.get(item.paymentId) ?? null),
+    }));
   }
 
   // Filtered and scoped lists read bounded windows of index ranges (scoped-sql.ts); an unfiltered, unscoped list
@@ -711,7 +762,7 @@ export class SqlTx implements Tx {
   constructor(
     private readonly raw: SqlExecutor,
     private readonly dialect: SqlDialectOptions,
-    savepoint: SavepointControl,
+    private readonly savepoint: SavepointControl,
   ) {
     this.writes = new WriteBehind(
       raw,
@@ -755,6 +806,19 @@ export class SqlTx implements Tx {
         this.idempotency.set(idempotencyScope(record.apiKeyId, record.key), record);
       }
     }
+  }
+
+  async discardCommand(): Promise<void> {
+    // Without a savepoint (PostgreSQL's lone command that did not declare itself discardable) a direct write
+    // could not be undone: the declaration is a contract, checked.
+    assert(this.savepoint.savepoints, 'a command that discards its work declared itself discardable');
+    await this.endCommand(false);
+  }
+
+  async pace(): Promise<void> {
+    // Written a thousand at a time (on SQLite about 10 ms of the slice), not all at once before COMMIT.
+    await this.writes.flushWhenOver(ROWS_QUEUED_BEFORE_FLUSH);
+    await this.dialect.pause?.();
   }
 
   /** Ends a command: its queued rows, balance changes and audit entries join the batch, or are dropped. */
@@ -1277,6 +1341,10 @@ export class SqlTx implements Tx {
     return fxQuotesSql.useFxQuote(this.db, id, paymentId, this.nowMs);
   }
 
+  insertPaymentBatch(batch: PaymentBatch, items: PaymentBatchItem[]): Promise<void> {
+    return paymentBatchesSql.insertPaymentBatch(this.db, batch, items);
+  }
+
   async insertPayment(p: Payment, apiKeyId: string, requestId: string): Promise<void> {
     this.writes.insert('payments', [
       p.id,
@@ -1294,6 +1362,7 @@ export class SqlTx implements Tx {
       p.createdAtMs,
       p.updatedAtMs,
       p.fx == null ? null : JSON.stringify(p.fx),
+      p.batchId ?? null,
     ]);
     // The metadata filter's index (migration 18): a row per key, for payments that carry metadata only.
     // Own keys only (Object.entries), so a key such as `__proto__` is a key like any other.
@@ -1332,6 +1401,9 @@ export class SqlTx implements Tx {
     const leaves: Buffer[] = [];
     let prevHash = str(head['last_hash']);
     for (const draft of drafts) {
+      // A payment batch appends a thousand entries: on SQLite the loop runs between slices of the sealing
+      // (the head is this batch's until COMMIT; see Tx.pace).
+      if (entries.length % AUDIT_SEALS_PER_PAUSE === AUDIT_SEALS_PER_PAUSE - 1) await this.dialect.pause?.();
       // The canonical bytes the chain hash covers are the Merkle leaf's too: computed once.
       const { entry, canonical } = sealAuditEntryCanonical(
         draft,
@@ -1343,7 +1415,9 @@ export class SqlTx implements Tx {
       leaves.push(leafHash(canonical));
       prevHash = entry.hash;
     }
+    await this.dialect.pause?.();
     await insertRows(this.raw, 'audit_entries', AUDIT_COLUMNS, entries.map(auditRow));
+    await this.dialect.pause?.();
     await this.writeMerkleLeaves(this.raw, size, leaves);
     const changed = await this.raw.run(
       'UPDATE audit_head SET size = ?, last_hash = ?, merkle_size = ? WHERE id = 1 AND size = ?',
@@ -1578,11 +1652,20 @@ function lastLeafOf(id: NodeId): number {
 }
 
 /**
- * A sanity bound, not a tuning knob. The largest commands are the review paths' chunks, one entry per payment:
- * a KYC rejection declining up to 100 held payments plus its own entry (src/app/review.ts,
- * KYC_CASCADE_CHUNK_MAX) and the hold-expiry sweep's 100 (which 16 made fail on its 17th hold).
+ * A sanity bound, not a tuning knob. The largest command is a payment batch: an entry per payment and one for
+ * the batch (src/app/payment-batches.ts). Before it, the review paths' chunks, one entry per payment: a KYC
+ * rejection declining up to 100 held payments plus its own entry (src/app/review.ts, KYC_CASCADE_CHUNK_MAX)
+ * and the hold-expiry sweep's 100 (which 16 made fail on its 17th hold).
  */
-const AUDIT_DRAFTS_PER_COMMAND_MAX = 128;
+const AUDIT_DRAFTS_PER_COMMAND_MAX = PAYMENT_BATCH_ITEMS_MAX + 1;
+/** While sealing a batch's audit entries, how often to offer the event loop a turn (`dialect.pause`). */
+const AUDIT_SEALS_PER_PAUSE = 64;
+/**
+ * `Tx.pace` writes the queued rows once this many wait: a payment batch queues about 10 rows per payment (more
+ * with metadata and webhook endpoints). On SQLite writing them holds the event loop (about 10 ms per thousand),
+ * and the write-behind's bound is 100,000 rows for the whole batch.
+ */
+const ROWS_QUEUED_BEFORE_FLUSH = 1_000;
 const MERKLE_IDS_PER_QUERY = 100;
 const AUDIT_COLUMNS = [
   'idx',
@@ -1660,6 +1743,8 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
       'updated_at_ms',
       // The quote terms of a cross-currency payment (migration 19); null for one currency.
       'fx',
+      // The batch it was made in (migration 21); null for a single payment.
+      'batch_id',
     ],
   },
   PAYMENT_METADATA,

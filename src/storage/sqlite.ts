@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { type CountedPayment, CounterMemory, MemoryCounterTx } from './counter-memory.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
-import { type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
+import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
 
 /**
@@ -185,6 +185,12 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     const outcomes: CommandOutcome<unknown>[] = [];
     let batchCounters: MemoryCounterTx | undefined;
     let seqWritten = 0;
+    // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event loop for
+    // its whole length (tens of ms), and every other request would wait behind it. Between commands, and
+    // between the parts of a long command (Tx.pace: a payment batch's payments), the batch lets the loop run
+    // once its slice is used up. Nothing else uses the writer meanwhile (batches never overlap; reads go to
+    // the reader connection, which sees the last commit), and a command's state is its own, in memory.
+    const slices = eventLoopSlices(BATCH_SLICE_MS, mayYield);
     try {
       await wal?.beforeBatch();
       await withWriteLock(() => writer.exec('BEGIN IMMEDIATE'));
@@ -199,20 +205,14 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
               batchCounters = new MemoryCounterTx(counters, raw, insert);
               return batchCounters;
             },
+            pause: () => slices.pause(),
           },
           savepoint,
         );
         await tx.prefetch(commands.flatMap((c) => c.locks ?? []));
-        let sliceStartMs = performance.now();
+        slices.restart();
         for (const command of commands) {
-          // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event
-          // loop for its whole length (tens of ms), and every other request would wait behind it. Between
-          // commands the batch lets the loop run once its slice is used up. Nothing else uses the writer
-          // meanwhile (batches never overlap; reads go to the reader connection, which sees the last commit).
-          if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS) {
-            await new Promise((resolve) => setImmediate(resolve));
-            sliceStartMs = performance.now();
-          }
+          await slices.pause();
           tx.nowMs = options.clock();
           let value: unknown;
           try {
@@ -228,8 +228,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         }
         tx.nowMs = options.clock();
         // The batch's rows are written in one go, then COMMIT (its fsync): a slice of their own.
-        if (mayYield && performance.now() - sliceStartMs >= BATCH_SLICE_MS / 2)
-          await new Promise((resolve) => setImmediate(resolve));
+        await slices.pause(1 / 2);
         await tx.finish();
         seqWritten = payments.newestSeq();
         writer.exec('COMMIT');

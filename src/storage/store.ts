@@ -4,6 +4,7 @@ import type { FxQuote } from '../domain/fx.ts';
 import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts';
 import type { Posting } from '../domain/ledger.ts';
 import type { MerkleNode, NodeId } from '../domain/merkle.ts';
+import type { PaymentBatch, PaymentBatchItem } from '../domain/payment-batch.ts';
 import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
 import type {
   Account,
@@ -53,6 +54,11 @@ export interface LockHints {
    * counters in one statement, instead of one per command. A command that reads others reads them itself.
    */
   counters?: CounterRequest[];
+  /**
+   * The command may undo its own work part-way and go on (`Tx.discardCommand`: a payment batch, src/app/
+   * payment-batches.ts). It then needs its savepoint even when it runs alone, where PostgreSQL saves one.
+   */
+  discardable?: boolean;
 }
 
 export interface Command<R> {
@@ -362,6 +368,14 @@ export interface Reads {
     scope?: CustomerScope | null,
   ): Promise<Page<Account>>;
   getPayment(id: string): Promise<Payment | undefined>;
+  // Payment batches (src/app/payment-batches.ts; SQL in payment-batches-sql.ts).
+  getPaymentBatch(id: string): Promise<PaymentBatch | undefined>;
+  /** Up to `limit` items after `afterIndex`, in order, each with its payment as it is now (null: none). */
+  listPaymentBatchItems(
+    batchId: string,
+    afterIndex: number,
+    limit: number,
+  ): Promise<{ item: PaymentBatchItem; payment: Payment | null }[]>;
   /** An FX quote (committed state: which currencies, so which FX pools, a payment with it will lock). */
   getFxQuote(id: string): Promise<FxQuote | undefined>;
   /**
@@ -615,6 +629,20 @@ export interface Tx {
   recordWebhookAttempt(deliveryId: string, leaseToken: string, attempt: DeliveryAttempt): Promise<boolean>;
 
   insertPayment(payment: Payment, apiKeyId: string, requestId: string): Promise<void>;
+  /** Writes a payment batch and its items (src/app/payment-batches.ts). */
+  insertPaymentBatch(batch: PaymentBatch, items: PaymentBatchItem[]): Promise<void>;
+
+  /**
+   * Undoes everything the running command has done so far (its rows, direct writes, balance changes, counted
+   * risk events, audit entries, idempotency claims), as if it had failed, and lets it go on from a clean
+   * start: in the same transaction, under the same locks. Only for a command declared `discardable`.
+   */
+  discardCommand(): Promise<void>;
+  /**
+   * Between the parts of a long command (a batch's payments): lets the event loop run once the batch's time
+   * slice is used up (SQLite, whose statements hold the loop), and writes the queued rows once many are queued.
+   */
+  pace(): Promise<void>;
 
   // FX quotes (src/app/fx-quotes.ts); the SQL lives in fx-quotes-sql.ts.
   insertFxQuote(quote: FxQuote): Promise<void>;

@@ -130,6 +130,11 @@ export class WriteBehind {
     return hadSavepoint;
   }
 
+  /** Writes everything queued once more than `rows` rows wait (a long command, between its parts). */
+  async flushWhenOver(rows: number): Promise<void> {
+    if (this.rowsQueued > rows) await this.flushAll();
+  }
+
   /** Writes everything queued: called once more before COMMIT. */
   async flushAll(): Promise<void> {
     await this.flushThrough(this.order.length - 1);
