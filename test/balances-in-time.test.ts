@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -405,5 +406,86 @@ test('balance at an instant finds the right entry among many, interleaved with o
     const justBefore = await t.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(s.atMs - 1)}`);
     const previous = stamps.findLast((p) => p.atMs < s.atMs);
     assert.equal(justBefore.json.account.postedBalanceCents, previous?.postedCents ?? 1_000_000);
+  }
+});
+
+test('a clock that steps back: the account history stays in time order, and balances in time stay exact', async () => {
+  // Another process's clock behind this one's, or a clock stepped back: each change is stamped no earlier than
+  // the account's latest stamp, so held and posted balances at any instant still add up.
+  const own = manualClock(Date.UTC(2026, 8, 1));
+  const app = await startTestApp({ clock: own.now });
+  try {
+    const reviewer = (await apiKey(app, 'compliance')).token;
+    const [a, b] = [await party(app, { balance: 2_000_000 }), await party(app)];
+    const held: string[] = [];
+    for (const stepMs of [0, -5_000, 1, 61_000]) {
+      own.advance(stepMs);
+      const res = await pay(app, usd(a, b, REVIEW_AMOUNT - held.length));
+      assert.equal(res.status, 202, res.body);
+      held.push(res.json.payment.id);
+    }
+    own.advance(-30_000);
+    const fifth = await pay(app, usd(a, b, 1_000)); // posted, or held by the velocity rule: stamped either way
+    assert.ok(fifth.status === 201 || fifth.status === 202, fifth.body);
+    if (fifth.status === 202) held.push(fifth.json.payment.id);
+    own.advance(100_000);
+    const now = iso(own.now());
+    const current = (await app.request('GET', `/v1/accounts/${a.accountId}/balance`)).json.account;
+    const atNow = (await app.request('GET', `/v1/accounts/${a.accountId}/balance?at=${now}`)).json.account;
+    assert.equal(atNow.heldBalanceCents, current.heldBalanceCents);
+    assert.equal(atNow.postedBalanceCents, current.postedBalanceCents);
+    const entries = await listAll(app, `/v1/ledger?accountId=${a.accountId}`, 'ledgerEntries');
+    const stamps = entries.map((e) => Date.parse(e.timestamp));
+    assert.deepEqual(
+      stamps,
+      [...stamps].sort((x, y) => x - y),
+      'entries in seq order are in time order',
+    );
+    for (const id of held) {
+      own.advance(-1_000);
+      const res = await app.request('POST', `/v1/payments/${id}/reject`, {
+        token: reviewer,
+        idempotencyKey: `reject-${id}`,
+        body: {},
+      });
+      assert.equal(res.status, 200, res.body);
+    }
+    own.advance(10_000);
+    const later = await app.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(own.now())}`);
+    assert.equal(later.status, 200, later.body);
+    assert.equal(later.json.account.heldBalanceCents, 0);
+    const verify = await app.request('GET', '/v1/ledger/verify');
+    assert.equal(verify.json.verification.valid, true, verify.body);
+  } finally {
+    await app.destroy();
+  }
+});
+
+test('the ledger verifier finds a hold whose running total was altered at rest', async () => {
+  const own = await startTestApp();
+  const reviewer = (await apiKey(own, 'compliance')).token;
+  const [a, b] = [await party(own, { balance: 1_000_000 }), await party(own)];
+  const held = await pay(own, usd(a, b, REVIEW_AMOUNT));
+  assert.equal(held.status, 202, held.body);
+  const rejected = await own.request('POST', `/v1/payments/${held.json.payment.id}/reject`, {
+    token: reviewer,
+    idempotencyKey: randomUUID(),
+    body: {},
+  });
+  assert.equal(rejected.status, 200, rejected.body);
+  await own.close();
+  await rawSql(own.db, 'UPDATE holds SET placed_total_after_cents = 1 WHERE account_id = ?', [a.accountId]);
+  const restarted = await startTestApp({ db: own.db });
+  try {
+    const res = await restarted.request('GET', '/v1/ledger/verify');
+    assert.deepEqual(res.json.verification.mismatches, [
+      { accountId: a.accountId, problem: 'a hold’s running total differs from the running sum of its holds' },
+    ]);
+    // Reading the bad totals is a 500 for that request, not a stopped process.
+    const at = await restarted.request('GET', `/v1/accounts/${a.accountId}/balance?at=${iso(Date.now())}`);
+    assert.equal(at.status, 500, at.body);
+    assert.equal((await restarted.request('GET', '/health')).status, 200);
+  } finally {
+    await restarted.destroy();
   }
 });

@@ -80,6 +80,7 @@ export async function openAccount(
     numberEnc: cipher.encrypt(number, 'account.number'),
     numberIndex: cipher.blindIndex(number, 'account.number'),
     createdAtMs: tx.nowMs,
+    stampedAtMs: 0,
   };
   await tx.insertAccount(row);
   let ledgerTransactionId: string | null = null;
@@ -152,6 +153,7 @@ export async function ensureSystemAccountById(
     numberEnc: cipher.encrypt(label, 'account.number'),
     numberIndex: cipher.blindIndex(label, 'account.number'),
     createdAtMs: tx.nowMs,
+    stampedAtMs: 0,
   });
   const created = (await tx.lockAccounts([id])).get(id);
   assert(created !== undefined && created.kind === 'system', `system account ${id} exists once created`);

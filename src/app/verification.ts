@@ -143,6 +143,7 @@ function checkAccount(
     heldCents: number;
     activeHoldsCents: bigint;
     runningBalancesChain: boolean;
+    holdTotalsChain: boolean;
   },
 ): void {
   if (BigInt(balances.postedCents) !== balances.entriesNetCents) {
@@ -156,6 +157,12 @@ function checkAccount(
   }
   if (BigInt(balances.heldCents) !== balances.activeHoldsCents) {
     mismatches.push({ accountId, problem: 'held balance differs from its open holds' });
+  }
+  if (!balances.holdTotalsChain) {
+    mismatches.push({
+      accountId,
+      problem: 'a hold’s running total differs from the running sum of its holds',
+    });
   }
 }
 
@@ -177,6 +184,7 @@ async function verifyLedgerByStatements(reads: Reads, mismatchesMax: number): Pr
         heldCents: c.heldBalanceCents,
         activeHoldsCents: c.activeHoldsCents,
         runningBalancesChain: c.runningBalanceBreaks === 0,
+        holdTotalsChain: c.holdTotalBreaks === 0,
       });
     }
     await pacer.pageDone(checks.length);
@@ -252,6 +260,7 @@ async function verifyLedgerInWindows(reads: Reads, mismatchesMax: number): Promi
         heldCents: a.heldBalanceCents,
         activeHoldsCents: a.activeHoldsCents,
         runningBalancesChain: !brokenChains.has(a.accountId),
+        holdTotalsChain: a.holdTotalBreaks === 0,
       });
     }
     afterId = lastId;

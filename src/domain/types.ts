@@ -80,6 +80,17 @@ export interface Account extends AccountControls {
   heldBalanceCents: number;
   accountNumberLast4: string;
   createdAtMs: number;
+  /**
+   * The latest instant stamped on the account's ledger entries and hold changes. A new stamp is never earlier
+   * (stampFor): the account's history is in time order whatever the clocks of the processes writing it do,
+   * which balances in time rely on (docs/decisions/0022-balances-in-time.md).
+   */
+  stampedAtMs: number;
+}
+
+/** The instant to stamp on a change of this account: now, or its latest stamp if a clock is behind it. */
+export function stampFor(account: Pick<Account, 'stampedAtMs'>, nowMs: number): number {
+  return Math.max(nowMs, account.stampedAtMs);
 }
 
 export function availableCents(account: Pick<Account, 'postedBalanceCents' | 'heldBalanceCents'>): number {

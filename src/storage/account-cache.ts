@@ -50,11 +50,19 @@ export class AccountCache implements PendingSource {
     for (const chunk of chunks(changed, UPDATES_PER_STATEMENT)) {
       const params = chunk.flatMap((a) => {
         const was = this.stored.get(a.id)!;
-        return [a.id, a.postedBalanceCents, a.heldBalanceCents, was.postedBalanceCents, was.heldBalanceCents];
+        return [
+          a.id,
+          a.postedBalanceCents,
+          a.heldBalanceCents,
+          a.stampedAtMs,
+          was.postedBalanceCents,
+          was.heldBalanceCents,
+        ];
       });
       const updated = await db.run(
-        `WITH v (id, posted, held, was_posted, was_held) AS (VALUES ${chunk.map(() => VALUES_ROW).join(', ')})
-         UPDATE accounts SET posted_balance_cents = v.posted, held_balance_cents = v.held FROM v
+        `WITH v (id, posted, held, stamped, was_posted, was_held) AS (VALUES ${chunk.map(() => VALUES_ROW).join(', ')})
+         UPDATE accounts SET posted_balance_cents = v.posted, held_balance_cents = v.held, stamped_at_ms = v.stamped
+           FROM v
           WHERE accounts.id = v.id AND accounts.posted_balance_cents = v.was_posted
             AND accounts.held_balance_cents = v.was_held`,
         params,
@@ -93,8 +101,13 @@ export class AccountCache implements PendingSource {
 const UPDATES_PER_STATEMENT = 200;
 /** Typed, so PostgreSQL needs no inference for the VALUES list (and SQLite reads the same SQL). */
 const VALUES_ROW =
-  '(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))';
+  '(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))';
 
+/** What a batch changes on an account row: its balances, and the latest instant stamped on its history. */
 function sameBalances(a: Account, b: Account): boolean {
-  return a.postedBalanceCents === b.postedBalanceCents && a.heldBalanceCents === b.heldBalanceCents;
+  return (
+    a.postedBalanceCents === b.postedBalanceCents &&
+    a.heldBalanceCents === b.heldBalanceCents &&
+    a.stampedAtMs === b.stampedAtMs
+  );
 }

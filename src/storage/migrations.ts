@@ -62,7 +62,19 @@ function accountControlColumns(bigint: string): string {
     `status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'frozen', 'closed'))`,
     `overdraft_limit_cents ${bigint} NOT NULL DEFAULT 0 CHECK (overdraft_limit_cents >= 0)`,
     `minimum_balance_cents ${bigint} NOT NULL DEFAULT 0 CHECK (minimum_balance_cents >= 0)`,
+    `stamped_at_ms ${bigint} NOT NULL DEFAULT 0`,
   ].join(',\n  ');
+}
+
+/**
+ * Migration 20's backfill of accounts.stamped_at_ms: the latest instant on the account's entries and holds
+ * (`greatest`: SQLite's max() of several arguments, PostgreSQL's GREATEST).
+ */
+function latestStampSql(greatest: string, account: string): string {
+  return `${greatest}(
+    COALESCE((SELECT MAX(e.created_at_ms) FROM ledger_entries e WHERE e.account_id = ${account}.id), 0),
+    COALESCE((SELECT MAX(h.created_at_ms) FROM holds h WHERE h.account_id = ${account}.id), 0),
+    COALESCE((SELECT MAX(h.resolved_at_ms) FROM holds h WHERE h.account_id = ${account}.id), 0))`;
 }
 
 /** A customer account's available balance never goes below its floor (src/domain/types.ts balanceFloorCents). */
@@ -596,13 +608,15 @@ DROP INDEX accounts_one_system_account_per_currency;
   },
   {
     version: 20,
-    name: 'account controls: status, overdraft limit, minimum balance, and the floor they set',
+    name: 'account controls: status, overdraft limit, minimum balance, the floor they set; the latest stamp',
     // Read with the balances (the same row, under the same lock), so a payment checks them in the transaction
     // that moves the money and concurrent payments can never breach them. Existing accounts become active and
     // unlimited: what they were. The no-overdraft CHECK becomes the floor the limits set (available >= minimum
     // − overdraft; 0 − 0 for every existing account), still enforced by the database itself. SQLite cannot
     // change a table's CHECK in place: the table is rebuilt (SQLite's documented twelve-step ALTER TABLE
     // procedure: the runner turns foreign keys off around the migrations and checks them before COMMIT).
+    // stamped_at_ms: the latest instant on the account's entries and holds, so new ones are never stamped
+    // earlier (src/domain/types.ts stampFor), whatever the writing process's clock says.
     sql: {
       sqlite: `
 CREATE TABLE accounts_v20 (
@@ -623,9 +637,10 @@ CREATE TABLE accounts_v20 (
   CHECK ((kind = 'system') = (owner_customer_id IS NULL))
 );
 INSERT INTO accounts_v20 (seq, id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
-                          posted_balance_cents, held_balance_cents, created_at_ms)
+                          posted_balance_cents, held_balance_cents, created_at_ms, stamped_at_ms)
   SELECT seq, id, kind, owner_customer_id, currency, number_enc, number_index, number_last4,
-         posted_balance_cents, held_balance_cents, created_at_ms FROM accounts;
+         posted_balance_cents, held_balance_cents, created_at_ms, ${latestStampSql('max', 'accounts')}
+    FROM accounts;
 DROP TABLE accounts;
 ALTER TABLE accounts_v20 RENAME TO accounts;
 CREATE INDEX accounts_owner ON accounts (owner_customer_id);
@@ -642,6 +657,7 @@ BEGIN
   EXECUTE format('ALTER TABLE accounts DROP CONSTRAINT %I', name);
 END $$;
 ALTER TABLE accounts ADD CONSTRAINT accounts_floor ${ACCOUNT_FLOOR_CHECK};
+UPDATE accounts SET stamped_at_ms = ${latestStampSql('GREATEST', 'accounts')};
 `,
     },
   },

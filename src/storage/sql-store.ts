@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { assert, assertSafeInteger } from '../domain/assert.ts';
+import { assert } from '../domain/assert.ts';
 import { type AuditDraft, type AuditEntry, sealAuditEntryCanonical } from '../domain/audit.ts';
 import { auditLeafHash } from '../domain/audit-tree.ts';
 import { AppError } from '../domain/errors.ts';
@@ -38,6 +38,7 @@ import {
   PING_EVENT_TYPE,
   type Refund,
   type ResolutionOutcome,
+  stampFor,
 } from '../domain/types.ts';
 import { AccountCache } from './account-cache.ts';
 import * as apiKeysSql from './api-keys-sql.ts';
@@ -154,9 +155,23 @@ const str = (v: unknown): string => v as string;
 const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
 const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
 
+/**
+ * For the ledger verifier, per account `a`: its holds whose running totals (migration 17) are not the running
+ * sums of its holds' amounts, placed in (stamp, total) order and resolved in (resolution stamp, total) order (a
+ * total only grows, so it orders holds of one millisecond). Only payments held for review have holds.
+ */
+const HOLD_TOTAL_BREAKS = `(
+  (SELECT COUNT(*) FROM (SELECT h.placed_total_after_cents AS total,
+                                SUM(h.amount_cents) OVER (ORDER BY h.created_at_ms, h.placed_total_after_cents) AS running
+                           FROM holds h WHERE h.account_id = a.id) p WHERE p.total <> p.running)
+  + (SELECT COUNT(*) FROM (SELECT h.resolved_total_after_cents AS total,
+                                SUM(h.amount_cents) OVER (ORDER BY h.resolved_at_ms, h.resolved_total_after_cents) AS running
+                           FROM holds h WHERE h.account_id = a.id AND h.resolved_at_ms IS NOT NULL) r
+      WHERE r.total <> r.running))`;
+
 const ACCOUNT_COLUMNS =
   'seq, id, kind, owner_customer_id, currency, number_last4, posted_balance_cents, held_balance_cents, created_at_ms, ' +
-  'status, overdraft_limit_cents, minimum_balance_cents';
+  'status, overdraft_limit_cents, minimum_balance_cents, stamped_at_ms';
 
 export function accountFromRow(r: Row): Account {
   return {
@@ -171,6 +186,7 @@ export function accountFromRow(r: Row): Account {
     status: str(r['status']) as Account['status'],
     overdraftLimitCents: num(r['overdraft_limit_cents']),
     minimumBalanceCents: num(r['minimum_balance_cents']),
+    stampedAtMs: num(r['stamped_at_ms']),
   };
 }
 
@@ -551,7 +567,8 @@ export class SqlReads implements Reads {
                                             SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END)
                                               OVER (ORDER BY e.seq) AS running
                                        FROM ledger_entries e WHERE e.account_id = a.id) r
-                WHERE r.balance_after_cents <> r.running) AS running_breaks
+                WHERE r.balance_after_cents <> r.running) AS running_breaks,
+              ${HOLD_TOTAL_BREAKS} AS hold_breaks
          FROM accounts a WHERE a.seq > ? ORDER BY a.seq LIMIT ?`,
       [afterSeq, limit],
     );
@@ -562,6 +579,7 @@ export class SqlReads implements Reads {
       entriesNetCents: BigInt(str(r['entries_net'])),
       activeHoldsCents: BigInt(str(r['holds_total'])),
       runningBalanceBreaks: num(r['running_breaks']),
+      holdTotalBreaks: num(r['hold_breaks']),
     }));
     return { checks, lastSeq: rows.length === 0 ? null : num(rows[rows.length - 1]!['seq']) };
   }
@@ -658,7 +676,8 @@ export class SqlReads implements Reads {
               CAST((SELECT COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount_cents ELSE -e.amount_cents END), 0)
                       FROM ledger_entries e WHERE e.account_id = a.id AND e.seq > ?) AS TEXT) AS net_after,
               CAST((SELECT COALESCE(SUM(h.amount_cents), 0)
-                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total
+                      FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS TEXT) AS holds_total,
+              ${HOLD_TOTAL_BREAKS} AS hold_breaks
          FROM accounts a WHERE a.id > ? ORDER BY a.id LIMIT ?`,
       [snapshotSeq, afterId, limit],
     );
@@ -668,6 +687,7 @@ export class SqlReads implements Reads {
       heldBalanceCents: num(r['held_balance_cents']),
       activeHoldsCents: BigInt(str(r['holds_total'])),
       netAfterSnapshotCents: BigInt(str(r['net_after'])),
+      holdTotalBreaks: num(r['hold_breaks']),
     }));
   }
 
@@ -1015,8 +1035,11 @@ export class SqlTx implements Tx {
     );
     // The controls columns' defaults (migration 20) are the open account's controls.
     assert(
-      a.status === 'active' && a.overdraftLimitCents === 0 && a.minimumBalanceCents === 0,
-      'accounts open active, without limits',
+      a.status === 'active' &&
+        a.overdraftLimitCents === 0 &&
+        a.minimumBalanceCents === 0 &&
+        a.stampedAtMs === 0,
+      'accounts open active, without limits, with nothing stamped yet',
     );
     // The first accounts in a new currency, opened by two processes at once, both create its system funding
     // account: the loser waits for the winner's commit, inserts nothing, and then reads the winner's row.
@@ -1055,6 +1078,11 @@ export class SqlTx implements Tx {
       requestId,
       this.nowMs,
     ]);
+    // Each entry is stamped in its account's time order (stampFor): now, unless the account's history already
+    // holds a later instant (another process's clock ahead of this one's).
+    const stamps = new Map(
+      posting.lines.map((l) => [l.accountId, stampFor(accounts.get(l.accountId)!, this.nowMs)]),
+    );
     posting.lines.forEach((line, i) => {
       this.writes.insert('ledger_entries', [
         newId('led'),
@@ -1065,13 +1093,17 @@ export class SqlTx implements Tx {
         line.amountCents,
         posting.currency,
         requestId,
-        this.nowMs,
+        stamps.get(line.accountId)!,
         result.lineBalancesAfter[i]!,
       ]);
     });
     for (const change of result.changes) {
       const account = accounts.get(change.accountId)!;
-      const after = { ...account, postedBalanceCents: change.postedBalanceCents };
+      const after = {
+        ...account,
+        postedBalanceCents: change.postedBalanceCents,
+        stampedAtMs: stamps.get(change.accountId)!,
+      };
       this.accounts.update(account, after);
       accounts.set(change.accountId, after);
     }
@@ -1093,19 +1125,18 @@ export class SqlTx implements Tx {
     const held = heldAfter(account, amountCents);
     // The account's running total of holds placed (for its held balance at an instant: migration 17). Only
     // a payment held for review pays this read, from the end of holds_account_placed.
-    const placedBefore = await this.holdTotal('placed', account.id);
-    const placedAfter = placedBefore + amountCents;
-    assertSafeInteger(placedAfter, 'running total of holds placed');
+    const placedAfter = await this.holdTotalWith('placed', account.id, amountCents);
+    const stampMs = stampFor(account, this.nowMs);
     this.writes.insert('holds', [
       newId('hold'),
       paymentId,
       account.id,
       amountCents,
       'active',
-      this.nowMs,
+      stampMs,
       placedAfter,
     ]);
-    const after = { ...account, heldBalanceCents: held };
+    const after = { ...account, heldBalanceCents: held, stampedAtMs: stampMs };
     this.accounts.update(account, after);
     return after;
   }
@@ -1122,20 +1153,29 @@ export class SqlTx implements Tx {
     assert(hold !== undefined, `payment ${paymentId} in review has an active hold`);
     const amountCents = num(hold['amount_cents']);
     const held = heldAfter(account, -amountCents);
-    const resolvedAfter = (await this.holdTotal('resolved', account.id)) + amountCents;
-    assertSafeInteger(resolvedAfter, 'running total of holds resolved');
+    const resolvedAfter = await this.holdTotalWith('resolved', account.id, amountCents);
+    const stampMs = stampFor(account, this.nowMs);
     await this.db.run(
       `UPDATE holds SET status = ?, resolved_at_ms = ?, resolved_total_after_cents = ?
         WHERE payment_id = ? AND status = 'active'`,
-      [status, this.nowMs, resolvedAfter, paymentId],
+      [status, stampMs, resolvedAfter, paymentId],
     );
-    const after = { ...account, heldBalanceCents: held };
+    const after = { ...account, heldBalanceCents: held, stampedAtMs: stampMs };
     this.accounts.update(account, after);
     return { amountCents, account: after };
   }
 
-  /** The account's latest running total of holds placed or resolved (0 before its first). */
-  private async holdTotal(which: 'placed' | 'resolved', accountId: string): Promise<number> {
+  /**
+   * The account's running total of holds placed or resolved, with this one: its latest total (0 before its
+   * first) plus `amountCents`. Its holds are stamped in time order (stampFor), so the latest is the largest. A
+   * total beyond the safe integers is refused like a balance beyond them (BALANCE_LIMIT_EXCEEDED), not
+   * asserted: a client's amounts reach it.
+   */
+  private async holdTotalWith(
+    which: 'placed' | 'resolved',
+    accountId: string,
+    amountCents: number,
+  ): Promise<number> {
     const [time, total] =
       which === 'placed'
         ? ['created_at_ms', 'placed_total_after_cents']
@@ -1145,7 +1185,11 @@ export class SqlTx implements Tx {
         ORDER BY ${time} DESC, ${total} DESC LIMIT 1`,
       [accountId],
     );
-    return r === undefined ? 0 : num(r['total']);
+    const after = (r === undefined ? 0 : num(r['total'])) + amountCents;
+    if (!Number.isSafeInteger(after)) {
+      throw new AppError('BALANCE_LIMIT_EXCEEDED', "the account's running total of holds is at its limit");
+    }
+    return after;
   }
 
   async lockPayment(id: string): Promise<Payment | undefined> {

@@ -239,6 +239,8 @@ export interface AccountCheck {
   activeHoldsCents: bigint;
   /** Entries whose balanceAfterCents is not the running sum of the account's entries up to them. */
   runningBalanceBreaks: number;
+  /** Holds whose running totals (placed, resolved) are not the running sums of the account's holds. */
+  holdTotalBreaks: number;
 }
 
 /** Rows with afterSeq < seq <= uptoSeq. */
@@ -268,6 +270,8 @@ export interface AccountBalanceCheck {
   activeHoldsCents: bigint;
   /** Credits minus debits of the account's entries after the snapshot seq. */
   netAfterSnapshotCents: bigint;
+  /** Holds whose running totals (placed, resolved) are not the running sums of the account's holds. */
+  holdTotalBreaks: number;
 }
 
 /** An active review hold: the held payment and the (source) account it is on. */

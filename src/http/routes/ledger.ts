@@ -63,7 +63,8 @@ export function ledgerRoutes(app: HttpApp, services: Services): void {
         summary: 'Verify the ledger',
         description:
           "Recomputes every balance from the entries: each currency's debits equal its credits, every account's " +
-          'balances equal its entries and open holds, every payment agrees with its hold and refunds. ' +
+          'balances equal its entries and open holds, every entry’s running balance and every hold’s running ' +
+          'totals equal the sums before them, every payment agrees with its hold and refunds. ' +
           '`valid: false` names up to 100 mismatches. Not for keys scoped to customers (403).',
         operationId: 'verifyLedger',
         tags: ['ledger'],
