@@ -1,5 +1,6 @@
 import { assert } from '../domain/assert.ts';
 import type { ApiKey } from '../domain/types.ts';
+import { nullableNum, nullableStr, num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { ApiKeyPosition, ApiKeyRow, KeysetPage } from './store.ts';
 
@@ -8,13 +9,6 @@ import type { ApiKeyPosition, ApiKeyRow, KeysetPage } from './store.ts';
  * which delegate here. Secrets are never stored: `secret_hash` (and, during a rotation's grace period,
  * `previous_secret_hash`) are SHA-256 hashes, both unique and indexed, so authentication is one index lookup.
  */
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
-const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
 
 export function apiKeyFromRow(r: Row): ApiKeyRow {
   const customerIds = nullableStr(r['customer_ids']);

@@ -1,16 +1,12 @@
 import { assert } from '../domain/assert.ts';
 import type { FxQuote } from '../domain/fx.ts';
+import { num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 
 /**
  * The SQL of FX quotes (table fx_quotes, migration 19), shared by both dialects through SqlTx and SqlReads.
  * Statements use `?` placeholders; `forUpdate` is the dialect's row lock (empty on SQLite's single writer).
  */
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
 
 function quoteFromRow(r: Row): FxQuote {
   return {

@@ -1,4 +1,5 @@
 import { assert } from '../domain/assert.ts';
+import { num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 
 /**
@@ -53,12 +54,6 @@ export interface KeySamples {
 
 /** How many of a table's newest rows are looked at for samples of a column. */
 const SAMPLE_WINDOW_ROWS = 1000;
-
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
 
 export async function getSetting(db: SqlExecutor, key: string): Promise<string | undefined> {
   const r = await db.get('SELECT value FROM settings WHERE key = ?', [key]);

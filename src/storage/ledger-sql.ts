@@ -1,5 +1,6 @@
 import { assert } from '../domain/assert.ts';
 import type { LedgerEntry } from '../domain/types.ts';
+import { num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { BalanceAt, Page, StatementPage } from './store.ts';
 
@@ -9,12 +10,6 @@ import type { BalanceAt, Page, StatementPage } from './store.ts';
  * history: each entry records its account's posted balance after it, each hold the running totals of holds
  * placed and resolved on its account.
  */
-
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
 
 export function ledgerEntryFromRow(r: Row): LedgerEntry {
   return {

@@ -6,6 +6,7 @@ import {
   type PaymentBatchItemStatus,
   type PaymentBatchStatus,
 } from '../domain/payment-batch.ts';
+import { num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import { insertRows } from './write-behind.ts';
 
@@ -13,11 +14,6 @@ import { insertRows } from './write-behind.ts';
  * The SQL of payment batches (tables payment_batches and payment_batch_items, migration 21), shared by both
  * dialects through SqlTx and SqlReads. A batch and its items are written once, by the command that made them.
  */
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
 
 function batchFromRow(r: Row): PaymentBatch {
   return {

@@ -48,6 +48,7 @@ import * as ledgerSql from './ledger-sql.ts';
 import { ledgerEntryFromRow } from './ledger-sql.ts';
 import * as paymentBatchesSql from './payment-batches-sql.ts';
 import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
+import { nullableNum, nullableStr, num, str } from './row-values.ts';
 import * as scopedSql from './scoped-sql.ts';
 import type {
   AccountCheck,
@@ -145,15 +146,6 @@ export interface SqlDialectOptions {
   /** `Tx.pace`: lets the event loop run when the batch's time slice is used up (SQLite); absent: nothing to do. */
   pause?: () => Promise<void>;
 }
-
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' ? Number(v) : typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
-const str = (v: unknown): string => v as string;
-const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
-const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
 
 /**
  * For the ledger verifier, per account `a`: its holds whose running totals (migration 17) are not the running

@@ -1,6 +1,7 @@
 import { assert } from '../domain/assert.ts';
 import { newId } from '../domain/ids.ts';
 import { type OutboxEvent, PING_EVENT_TYPE } from '../domain/types.ts';
+import { nullableNum, nullableStr, num } from './row-values.ts';
 import type { Row, SqlExecutor } from './sql-store.ts';
 import type { DeliveryRetry, DeliveryStatus, WebhookDelivery, WebhookEndpointRow } from './store.ts';
 
@@ -9,14 +10,6 @@ import type { DeliveryRetry, DeliveryStatus, WebhookDelivery, WebhookEndpointRow
  * reading one delivery, rotating an endpoint's signing secrets, queueing a `ping`, and re-queueing a failed
  * delivery by hand. Shared by SqlReads and SqlTx, which delegate here; the row mappers serve sql-store.ts too.
  */
-
-const num = (v: unknown): number => {
-  const n = typeof v === 'bigint' || typeof v === 'string' ? Number(v) : (v as number);
-  assert(Number.isSafeInteger(n), `database returned a non-safe integer: ${String(v)}`);
-  return n;
-};
-const nullableNum = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const nullableStr = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
 
 export function webhookEndpointFromRow(r: Row): WebhookEndpointRow {
   return {
