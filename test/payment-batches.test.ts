@@ -260,6 +260,14 @@ test('bad input is a 400 naming the item and field, and stores nothing', async (
       body: { atomic: false, payments: [ok, { ...ok, metadata: { orderId: 'x\u0000' } }] },
       field: '/payments/1/metadata/orderId',
     },
+    {
+      name: 'one FX quote for two items',
+      body: {
+        atomic: true,
+        payments: [ok, { ...ok, quoteId: 'fxq_0123abc' }, ok, { ...ok, quoteId: 'fxq_0123abc' }],
+      },
+      field: '/payments/3/quoteId',
+    },
     { name: 'an unknown field in an item', body: { atomic: false, payments: [{ ...ok, extra: 1 }] } },
     { name: 'an amount as a string', body: { atomic: false, payments: [{ ...ok, amountCents: '100' }] } },
   ];

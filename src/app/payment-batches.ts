@@ -73,7 +73,21 @@ export async function createPaymentBatch(
   assert(count >= 1 && count <= PAYMENT_BATCH_ITEMS_MAX, 'the route schema bounds a batch');
   // Step 1 for every payment, with where it sits: `/payments/3/destinationAccountId`. One bad item is a 400
   // for the request, as any invalid field of a body is.
-  for (const [i, payment] of request.payments.entries()) validatePayment(payment, `/payments/${i}`);
+  const quoteUsers = new Map<string, number>();
+  for (const [i, payment] of request.payments.entries()) {
+    validatePayment(payment, `/payments/${i}`);
+    // A quote pays for one payment: a second item with it could only fail, and (in an atomic batch, whose
+    // payments are discarded) its error would name a payment that never came to exist.
+    if (payment.quoteId !== undefined) {
+      const first = quoteUsers.get(payment.quoteId);
+      if (first !== undefined) {
+        throw new AppError('VALIDATION_ERROR', 'an FX quote can be used by one payment of a batch', [
+          { field: `/payments/${i}/quoteId`, message: `the same quote as /payments/${first}/quoteId` },
+        ]);
+      }
+      quoteUsers.set(payment.quoteId, i);
+    }
+  }
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payment-batches', request);
   // The payments the command recorded (its last run, if a failed committer batch was split and re-run).
   let decided: Payment[] = [];
