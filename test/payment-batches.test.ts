@@ -177,12 +177,15 @@ test('a non-atomic batch decides each payment as if alone: posted, held, decline
       usd(rich, payee, REVIEW_AMOUNT),
       usd(poor, payee, 5_000),
       { ...usd(rich, payee, 10), sourceAccountId: 'acc_does_not_exist' },
+      // The system funding account is no one's to pay from or to: failed, and never locked by the batch.
+      { ...usd(rich, payee, 10), sourceAccountId: 'acc_system_funding_usd' },
+      { ...usd(rich, payee, 10), destinationAccountId: 'acc_system_funding_usd' },
     ],
   });
   assert.equal(res.status, 201, res.body);
   const b = res.json.batch;
   assert.equal(b.status, 'completed');
-  assert.deepEqual(b.counts, { total: 4, posted: 1, manualReview: 1, declined: 1, failed: 1, notApplied: 0 });
+  assert.deepEqual(b.counts, { total: 6, posted: 1, manualReview: 1, declined: 1, failed: 3, notApplied: 0 });
   assert.deepEqual(
     b.items.map((i: Json) => [i.status, i.payment?.status ?? i.error.code]),
     [
@@ -190,6 +193,8 @@ test('a non-atomic batch decides each payment as if alone: posted, held, decline
       ['manual_review', 'manual_review'],
       ['declined', 'declined'],
       ['failed', 'SOURCE_ACCOUNT_NOT_FOUND'],
+      ['failed', 'SOURCE_ACCOUNT_NOT_FOUND'],
+      ['failed', 'DESTINATION_ACCOUNT_NOT_FOUND'],
     ],
   );
   // The held one is a normal payment in review: its hold is on the payer, and it can be approved.

@@ -29,7 +29,7 @@ import {
   jsonOutcome,
   runIdempotent,
 } from './idempotent.ts';
-import { scopeOf } from './scope.ts';
+import { inScope, scopeOf } from './scope.ts';
 import type { Services } from './services.ts';
 import { paymentView, resultingBalances } from './views.ts';
 
@@ -91,14 +91,17 @@ export async function createPaymentBatch(
   const idempotent = idempotentRequest(actor, idempotencyKey, 'POST', '/v1/payment-batches', request);
   // The payments the command recorded (its last run, if a failed committer batch was split and re-run).
   let decided: Payment[] = [];
-  const reply = await runIdempotent(services, idempotent, async () => ({
-    locks: await batchLocks(services, request.payments),
-    execute: async (tx, discard) => {
-      const applied = await applyBatch(tx, services, actor, request, discard);
-      decided = applied.decided;
-      return applied.outcome;
-    },
-  }));
+  const reply = await runIdempotent(services, idempotent, async () => {
+    const unpayable = await unpayableItems(services, actor, request.payments);
+    return {
+      locks: await batchLocks(services, request.payments, unpayable),
+      execute: async (tx, discard) => {
+        const applied = await applyBatch(tx, services, actor, request, discard, unpayable);
+        decided = applied.decided;
+        return applied.outcome;
+      },
+    };
+  });
   if (reply.replayed === false) {
     for (const payment of decided) services.metrics.paymentDecided(payment.status, payment.reasons);
   }
@@ -110,11 +113,16 @@ export async function createPaymentBatch(
  * one global order at the start of the transaction, so two batches over the same accounts, in any process,
  * wait for each other and never deadlock. The counters are read in one statement with the batch's.
  */
-async function batchLocks(services: Services, payments: PaymentRequest[]): Promise<LockHints> {
+async function batchLocks(
+  services: Services,
+  payments: PaymentRequest[],
+  unpayable: Map<number, AppError>,
+): Promise<LockHints> {
   const accountIds = new Set<string>();
   const names = new Set<string>();
   const counters: CounterRequest[] = [];
-  for (const payment of payments) {
+  for (const [index, payment] of payments.entries()) {
+    if (unpayable.has(index)) continue;
     const locks = await paymentLocks(services, payment);
     for (const id of locks.accountIds ?? []) accountIds.add(id);
     for (const name of locks.names ?? []) names.add(name);
@@ -123,19 +131,48 @@ async function batchLocks(services: Services, payments: PaymentRequest[]): Promi
   return { accountIds: [...accountIds], names: [...names], counters, discardable: true };
 }
 
+/**
+ * The items whose accounts this key cannot pay from or to, known before the transaction (an account's owner and
+ * kind never change): a source that does not exist, is a system account or (for a scoped key) is not its
+ * customers'; a destination that does not exist or is a system account. They fail with the errors a single
+ * payment would get, and their accounts are not locked: a batch cannot hold, for its whole run, the locks of
+ * accounts it has no right to use (other customers' accounts, the funding accounts).
+ */
+async function unpayableItems(
+  services: Services,
+  actor: Actor,
+  payments: PaymentRequest[],
+): Promise<Map<number, AppError>> {
+  const ids = payments.flatMap((p) => [p.sourceAccountId, p.destinationAccountId]);
+  const owners = await services.store.reads.accountOwners(ids);
+  const unpayable = new Map<number, AppError>();
+  for (const [index, payment] of payments.entries()) {
+    const source = owners.get(payment.sourceAccountId);
+    const destination = owners.get(payment.destinationAccountId);
+    // null: a system account (it has no owner); undefined: no such account.
+    if (source == null || !inScope(actor, source)) {
+      unpayable.set(index, new AppError('SOURCE_ACCOUNT_NOT_FOUND', 'source account not found'));
+    } else if (destination == null) {
+      unpayable.set(index, new AppError('DESTINATION_ACCOUNT_NOT_FOUND', 'destination account not found'));
+    }
+  }
+  return unpayable;
+}
+
 async function applyBatch(
   tx: Tx,
   services: Services,
   actor: Actor,
   request: PaymentBatchRequest,
   discard: () => Promise<void>,
+  unpayable: Map<number, AppError>,
 ): Promise<{ outcome: IdempotentOutcome; decided: Payment[] }> {
   const batchId = newId('pbt');
   // Payments that met an error after they started writing, in an earlier run: failed, not run again.
   const failedLate = new Map<number, AppError>();
   let outcomes: ItemOutcome[] | null = null;
   while (outcomes === null) {
-    outcomes = await runPayments(tx, services, actor, request.payments, batchId, failedLate);
+    outcomes = await runPayments(tx, services, actor, request.payments, batchId, { unpayable, failedLate });
     if (outcomes === null) await discard();
   }
   const allPosted = outcomes.every((o) => 'payment' in o && o.payment.status === 'posted');
@@ -164,16 +201,17 @@ async function runPayments(
   actor: Actor,
   payments: PaymentRequest[],
   batchId: string,
-  failedLate: Map<number, AppError>,
+  failed: { unpayable: Map<number, AppError>; failedLate: Map<number, AppError> },
 ): Promise<ItemOutcome[] | null> {
+  const { unpayable, failedLate } = failed;
   const outcomes: ItemOutcome[] = [];
   for (const [index, payment] of payments.entries()) {
     // Bounded: one iteration per payment, at most PAYMENT_BATCH_ITEMS_MAX. Between payments the event loop
     // runs when the batch's slice is used up (SQLite), and queued rows are written when many wait.
     await tx.pace();
-    const late = failedLate.get(index);
-    if (late !== undefined) {
-      outcomes.push({ error: late });
+    const known = unpayable.get(index) ?? failedLate.get(index);
+    if (known !== undefined) {
+      outcomes.push({ error: known });
       continue;
     }
     let prepared: PreparedPayment;
