@@ -4,6 +4,7 @@ import { InvariantViolation } from '../domain/assert.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
 import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
+import { batchRowsFailed } from './write-behind.ts';
 
 /**
  * The PostgreSQL adapter, for several stateless API processes over one database. Concurrency control is
@@ -203,8 +204,13 @@ async function applyBatchOnce(
       } catch (error) {
         await tx.endCommand(false);
         const code = (error as { code?: string }).code;
-        // Invariant violations stop everything; serialisation failures retry the whole batch.
-        if (error instanceof InvariantViolation || (code !== undefined && RETRYABLE_CODES.has(code)))
+        // Invariant violations stop everything; serialisation failures retry the whole batch; a row of an
+        // earlier command that failed to be written fails the whole attempt (write-behind.ts batchRowsFailed).
+        if (
+          error instanceof InvariantViolation ||
+          (code !== undefined && RETRYABLE_CODES.has(code)) ||
+          batchRowsFailed(error)
+        )
           throw error;
         outcomes.push({ ok: false, error });
         continue;

@@ -9,6 +9,7 @@ import { type CountedPayment, CounterMemory, MemoryCounterTx } from './counter-m
 import { MIGRATIONS, migrationSql } from './migrations.ts';
 import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
+import { batchRowsFailed } from './write-behind.ts';
 
 /**
  * The embedded adapter. One writer connection (SQLite allows one writer at a time anyway) and, for files, one
@@ -219,7 +220,9 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
             value = await command.run(tx);
           } catch (error) {
             await tx.endCommand(false);
-            if (error instanceof InvariantViolation) throw error;
+            // A row of an earlier command that failed to be written fails the whole attempt, which the
+            // committer splits (write-behind.ts batchRowsFailed), not the command that happened to flush it.
+            if (error instanceof InvariantViolation || batchRowsFailed(error)) throw error;
             outcomes.push({ ok: false, error });
             continue;
           }

@@ -100,7 +100,7 @@ export class WriteBehind {
   async ensureSavepoint(): Promise<void> {
     if (this.savepointTaken || !this.savepoint.savepoints) return;
     // The batch's rows go first, outside the savepoint: a rollback to it must undo this command only.
-    await this.writeLayer(this.order, 'batch');
+    await this.writeBatchLayer(this.order);
     await this.savepoint.control('SAVEPOINT command');
     this.savepointTaken = true;
   }
@@ -165,7 +165,7 @@ export class WriteBehind {
    */
   private async flushThrough(last: number): Promise<void> {
     const entries = this.order.slice(0, last + 1);
-    await this.writeLayer(entries, 'batch');
+    await this.writeBatchLayer(entries);
     const commandPending = entries.some((e) =>
       e.kind === 'rows'
         ? (this.commandRows.get(e.spec.table)?.length ?? 0) > 0
@@ -174,6 +174,21 @@ export class WriteBehind {
     if (!commandPending) return;
     await this.ensureSavepoint();
     await this.writeLayer(entries, 'command');
+  }
+
+  /**
+   * Writes the rows of the batch's earlier commands. It runs inside whichever command's read or write needed
+   * them, but a row it fails on is not that command's: the error is marked (BatchRowsFailed), so the adapter
+   * fails the whole attempt instead of this command alone, and the committer splits the batch to find the
+   * command whose row the database refused. (On PostgreSQL the failed statement has also aborted the
+   * transaction, outside any savepoint: no later statement of the batch could succeed.)
+   */
+  private async writeBatchLayer(entries: Entry[]): Promise<void> {
+    try {
+      await this.writeLayer(entries, 'batch');
+    } catch (error) {
+      throw markBatchRowsFailed(error);
+    }
   }
 
   /** Writes one layer (the batch's committed commands, or the running command) of the given tables, in order. */
@@ -192,6 +207,19 @@ export class WriteBehind {
       await insertRows(this.raw, entry.spec.table, entry.spec.columns, rows, entry.spec.insertSql);
     }
   }
+}
+
+const BATCH_ROWS_FAILED = Symbol('batch rows failed');
+
+/** The error, marked as a failure to write the batch's earlier commands' rows (see writeBatchLayer). */
+function markBatchRowsFailed(error: unknown): unknown {
+  if (typeof error === 'object' && error !== null) Object.assign(error, { [BATCH_ROWS_FAILED]: true });
+  return error;
+}
+
+/** Whether a command's error was really the batch's: its earlier commands' rows failed to be written. */
+export function batchRowsFailed(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && BATCH_ROWS_FAILED in error;
 }
 
 function tableOf(entry: Entry): string {
