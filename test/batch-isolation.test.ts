@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { refusedARow } from '../src/storage/committer.ts';
-import {
-  balanceOf,
-  holdCommitter,
-  type Party,
-  party,
-  pay,
-  REVIEW_AMOUNT,
-  rawRows,
-} from './support/fixtures.ts';
+import { balanceOf, holdCommitter, type Party, party, pay, rawRows } from './support/fixtures.ts';
 import { backend, startTestApp, type TestApp } from './support/harness.ts';
 
 /**
