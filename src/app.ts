@@ -14,14 +14,17 @@ import {
 } from './app/key-rotation.ts';
 import { startSweeper } from './app/maintenance.ts';
 import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
+import { TestClock } from './app/sandbox.ts';
 import { type Services, SYSTEM_ACTOR } from './app/services.ts';
 import type { Config } from './config.ts';
+import { assert } from './domain/assert.ts';
+import type { Mode } from './domain/sandbox.ts';
 import { buildServer } from './http/server.ts';
 import type { HttpApp } from './http/types.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { AuditSigner } from './security/audit-signer.ts';
-import { resolveKeys } from './security/dev-keys.ts';
+import { type KeyMaterial, resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
 import { Committer } from './storage/committer.ts';
 import { openStore } from './storage/open-store.ts';
@@ -35,10 +38,17 @@ import { WebhookDispatcher } from './webhooks/dispatcher.ts';
  */
 export interface App {
   server: HttpApp;
+  /**
+   * The test mode's services: the sandbox, where the demo key and the demo data live. Most tests work there,
+   * through the demo key; `modes.live` is the live data.
+   */
   services: Services;
+  modes: Record<Mode, Services>;
   logger: Logger;
-  /** Delivers webhooks in the background; tests may also call `dispatchOnce` directly. */
+  /** Delivers test mode's webhooks in the background; tests may also call `dispatchOnce` directly. */
   dispatcher: WebhookDispatcher;
+  /** Delivers live webhooks. */
+  liveDispatcher: WebhookDispatcher;
   close(): Promise<void>;
 }
 
@@ -58,6 +68,14 @@ export interface BuildServicesOptions {
   mayCreateDevKeys?: boolean;
   /** 'skip' only for `keys accept-audit-key`, which records the configured audit key instead of checking it. */
   auditKeyCheck?: KeyCheckOptions['auditKey'];
+  /** Which data the store holds (default live); test mode runs on `testClock` (src/app/sandbox.ts). */
+  mode?: Mode;
+  testClock?: TestClock;
+  /**
+   * The keys the live store resolved: the sandbox's store uses the same ones (so one DATA_ENCRYPTION_KEY
+   * rotation covers both), and never makes development keys of its own.
+   */
+  keys?: KeyMaterial;
 }
 
 /**
@@ -70,11 +88,21 @@ export async function buildServices(
   config: Config,
   store: Store,
   options: BuildServicesOptions,
-): Promise<{ services: Services; generatedKeys: string[]; keysRecorded: CheckedKeys['recorded'] }> {
-  const keys = await resolveKeys(config, store, {
-    mayCreateDevKeys: options.mayCreateDevKeys ?? false,
-    keysRecorded: await keysRecorded(store),
-  });
+): Promise<{
+  services: Services;
+  generatedKeys: string[];
+  keysRecorded: CheckedKeys['recorded'];
+  keys: KeyMaterial;
+}> {
+  const keys =
+    options.keys ??
+    (await resolveKeys(config, store, {
+      mayCreateDevKeys: options.mayCreateDevKeys ?? false,
+      keysRecorded: await keysRecorded(store),
+    }));
+  const mode = options.mode ?? 'live';
+  assert((mode === 'test') === (options.testClock !== undefined), 'test mode, and only it, has a test clock');
+  // Each mode has its own registry: GET /metrics with a test key shows the sandbox's (src/http/server.ts).
   const metrics = new Metrics({ scrapeToken: config.metricsToken });
   const committer = new Committer(store, {
     batchMax: options.batchMax,
@@ -90,6 +118,8 @@ export async function buildServices(
   });
   const cipher = new PiiCipher(keys.dataKeys, { indexKey: checked.indexKey });
   const services: Services = {
+    mode,
+    testClock: options.testClock ?? null,
     store,
     committer,
     cipher,
@@ -104,7 +134,7 @@ export async function buildServices(
     auditLog: new AuditLog(store, committer, signer),
     metrics,
   };
-  return { services, generatedKeys: keys.generated, keysRecorded: checked.recorded };
+  return { services, generatedKeys: keys.generated, keysRecorded: checked.recorded, keys };
 }
 
 /**
@@ -119,15 +149,85 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const logger = createLogger(config.logLevel, options.logStream);
   const clock = options.clock ?? Date.now;
   const onFatal = options.onFatal ?? crash(logger);
-  const store = await openStore(config, clock);
+  const live = await startEnvironment(config, { mode: 'live', logger, clock, onFatal });
+  let test: Environment;
+  try {
+    test = await startEnvironment(config, {
+      mode: 'test',
+      logger,
+      clock,
+      onFatal,
+      keys: live.keys,
+    });
+  } catch (error) {
+    await live.stop();
+    throw error;
+  }
+  const server = buildServer(
+    { live: live.services, test: test.services },
+    {
+      logger,
+      onFatal,
+      limits: config.limits,
+      demoToken: config.demoApiToken,
+      seedDemoData: config.seedDemoData,
+    },
+  );
+  return {
+    server,
+    services: test.services,
+    modes: { live: live.services, test: test.services },
+    logger,
+    dispatcher: test.dispatcher,
+    liveDispatcher: live.dispatcher,
+    async close() {
+      // The server first (no new requests), then each mode's background work, queue and store.
+      await server.close();
+      await Promise.all([live.stop(), test.stop()]);
+    },
+  };
+}
+
+/** One mode's services and the background work that keeps them (src/domain/sandbox.ts: the two modes). */
+interface Environment {
+  services: Services;
+  dispatcher: WebhookDispatcher;
+  keys: KeyMaterial;
+  stop(): Promise<void>;
+}
+
+interface EnvironmentOptions {
+  mode: Mode;
+  logger: Logger;
+  clock: () => number;
+  onFatal: (error: Error) => void;
+  /** The test mode's: the live store's keys (see BuildServicesOptions). */
+  keys?: KeyMaterial;
+}
+
+/**
+ * Opens one mode's store (running migrations), wires its services, prepares its data (Merkle backfill,
+ * identity re-index, the demo key and data) and starts its sweeps, checkpoints and webhook deliveries.
+ */
+async function startEnvironment(config: Config, options: EnvironmentOptions): Promise<Environment> {
+  const { mode, logger: parentLogger, onFatal } = options;
+  const logger = parentLogger.child({ mode });
+  // Test mode runs on its own clock (the real one plus what POST /v1/test/clock/advance added).
+  const testClock = mode === 'test' ? new TestClock(options.clock) : undefined;
+  const clock = testClock?.now ?? options.clock;
+  const store = await openStore(config, clock, { mode });
   let built: Awaited<ReturnType<typeof buildServices>>;
   try {
+    await testClock?.refresh(store.reads);
     built = await buildServices(config, store, {
       clock,
       onFatal,
       batchMax: config.groupCommitBatchMax,
       // Production never gets here without both keys (src/config.ts); elsewhere the server may create them.
       mayCreateDevKeys: !config.production,
+      mode,
+      ...(testClock === undefined ? {} : { testClock }),
+      ...(options.keys === undefined ? {} : { keys: options.keys }),
     });
   } catch (error) {
     // Keys that do not match the data: nothing was written; release the database before reporting.
@@ -135,44 +235,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     throw error;
   }
   const { services, generatedKeys } = built;
-  for (const variable of generatedKeys) {
-    logger.warn(
-      `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
-    );
-  }
-  if (built.keysRecorded === 'new-primary') {
-    logger.warn(
-      'DATA_ENCRYPTION_KEY is a new primary key: recorded beside the previous ones. Re-encrypt with `npm run keys -- reencrypt` once every process has it, then remove the old keys (docs/deployment.md#rotating-keys)',
-    );
-  }
-  const { committer } = services;
-  // Before anything appends: entries written before the Merkle tree existed get their nodes (migration 3).
-  const backfilled = await backfillAuditMerkle(store, committer);
-  if (backfilled > 0)
-    logger.info({ entries: backfilled }, 'built the audit log Merkle tree for existing entries');
-  // Customers written before the canonical document index (migration 7) are re-keyed before anyone onboards.
-  const reindexed = await reindexCustomerDocuments(services);
-  if (reindexed.rekeyed > 0 || reindexed.duplicates.length > 0) {
-    logger.info(
-      { rekeyed: reindexed.rekeyed, duplicates: reindexed.duplicates.length },
-      're-keyed customer document indexes on the canonical document reference',
-    );
-  }
-  for (const duplicate of reindexed.duplicates) {
-    logger.warn(duplicate, 'two customers share one canonical document reference: review them (audited)');
-  }
-  // The demo key exists exactly while DEMO_API_TOKEN is set: created or re-activated with it, revoked without.
-  const demoKey = await syncDemoApiKey(services, SYSTEM_ACTOR, config.demoApiToken);
-  if (demoKey.change === 'revoked')
-    logger.info('DEMO_API_TOKEN is not set: revoked the demo API key (audited)');
-  if (demoKey.activeAdminKeys === 0) {
-    logger.warn(
-      'no active admin API key: create one with `npm run keys -- create --role admin --name <label>`',
-    );
-  }
-  if (config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
-    logger.info('seeded the demo data');
-  const server = buildServer(services, { logger, onFatal, limits: config.limits });
+  if (mode === 'live') warnAboutKeys(logger, generatedKeys, built.keysRecorded);
+  await prepareData(config, services, logger);
   const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
     logger.error({ err: error }, 'maintenance sweep failed'),
   );
@@ -191,20 +255,72 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   dispatcher.start();
   return {
-    server,
     services,
-    logger,
     dispatcher,
-    async close() {
+    keys: built.keys,
+    async stop() {
       stopSweeper();
       stopKeyWatch();
       stopCheckpointer();
       await dispatcher.stop();
-      await server.close();
       await services.committer.drain();
       await store.close();
     },
   };
+}
+
+function warnAboutKeys(logger: Logger, generatedKeys: string[], recorded: CheckedKeys['recorded']): void {
+  for (const variable of generatedKeys) {
+    logger.warn(
+      `${variable} is not set: using a generated development key kept with the data. Set it in production.`,
+    );
+  }
+  if (recorded === 'new-primary') {
+    logger.warn(
+      'DATA_ENCRYPTION_KEY is a new primary key: recorded beside the previous ones. Re-encrypt with `npm run keys -- reencrypt` once every process has it, then remove the old keys (docs/deployment.md#rotating-keys)',
+    );
+  }
+}
+
+/**
+ * What a store needs before it serves: Merkle nodes for entries written before the tree existed, customers
+ * re-keyed on the canonical document index, and the demo key and data. The demo key is a test key: it exists
+ * in the test store while DEMO_API_TOKEN is set, and never in the live one (revoked there if an older version
+ * put it there); the demo data is seeded into test mode only.
+ */
+async function prepareData(config: Config, services: Services, logger: Logger): Promise<void> {
+  const { committer } = services;
+  // Before anything appends: entries written before the Merkle tree existed get their nodes (migration 3).
+  const backfilled = await backfillAuditMerkle(services.store, committer);
+  if (backfilled > 0)
+    logger.info({ entries: backfilled }, 'built the audit log Merkle tree for existing entries');
+  // Customers written before the canonical document index (migration 7) are re-keyed before anyone onboards.
+  const reindexed = await reindexCustomerDocuments(services);
+  if (reindexed.rekeyed > 0 || reindexed.duplicates.length > 0) {
+    logger.info(
+      { rekeyed: reindexed.rekeyed, duplicates: reindexed.duplicates.length },
+      're-keyed customer document indexes on the canonical document reference',
+    );
+  }
+  for (const duplicate of reindexed.duplicates) {
+    logger.warn(duplicate, 'two customers share one canonical document reference: review them (audited)');
+  }
+  const test = services.mode === 'test';
+  const demoKey = await syncDemoApiKey(services, SYSTEM_ACTOR, test ? config.demoApiToken : null);
+  if (demoKey.change === 'revoked') {
+    logger.info(
+      test
+        ? 'DEMO_API_TOKEN is not set: revoked the demo API key (audited)'
+        : 'the demo API key is a test key now: revoked its live copy (audited)',
+    );
+  }
+  if (demoKey.activeAdminKeys === 0) {
+    logger.warn(
+      `no active admin API key (${services.mode} mode): create one with \`npm run keys -- create --mode ${services.mode} --role admin --name <label>\``,
+    );
+  }
+  if (test && config.seedDemoData && (await seedDemoData(services, SYSTEM_ACTOR)))
+    logger.info('seeded the demo data (test mode)');
 }
 
 /** An invariant violation stops the process at once: corrupt state must never be served or committed. */

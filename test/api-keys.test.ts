@@ -50,7 +50,7 @@ async function keyAuditEntries(c: { request: TestApp['request'] }, keyId: string
 describe('create, read, list', () => {
   test('a created key works with its role at once; the secret is in the 201 only', async () => {
     const { apiKey, secret } = await createKey({ role: 'payments', name: 'checkout service' });
-    assert.match(secret, /^sk_[A-Za-z0-9_-]{43}$/);
+    assert.match(secret, /^sk_test_[A-Za-z0-9_-]{43}$/);
     assert.match(apiKey.id, /^key_/);
     assert.deepEqual(
       { ...apiKey, id: 'x', createdAt: 'x' },
@@ -64,6 +64,7 @@ describe('create, read, list', () => {
         expiresAt: null,
         revokedAt: null,
         lastRotatedAt: null,
+        mode: 'test',
         previousSecretExpiresAt: null,
       },
     );
@@ -454,10 +455,28 @@ describe('the keys CLI', () => {
     await app.destroy();
   });
 
+  /** The keys CLI on test mode's keys (where the demo key and these tests' data are) unless told otherwise. */
   function cli(...args: string[]): Promise<ProcessResult> {
     const { DEMO_API_TOKEN: _unused, ...env } = testEnv(app.db.url);
-    return runKeysCli(env, args);
+    const keyCommand = ['create', 'list', 'rotate', 'revoke'].includes(args[0]!) && !args.includes('--mode');
+    return runKeysCli(env, keyCommand ? [...args, '--mode', 'test'] : args);
   }
+
+  test('keys are live keys unless --mode test: each opens its own mode only', async () => {
+    const live = await cli('create', '--role', 'auditor', '--name', 'live auditor', '--mode', 'live');
+    assert.equal(live.status, 0, live.stderr);
+    assert.match(live.stdout, /live mode/);
+    const liveSecret = /secret \(shown once, store it now\): (sk_live_\S+)/.exec(live.stdout)?.[1];
+    assert.ok(liveSecret, live.stdout);
+    const liveLogs = await app.request('GET', '/v1/audit-logs', { token: liveSecret });
+    assert.equal(liveLogs.status, 200);
+    assert.ok(!liveLogs.json.logs.some((e: { resourceId: string }) => e.resourceId === 'cus_demo_alice'));
+    const test = await cli('create', '--role', 'auditor', '--name', 'test auditor');
+    assert.match(test.stdout, /secret \(shown once, store it now\): sk_test_/);
+    assert.match((await cli('list', '--mode', 'live')).stdout, /live auditor/);
+    assert.doesNotMatch((await cli('list')).stdout, /live auditor/);
+    assert.equal((await cli('list', '--mode', 'neither')).status, 2);
+  });
 
   test('create, list, rotate and revoke, each audited as the cli', async () => {
     const created = await cli('create', '--role', 'auditor', '--name', 'cli auditor');

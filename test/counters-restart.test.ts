@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { sweepOnce } from '../src/app/maintenance.ts';
+import { sandboxPath } from '../src/storage/open-store.ts';
 import type { SqliteStore } from '../src/storage/sqlite.ts';
 import { apiKey, type Party, party, usd } from './support/fixtures.ts';
 import { backend, manualClock, startTestApp, type TestApp } from './support/harness.ts';
@@ -106,9 +107,15 @@ test('decisions after a restart equal decisions without one', {
   // What a restart finds: the committed database, copied while the original keeps running.
   copyDir = mkdtempSync(join(tmpdir(), 'payments-restart-'));
   const copyPath = join(copyDir, 'payments.db');
-  const source = new Database(original.db.sqlitePath!, { readonly: true });
-  await source.backup(copyPath);
-  source.close();
+  // Both modes' files: the history is test data (the demo key's), in the sandbox's file.
+  for (const [from, to] of [
+    [original.db.sqlitePath!, copyPath],
+    [sandboxPath(original.db.sqlitePath!), sandboxPath(copyPath)],
+  ]) {
+    const source = new Database(from!, { readonly: true });
+    await source.backup(to!);
+    source.close();
+  }
   // And the development keys kept beside it (src/security/dev-keys.ts), as a restart would.
   copyFileSync(join(dirname(original.db.sqlitePath!), 'dev-keys.json'), join(copyDir, 'dev-keys.json'));
   const restartedClock = manualClock(clock.now());

@@ -234,6 +234,8 @@ describe('rotating the data key', () => {
         },
       );
       assert.equal(done.retired.length, 1);
+      // The live store is under the same keys: `npm run keys -- reencrypt` re-encrypts both modes.
+      await reencryptData(t2.app.modes.live, { apiKeyId: 'cli', role: 'admin', requestId: 'req_test' });
     } finally {
       await t2.close();
     }

@@ -98,12 +98,13 @@ describe('a process with other keys than the data refuses to start', () => {
     await first.close();
     const devKeysFile =
       db.sqlitePath === undefined ? undefined : join(dirname(db.sqlitePath), 'dev-keys.json');
-    const [original] = await rawRows(db, "SELECT value FROM settings WHERE key = 'dev_keys'");
+    // On PostgreSQL the development keys are kept with the live data (the sandbox's store uses the same keys).
+    const [original] = await rawRows(db, "SELECT value FROM settings WHERE key = 'dev_keys'", [], 'live');
 
     // Replaced (another laptop's file, or another database's row).
     const replacement = JSON.stringify({ dataEncryptionKey: seed(), auditSigningKey: seed() });
     if (devKeysFile !== undefined) writeFileSync(devKeysFile, replacement);
-    else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [replacement]);
+    else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [replacement], 'live');
     const replaced = await refusedStart(db, noKeys);
     assert.equal(replaced.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(
@@ -118,13 +119,13 @@ describe('a process with other keys than the data refuses to start', () => {
       JSON.stringify({ dataEncryptionKey: 'short', auditSigningKey: 'x' }),
     ]) {
       if (devKeysFile !== undefined) writeFileSync(devKeysFile, damaged);
-      else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [damaged]);
+      else await rawSql(db, "UPDATE settings SET value = ? WHERE key = 'dev_keys'", [damaged], 'live');
       await assert.rejects(start(db, noKeys), /the development keys in .* are damaged/, damaged);
     }
 
     // Lost.
     if (devKeysFile !== undefined) rmSync(devKeysFile);
-    else await rawSql(db, "DELETE FROM settings WHERE key = 'dev_keys'");
+    else await rawSql(db, "DELETE FROM settings WHERE key = 'dev_keys'", [], 'live');
     const lost = await refusedStart(db, noKeys);
     assert.equal(lost.variable, 'DATA_ENCRYPTION_KEY');
     assert.match(
@@ -133,10 +134,10 @@ describe('a process with other keys than the data refuses to start', () => {
     );
     if (devKeysFile !== undefined) assert.ok(!existsSync(devKeysFile), 'no new development key file');
     else {
-      const rows = await rawRows(db, "SELECT value FROM settings WHERE key = 'dev_keys'");
+      const rows = await rawRows(db, "SELECT value FROM settings WHERE key = 'dev_keys'", [], 'live');
       assert.equal(rows.length, 0, 'no new development key row');
       // Restored, the database starts again.
-      await rawSql(db, "INSERT INTO settings (key, value) VALUES ('dev_keys', ?)", [original.value]);
+      await rawSql(db, "INSERT INTO settings (key, value) VALUES ('dev_keys', ?)", [original.value], 'live');
       const restored = await start(db, noKeys);
       await restored.close();
     }
@@ -172,7 +173,10 @@ describe('a process with other keys than the data refuses to start', () => {
     const first = await start(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
     assert.equal((await first.request('GET', '/v1/audit-logs/checkpoint')).status, 200);
     await first.close();
-    await rawSql(db, 'DELETE FROM settings WHERE key = ?', [KEY_RECORD_SETTING]);
+    // Both modes' records (the checkpoint is test mode's: the demo key cut it).
+    for (const mode of ['live', 'test'] as const) {
+      await rawSql(db, 'DELETE FROM settings WHERE key = ?', [KEY_RECORD_SETTING], mode);
+    }
     const error = await refusedStart(db, { DATA_ENCRYPTION_KEY: K1, AUDIT_SIGNING_KEY: seed() });
     assert.equal(error.variable, 'AUDIT_SIGNING_KEY');
     assert.match(error.message, /audit checkpoints were signed with/);
@@ -255,9 +259,12 @@ describe('no command creates a key', () => {
     }
     assert.match(lines[0]!, /DATA_ENCRYPTION_KEY is not set and there are no development keys/);
     assert.match(lines[0]!, /set DATA_ENCRYPTION_KEY and AUDIT_SIGNING_KEY/);
-    const devKeys = await rawRows(db, "SELECT key FROM settings WHERE key IN ('dev_keys', ?)", [
-      KEY_RECORD_SETTING,
-    ]);
+    const devKeys = await rawRows(
+      db,
+      "SELECT key FROM settings WHERE key IN ('dev_keys', ?)",
+      [KEY_RECORD_SETTING],
+      'live',
+    );
     assert.deepEqual(devKeys, [], 'no key in the database');
   });
 

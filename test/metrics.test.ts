@@ -195,7 +195,8 @@ function seriesValue(
   return undefined;
 }
 
-async function scrape(app: TestApp = t, token: string = METRICS_TOKEN): Promise<Map<string, Family>> {
+/** Test mode's metrics by default: the tests' traffic is the demo key's (a test key's, like `auditor`). */
+async function scrape(app: TestApp = t, token: string = auditor): Promise<Map<string, Family>> {
   const res = await app.request('GET', '/metrics', { token });
   assert.equal(res.status, 200, res.body);
   return parseExposition(res.body);
@@ -346,6 +347,16 @@ describe('the exposition', () => {
 // --- counters move -----------------------------------------------------------------------------------------
 
 describe('counters move with the API', () => {
+  test('each mode has its own metrics: METRICS_TOKEN reads live mode’s, a test key the sandbox’s', async () => {
+    const created = (f: Map<string, Family>) =>
+      seriesValue(f, `${P}created_total`, { outcome: 'posted' }) ?? 0;
+    const [liveBefore, testBefore] = [await scrape(t, METRICS_TOKEN), await scrape()];
+    const [sender, receiver] = [await party(t, { balance: 10_000 }), await party(t)];
+    assert.equal((await pay(t, usd(sender, receiver, 100))).status, 201);
+    assert.equal(created(await scrape()) - created(testBefore), 1);
+    assert.equal(created(await scrape(t, METRICS_TOKEN)) - created(liveBefore), 0);
+  });
+
   test('payments by outcome and reason, once each (a replay counts as a request, not a payment)', async () => {
     const sender = await party(t, { balance: 1_000_000 });
     const receiver = await party(t, { balance: 0 });
@@ -488,10 +499,18 @@ test('rate-limit rejections are counted by kind', async () => {
     // The address is now refused before any credential is looked at, the metrics token's included (like an
     // API key's), so this reads the registry directly.
     assert.equal((await limited.request('GET', '/metrics', { token: METRICS_TOKEN })).status, 429);
-    const families = parseExposition(await limited.app.services.metrics.scrape());
-    assert.equal(seriesValue(families, `${P}rate_limit_rejections_total`, { kind: 'per_key' }), 1);
-    assert.equal(seriesValue(families, `${P}rate_limit_rejections_total`, { kind: 'auth_failure' }), 2);
-    assert.equal(seriesValue(families, `${P}rate_limit_rejections_total`, { kind: 'load_shed' }), 0);
+    // Each mode counts what its keys were refused: the test key's here, the metrics token's in live mode.
+    const rejections = async (kind: string) => {
+      let total = 0;
+      for (const services of Object.values(limited.app.modes)) {
+        const families = parseExposition(await services.metrics.scrape());
+        total += seriesValue(families, `${P}rate_limit_rejections_total`, { kind }) ?? 0;
+      }
+      return total;
+    };
+    assert.equal(await rejections('per_key'), 1);
+    assert.equal(await rejections('auth_failure'), 2);
+    assert.equal(await rejections('load_shed'), 0);
   } finally {
     await limited.destroy();
   }
@@ -523,7 +542,8 @@ test('load shedding is counted as load_shed, and /metrics answers while shedding
     }
     assert.equal(shed, 1, 'a request was shed');
     assert.equal(exempt?.status, 200, '/metrics is exempt from shedding');
-    const families = await scrape(shedding);
+    // The shed request named no test key: live mode's, which METRICS_TOKEN reads.
+    const families = await scrape(shedding, METRICS_TOKEN);
     assert.equal(seriesValue(families, `${P}rate_limit_rejections_total`, { kind: 'load_shed' }), 1);
     assert.equal(
       seriesValue(families, `${P}http_requests_total`, {

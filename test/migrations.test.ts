@@ -2,9 +2,13 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { createApiKey } from '../src/app/api-keys.ts';
+import { SYSTEM_ACTOR } from '../src/app/services.ts';
+import type { Mode } from '../src/domain/sandbox.ts';
 import { hashSecret } from '../src/security/api-keys.ts';
 import { PiiCipher } from '../src/security/pii-cipher.ts';
 import { MIGRATIONS, migrationSql } from '../src/storage/migrations.ts';
+import { SANDBOX_SCHEMA, sandboxPath } from '../src/storage/open-store.ts';
 import { migrateSqlite } from '../src/storage/sqlite.ts';
 import { apiKey, databasesForFile, party, pay, REVIEW_AMOUNT, usd } from './support/fixtures.ts';
 import { runMain } from './support/foundation.ts';
@@ -34,9 +38,10 @@ interface RawDb {
   close(): Promise<void>;
 }
 
-async function openRaw(db: TestDatabase): Promise<RawDb> {
+/** The live store (what an older build wrote: it had no modes), or the sandbox's (the demo key's data). */
+async function openRaw(db: TestDatabase, mode: Mode = 'live'): Promise<RawDb> {
   if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!);
+    const conn = new Database(mode === 'live' ? db.sqlitePath! : sandboxPath(db.sqlitePath!));
     conn.pragma('journal_mode = WAL');
     return {
       migrate: async (target) => migrateSqlite(conn, target),
@@ -46,7 +51,11 @@ async function openRaw(db: TestDatabase): Promise<RawDb> {
     };
   }
   const { migratePostgres } = await import('../src/storage/postgres.ts');
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  const pool = new pg.Pool({
+    connectionString: db.url,
+    max: 2,
+    ...(mode === 'live' ? {} : { options: `-c search_path=${SANDBOX_SCHEMA}` }),
+  });
   const numbered = (sql: string) => {
     let n = 0;
     return sql.replace(/\?/g, () => `$${++n}`);
@@ -120,6 +129,8 @@ test('a database at schema version 1 is migrated to the latest on start, its dat
   );
 
   const app = await startTestApp({ db });
+  // What an older build wrote is live data (it had no modes): a live admin key reads and writes it.
+  const admin = (await createApiKey(app.app.modes.live, SYSTEM_ACTOR, 'admin', 'live admin')).secret;
   try {
     // The old key still authenticates, and reads tables that only the later migrations created.
     for (const path of ['/v1/audit-logs', '/v1/payments', '/v1/ledger/verify']) {
@@ -127,19 +138,21 @@ test('a database at schema version 1 is migrated to the latest on start, its dat
       assert.equal(res.status, 200, `${path} with the v1 key: ${res.body.slice(0, 200)}`);
     }
     // The old customer decrypts, and its blind index still finds duplicates.
-    const customer = await app.request('GET', `/v1/customers/${LEGACY.customerId}`);
+    const customer = await app.request('GET', `/v1/customers/${LEGACY.customerId}`, { token: admin });
     assert.equal(customer.status, 200, customer.body);
     assert.equal(customer.json.customer.name, LEGACY.name);
     const duplicate = await app.request('POST', '/v1/customers', {
+      token: admin,
       body: { name: 'Someone', country: 'NL', documentReference: LEGACY.documentReference },
     });
     assert.equal(duplicate.status, 409, duplicate.body);
     // And the migrated database takes new writes: an account with an opening balance, a payment.
     const account = await app.request('POST', '/v1/accounts', {
+      token: admin,
       body: { customerId: LEGACY.customerId, currency: 'EUR', initialBalanceCents: 10_000 },
     });
     assert.equal(account.status, 201, account.body);
-    const verify = await app.request('GET', '/v1/ledger/verify');
+    const verify = await app.request('GET', '/v1/ledger/verify', { token: admin });
     assert.equal(verify.json.verification.valid, true);
   } finally {
     await app.close();
@@ -167,7 +180,7 @@ test('a database at schema version 1 is migrated to the latest on start, its dat
 
   await t.test('starting again applies nothing new', async () => {
     const again = await startTestApp({ db });
-    const res = await again.request('GET', `/v1/customers/${LEGACY.customerId}`);
+    const res = await again.request('GET', `/v1/customers/${LEGACY.customerId}`, { token: admin });
     assert.equal(res.status, 200);
     await again.close();
     assert.deepEqual(
@@ -251,7 +264,7 @@ test("migration 17's backfill computes the running balances and hold totals the 
   }
   await app.close();
 
-  const raw = await openRaw(db);
+  const raw = await openRaw(db, 'test');
   try {
     const snapshot = async () => ({
       entries: await raw.all<Record<string, unknown>>(

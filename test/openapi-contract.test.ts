@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
+import { createApiKey } from '../src/app/api-keys.ts';
+import { SYSTEM_ACTOR } from '../src/app/services.ts';
 import type { Role } from '../src/domain/types.ts';
 import {
   type Client,
@@ -899,6 +901,20 @@ test('the checker has teeth: an undocumented field, status, header or route fail
   );
   fails(real, /no operation of the document matches/, 'GET', '/v1/payments-archive');
   fails(real, /no PATCH operation/, 'PATCH', `/v1/payments/${posted.id}`);
+});
+
+test('the sandbox: the test clock, its advance (replayed), the reset; a live key is refused', async () => {
+  const clock = await call('GET', '/v1/test/clock', as('payments'), 200);
+  assert.equal(typeof clock.json.testClock.offsetSeconds, 'number');
+  const idempotencyKey = key();
+  await call('POST', '/v1/test/clock/advance', { body: { seconds: 61 }, idempotencyKey }, 200);
+  const replay = await call('POST', '/v1/test/clock/advance', { body: { seconds: 61 }, idempotencyKey }, 200);
+  assert.equal(replay.headers['idempotency-replayed'], 'true');
+  const live = (await createApiKey(t.app.modes.live, SYSTEM_ACTOR, 'admin', 'live admin')).secret;
+  assert.equal(code(await call('GET', '/v1/test/clock', { token: live }, 403)), 'TEST_MODE_ONLY');
+  // Last: it erases the test data the areas above made (the keys stay).
+  const reset = await call('POST', '/v1/test/reset', {}, 200);
+  assert.equal(reset.json.sandbox.demoDataSeeded, true);
 });
 
 test('every operation of the document was exercised with a success status', () => {

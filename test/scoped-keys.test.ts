@@ -56,7 +56,7 @@ async function key(role: Role, customerIds: string[] | null): Promise<Key> {
  * straight into the store, to show that the admin-only operations check the scope all the same.
  */
 async function scopedAdminKey(customerIds: string[]): Promise<Key> {
-  const secret = newSecret();
+  const secret = newSecret('test');
   const id = `key_scoped_admin_${randomUUID().slice(0, 8)}`;
   await t.app.services.committer.submit((tx) =>
     tx.insertApiKey({

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import { sandboxPath } from '../src/storage/open-store.ts';
 import type { SqliteStore, WalLimits, WalStats } from '../src/storage/sqlite.ts';
 import { assertBooksValid, databasesForFile, type Party, party } from './support/fixtures.ts';
 import { backend, startTestApp, type TestApp, testEnv } from './support/harness.ts';
@@ -39,7 +40,8 @@ async function smallWalApp(): Promise<{ t: TestApp; store: SqliteStore; path: st
   store.wal.limits = { ...SMALL };
   const parties: Party[] = [];
   for (let i = 0; i < 4; i++) parties.push(await party(t, { balance: 100_000_000 }));
-  return { t, store, path: t.db.sqlitePath!, parties };
+  // The demo key's payments are test data: in the sandbox's file (docs/decisions/0026-sandbox.md).
+  return { t, store, path: sandboxPath(t.db.sqlitePath!), parties };
 }
 
 /** `count` payments between the parties from 16 concurrent clients; calls `each` after every answer. */
@@ -172,7 +174,7 @@ test('kill -9 while the WAL goes round and its last commits are not copied: ever
       const ack = JSON.parse(line.slice('ack '.length)) as Ack;
       acks.set(ack.key, ack);
       // Bounded while nothing pins it (a pinned WAL may grow: SQLite cannot copy past an open snapshot).
-      if (pinnedAt === undefined) largest = Math.max(largest, walBytes(db.sqlitePath!));
+      if (pinnedAt === undefined) largest = Math.max(largest, walBytes(sandboxPath(db.sqlitePath!)));
     }
     // Killed mid-stream, requests in flight, 100 acknowledged payments after the pin.
     const due = pinnedAt === undefined ? acks.size >= 5_000 : acks.size >= pinnedAt + 100;
@@ -190,7 +192,7 @@ test('kill -9 while the WAL goes round and its last commits are not copied: ever
   // were acknowledged with their frames in the WAL only. The restart below replays them from the WAL.
   const dir = mkdtempSync(join(tmpdir(), 'wal-only-db-'));
   try {
-    copyFileSync(db.sqlitePath!, join(dir, 'copy.db'));
+    copyFileSync(sandboxPath(db.sqlitePath!), join(dir, 'copy.db'));
     const copy = new Database(join(dir, 'copy.db'), { readonly: true });
     const inFile = (copy.prepare('SELECT COUNT(*) AS n FROM payments').get() as { n: number }).n;
     copy.close();

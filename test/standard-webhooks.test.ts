@@ -462,7 +462,7 @@ test('rotate, test and retry are admin-only, and refused to a key scoped to cust
     ['POST', `/v1/webhook-deliveries/${queued.json.delivery.id}/retry`],
     ['GET', `/v1/webhook-deliveries/${queued.json.delivery.id}`],
   ];
-  const scopedAdmin = newSecret();
+  const scopedAdmin = newSecret('test');
   const customer = await party(t);
   await t.app.services.committer.submit((tx) =>
     tx.insertApiKey({

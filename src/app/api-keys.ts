@@ -2,6 +2,7 @@ import { assert } from '../domain/assert.ts';
 import type { AuditMetadata } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
+import type { Mode } from '../domain/sandbox.ts';
 import type { Actor, ApiKey, Role } from '../domain/types.ts';
 import { apiKeyStatus, hashSecret, newSecret } from '../security/api-keys.ts';
 import type { ApiKeyRow, Tx } from '../storage/store.ts';
@@ -54,9 +55,11 @@ export interface NewApiKey {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The key as clients see it: never its secret or any hash. */
-export function apiKeyView(key: ApiKeyRow, nowMs: number) {
+export function apiKeyView(key: ApiKeyRow, nowMs: number, mode: Mode) {
   return {
     id: key.id,
+    // Which data the key sees: the mode of the store it lives in (its secret's prefix says the same).
+    mode,
     name: key.name,
     role: key.role,
     customerIds: key.customerIds,
@@ -144,7 +147,7 @@ export async function createApiKey(
   const customerIds = options.customerIds ? [...options.customerIds] : null;
   const expiresAtMs = options.expiresAtMs ?? null;
   checkNewApiKey({ role, name, customerIds, expiresAtMs }, services.clock());
-  const secret = newSecret();
+  const secret = newSecret(services.mode);
   const key = await services.committer.submit((tx) =>
     insertApiKey(tx, actor, { role, name, customerIds, expiresAtMs }, secret),
   );
@@ -253,7 +256,7 @@ export async function rotateApiKey(
   gracePeriodSeconds = 0,
 ): Promise<{ key: ApiKeyRow; secret: string }> {
   checkGracePeriod(gracePeriodSeconds);
-  const secret = newSecret();
+  const secret = newSecret(services.mode);
   const key = await services.committer.submit(
     (tx) => rotateInTx(tx, actor, id, gracePeriodSeconds, secret),
     KEY_CHANGES_LOCK,
@@ -304,8 +307,15 @@ export async function createApiKeyIdempotent(
   services: Services,
   actor: Actor,
   idempotencyKey: string | undefined,
-  body: { role: Role; name: string; customerIds?: string[]; expiresAt?: string },
+  body: { role: Role; name: string; customerIds?: string[]; expiresAt?: string; mode?: Mode },
 ): Promise<IdempotentReply> {
+  // A key creates keys of its own mode: the other mode's keys live in the other mode's store, out of reach.
+  if (body.mode !== undefined && body.mode !== services.mode) {
+    throw new AppError(
+      'MODE_MISMATCH',
+      `a ${services.mode} key creates ${services.mode} keys: create a ${body.mode} key with a ${body.mode} admin key, or with \`npm run keys -- create --mode ${body.mode}\``,
+    );
+  }
   const customerIds = body.customerIds ? [...body.customerIds] : null;
   const expiresAtMs = body.expiresAt === undefined ? null : parseIsoTime(body.expiresAt, '/expiresAt');
   const fields = { role: body.role, name: body.name, customerIds, expiresAtMs };
@@ -315,9 +325,9 @@ export async function createApiKeyIdempotent(
     checkNewApiKey(fields, services.clock());
     return {
       execute: async (tx) => {
-        const secret = newSecret();
+        const secret = newSecret(services.mode);
         const row = await insertApiKey(tx, actor, fields, secret);
-        return jsonOutcome(201, { apiKey: apiKeyView(row, tx.nowMs), secret }, row.id);
+        return jsonOutcome(201, { apiKey: apiKeyView(row, tx.nowMs, services.mode), secret }, row.id);
       },
     };
   });
@@ -335,7 +345,7 @@ export async function revokeApiKeyIdempotent(
     locks: KEY_CHANGES_LOCK,
     execute: async (tx) => {
       const { key } = await revokeInTx(tx, actor, id, {});
-      return jsonOutcome(200, { apiKey: apiKeyView(key, tx.nowMs) }, key.id);
+      return jsonOutcome(200, { apiKey: apiKeyView(key, tx.nowMs, services.mode) }, key.id);
     },
   }));
 }
@@ -356,9 +366,9 @@ export async function rotateApiKeyIdempotent(
   return runIdempotent(services, request, () => ({
     locks: KEY_CHANGES_LOCK,
     execute: async (tx) => {
-      const secret = newSecret();
+      const secret = newSecret(services.mode);
       const key = await rotateInTx(tx, actor, id, grace, secret);
-      return jsonOutcome(200, { apiKey: apiKeyView(key, tx.nowMs), secret }, key.id);
+      return jsonOutcome(200, { apiKey: apiKeyView(key, tx.nowMs, services.mode), secret }, key.id);
     },
   }));
 }

@@ -3,6 +3,7 @@ import type { AuditValue } from '../domain/audit.ts';
 import { AppError } from '../domain/errors.ts';
 import type { FxTerms } from '../domain/fx.ts';
 import { newId } from '../domain/ids.ts';
+import { testTriggerFor } from '../domain/sandbox.ts';
 import type { Account, Actor, Payment } from '../domain/types.ts';
 import type { CustomerRow, LockHints, Tx } from '../storage/store.ts';
 import { appendPaymentEvent, CREATED_EVENT_TYPE } from './events.ts';
@@ -176,6 +177,7 @@ export async function recordPayment(
   const { source, destination, sender, receiver, fx } = prepared;
   // Steps 4 to 6: compliance (KYC, jurisdictions, sanctions, limits), fraud (windowed counters), funds and
   // currency, decided by the risk policy (src/domain/policy.ts). Counters are read before this attempt counts.
+  const trigger = services.mode === 'test' ? testTriggerFor(request.amountCents) : undefined;
   const riskInput = {
     amountCents: request.amountCents,
     currency: request.currency,
@@ -186,6 +188,8 @@ export async function recordPayment(
     receiver,
     // With a quote the destination is paid in the quote's currency; without one the currency check stands.
     fxDestinationCurrency: fx?.destinationCurrency ?? null,
+    // Test mode only: a magic amount forces its documented outcome (src/domain/sandbox.ts).
+    ...(trigger === undefined ? {} : { testTrigger: trigger }),
   };
   const assessment = await assessRisk(tx.counters, tx.nowMs, services.policy, services.screening, riskInput);
   await recordAttempt(tx.counters, tx.nowMs, services.policy, riskInput, assessment);

@@ -10,6 +10,7 @@ import {
   counterRequests,
 } from '../domain/risk-keys.ts';
 import type { SanctionsList, ScreeningResult } from '../domain/sanctions.ts';
+import type { TestTrigger } from '../domain/sandbox.ts';
 import { type Account, type Decision, type RuleHit, spendableCents } from '../domain/types.ts';
 import type { Counters, CustomerRow } from '../storage/store.ts';
 
@@ -28,6 +29,8 @@ export interface RiskInput {
   receiver: CustomerRow;
   /** A cross-currency payment's destination currency, from its FX quote (src/app/fx-quotes.ts); else null. */
   fxDestinationCurrency?: string | null;
+  /** Test mode only: the magic amount's trigger (src/domain/sandbox.ts), applied to the features. */
+  testTrigger?: TestTrigger;
 }
 
 export interface Screening {
@@ -80,7 +83,7 @@ export async function assessRisk(
   };
   const senderScreen = screening.screen(input.sender);
   const receiverScreen = screening.screen(input.receiver);
-  const features = computeFeatures(
+  const computed = computeFeatures(
     {
       amountCents: input.amountCents,
       note: input.note,
@@ -94,6 +97,9 @@ export async function assessRisk(
     },
     policy,
   );
+  // A sandbox trigger sets features, not outcomes: the real policy decides, and the stored features explain it.
+  const features =
+    input.testTrigger === undefined ? computed : { ...computed, ...input.testTrigger.features };
   const decision = decide(policy, features, input, {
     listSha256: screening.list.sha256,
     sender: senderScreen,
@@ -159,7 +165,9 @@ function decide(
   }
   // Funds are only comparable in the source account's currency: available down to the account's floor (its
   // minimum balance, or minus its overdraft limit).
-  if (input.currency === input.source.currency && spendableCents(input.source) < input.amountCents) {
+  const short =
+    spendableCents(input.source) < input.amountCents || input.testTrigger?.insufficientFunds === true;
+  if (input.currency === input.source.currency && short) {
     system.push({
       rule: 'funds',
       outcome: 'decline',

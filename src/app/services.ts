@@ -1,5 +1,6 @@
 import type { WebhookConfig } from '../config.ts';
 import type { RiskPolicy } from '../domain/policy.ts';
+import type { Mode } from '../domain/sandbox.ts';
 import type { Metrics } from '../metrics.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
 import type { Committer } from '../storage/committer.ts';
@@ -7,9 +8,17 @@ import type { Store } from '../storage/store.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { FxDesk } from './fx-quotes.ts';
 import type { Screening } from './risk-assessment.ts';
+import type { TestClock } from './sandbox.ts';
 
 /** What the application layer needs, wired once in `src/app.ts` and handed to routes and jobs. */
 export interface Services {
+  /**
+   * Which data these services hold: live, or the sandbox's test data (src/domain/sandbox.ts). Each mode has its
+   * own store and its own Services; nothing here reaches the other mode's.
+   */
+  mode: Mode;
+  /** Test mode: the sandbox's movable clock (`clock` reads it); live: null. */
+  testClock: TestClock | null;
   store: Store;
   committer: Committer;
   cipher: PiiCipher;

@@ -52,7 +52,11 @@ export async function registerWebhookEndpoint(
   const request = optionalIdempotentRequest(actor, idempotencyKey, 'POST', '/v1/webhook-endpoints', input);
   // The URL check (DNS) and the secret only once the fast path found no stored answer.
   return runIdempotent(services, request, async () => {
-    const url = await checkWebhookUrl(input.url, services.webhooks.allowPrivateTargets);
+    const url = await checkWebhookUrl(
+      input.url,
+      services.webhooks.allowPrivateTargets,
+      services.mode === 'test',
+    );
     const secret = newWebhookSecret();
     const row: WebhookEndpointRow = {
       id: newId('whe'),

@@ -10,6 +10,7 @@ import {
 } from '../app/api-keys.ts';
 import { type Config, ConfigError, loadConfig } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
+import { MODES, type Mode } from '../domain/sandbox.ts';
 import { ROLES, type Role } from '../domain/types.ts';
 import type { ApiKeyPosition } from '../storage/store.ts';
 import { KEY_MATERIAL_COMMANDS } from './reencrypt.ts';
@@ -40,9 +41,10 @@ const LIST_MAX = 10_000;
 const COMMANDS: Record<string, KeysCommand> = {
   create: {
     usage:
-      'create --role <admin|payments|compliance|auditor> [--name <label>] [--customer <cus_id>]... [--expires-at <RFC 3339 time>]',
+      'create --role <admin|payments|compliance|auditor> [--mode <live|test>] [--name <label>] [--customer <cus_id>]... [--expires-at <RFC 3339 time>]',
     options: {
       role: { type: 'string' },
+      mode: { type: 'string' },
       name: { type: 'string' },
       customer: { type: 'string', multiple: true },
       'expires-at': { type: 'string' },
@@ -50,14 +52,18 @@ const COMMANDS: Record<string, KeysCommand> = {
     run: createCommand,
   },
   list: {
-    usage: `list [--limit <1..${LIST_MAX}>]`,
-    options: { limit: { type: 'string' } },
+    usage: `list [--mode <live|test>] [--limit <1..${LIST_MAX}>]`,
+    options: { limit: { type: 'string' }, mode: { type: 'string' } },
     run: listCommand,
   },
-  revoke: { usage: 'revoke <key id>', options: {}, run: revokeCommand },
+  revoke: {
+    usage: 'revoke <key id> [--mode <live|test>]',
+    options: { mode: { type: 'string' } },
+    run: revokeCommand,
+  },
   rotate: {
-    usage: 'rotate <key id> [--grace-seconds <0..604800>]',
-    options: { 'grace-seconds': { type: 'string' } },
+    usage: 'rotate <key id> [--mode <live|test>] [--grace-seconds <0..604800>]',
+    options: { 'grace-seconds': { type: 'string' }, mode: { type: 'string' } },
     run: rotateCommand,
   },
   ...KEY_MATERIAL_COMMANDS, // reencrypt, accept-audit-key: data and audit key rotation (src/cli/reencrypt.ts)
@@ -73,6 +79,13 @@ class UsageError extends Error {}
 
 const str = (v: Values[string]): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** `--mode`: which store's keys (live by default; test keys reach the sandbox's data only). */
+function modeOf(values: Values): { mode: Mode } {
+  const mode = str(values['mode']) ?? 'live';
+  if (!MODES.includes(mode as Mode)) throw new UsageError();
+  return { mode: mode as Mode };
+}
+
 async function createCommand({ positionals, values, config }: Parameters<KeysCommand['run']>[0]) {
   const role = str(values['role']) as Role | undefined;
   if (positionals.length > 0 || role === undefined || !ROLES.includes(role)) throw new UsageError();
@@ -81,12 +94,17 @@ async function createCommand({ positionals, values, config }: Parameters<KeysCom
   const customerIds = Array.isArray(customers) ? customers.map(String) : null;
   const expiresAt = str(values['expires-at']);
   const expiresAtMs = expiresAt === undefined ? null : parseIsoTime(expiresAt, '/expires-at');
-  const { key, secret } = await withServices(config, stderr, (services) =>
-    createApiKey(services, cliActor(), role, name, { customerIds, expiresAtMs }),
+  const { key, secret } = await withServices(
+    config,
+    stderr,
+    (services) => createApiKey(services, cliActor(), role, name, { customerIds, expiresAtMs }),
+    modeOf(values),
   );
   const scope = key.customerIds === null ? '' : `, ${key.customerIds.length} customer(s)`;
   const expiry = key.expiresAtMs === null ? '' : `, expires ${new Date(key.expiresAtMs).toISOString()}`;
-  process.stdout.write(`created API key ${key.id} (role ${role}${scope}${expiry})\n`);
+  process.stdout.write(
+    `created API key ${key.id} (${modeOf(values).mode} mode, role ${role}${scope}${expiry})\n`,
+  );
   process.stdout.write(`secret (shown once, store it now): ${secret}\n`);
   return 0;
 }
@@ -96,30 +114,39 @@ async function listCommand({ positionals, values, config }: Parameters<KeysComma
   if (positionals.length > 0 || !/^[0-9]{1,5}$/.test(limitText)) throw new UsageError();
   const limit = Number(limitText);
   if (limit < 1 || limit > LIST_MAX) throw new UsageError();
-  const { keys, more } = await withServices(config, stderr, async (services) => {
-    const views: ApiKeyView[] = [];
-    let after: ApiKeyPosition | null = null;
-    for (;;) {
-      const page = await services.store.reads.listApiKeys(after, Math.min(500, limit - views.length));
-      const nowMs = Date.now();
-      views.push(...page.items.map((k) => apiKeyView(k, nowMs)));
-      after = page.next;
-      if (after === null || views.length >= limit) return { keys: views, more: after !== null };
-    }
-  });
+  const { keys, more } = await withServices(
+    config,
+    stderr,
+    async (services) => {
+      const views: ApiKeyView[] = [];
+      let after: ApiKeyPosition | null = null;
+      for (;;) {
+        const page = await services.store.reads.listApiKeys(after, Math.min(500, limit - views.length));
+        const nowMs = Date.now();
+        views.push(...page.items.map((k) => apiKeyView(k, nowMs, services.mode)));
+        after = page.next;
+        if (after === null || views.length >= limit) return { keys: views, more: after !== null };
+      }
+    },
+    modeOf(values),
+  );
   process.stdout.write(table(keys));
   if (more) process.stdout.write(`(more than ${limit} keys; raise --limit to see them)\n`);
   return 0;
 }
 
-async function revokeCommand({ positionals, config }: Parameters<KeysCommand['run']>[0]) {
+async function revokeCommand({ positionals, values, config }: Parameters<KeysCommand['run']>[0]) {
   if (positionals.length !== 1) throw new UsageError();
-  const result = await withServices(config, stderr, (services) =>
-    // The CLI is the recovery path, so it may revoke the last admin key; it says so instead of refusing.
-    revokeApiKey(services, cliActor(), positionals[0]!, {
-      reason: 'revoked with the keys command',
-      allowLastAdmin: true,
-    }),
+  const result = await withServices(
+    config,
+    stderr,
+    (services) =>
+      // The CLI is the recovery path, so it may revoke the last admin key; it says so instead of refusing.
+      revokeApiKey(services, cliActor(), positionals[0]!, {
+        reason: 'revoked with the keys command',
+        allowLastAdmin: true,
+      }),
+    modeOf(values),
   );
   process.stdout.write(
     result.changed ? `revoked API key ${result.key.id}\n` : `API key ${result.key.id} was already revoked\n`,
@@ -133,8 +160,11 @@ async function revokeCommand({ positionals, config }: Parameters<KeysCommand['ru
 async function rotateCommand({ positionals, values, config }: Parameters<KeysCommand['run']>[0]) {
   const graceText = str(values['grace-seconds']) ?? '0';
   if (positionals.length !== 1 || !/^[0-9]{1,7}$/.test(graceText)) throw new UsageError();
-  const { key, secret } = await withServices(config, stderr, (services) =>
-    rotateApiKey(services, cliActor(), positionals[0]!, Number(graceText)),
+  const { key, secret } = await withServices(
+    config,
+    stderr,
+    (services) => rotateApiKey(services, cliActor(), positionals[0]!, Number(graceText)),
+    modeOf(values),
   );
   process.stdout.write(`rotated API key ${key.id}\n`);
   process.stdout.write(`new secret (shown once, store it now): ${secret}\n`);

@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import { acceptAuditKey, reencryptData } from '../app/key-rotation.ts';
 import type { Config } from '../config.ts';
+import type { Mode } from '../domain/sandbox.ts';
 import { shortFingerprint } from '../security/key-fingerprints.ts';
 import type { KeysCommand } from './keys.ts';
-import { cliActor, type Output, stderr, stdout, withServices } from './services.ts';
+import { cliActor, type Output, stderr, stdout, storePath, withServices } from './services.ts';
 
 /**
  * The key-material subcommands of `npm run keys` (docs/deployment.md#rotating-keys):
@@ -18,13 +20,35 @@ import { cliActor, type Output, stderr, stdout, withServices } from './services.
  */
 /** `keys reencrypt`: exit code 0 when every value is under the primary key and it is recorded alone. */
 export async function reencrypt(config: Config, out: Output, warn: Output): Promise<number> {
-  const result = await withServices(config, warn, (services) =>
-    reencryptData(services, cliActor(), {
-      onSlice: (column, count) => {
-        if (count > 0) warn(`${column}: ${count} values re-encrypted`);
-      },
-    }),
+  for (const mode of modesPresent(config)) {
+    const code = await reencryptMode(config, mode, out, warn);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+/**
+ * The live data, and the sandbox's when it exists: both are under the same keys, so a rotation re-encrypts
+ * both (a sandbox left under a retired key would stop the next start).
+ */
+function modesPresent(config: Config): Mode[] {
+  const test = storePath(config, 'test');
+  return test === null || existsSync(test) ? ['live', 'test'] : ['live'];
+}
+
+async function reencryptMode(config: Config, mode: Mode, out: Output, warn: Output): Promise<number> {
+  const result = await withServices(
+    config,
+    warn,
+    (services) =>
+      reencryptData(services, cliActor(), {
+        onSlice: (column, count) => {
+          if (count > 0) warn(`${mode}: ${column}: ${count} values re-encrypted`);
+        },
+      }),
+    { mode },
   );
+  out(`${mode} data:`);
   const total = Object.values(result.reencrypted).reduce((a, b) => a + b, 0);
   out(`re-encrypted ${total} values under the data key ${shortFingerprint(result.primary)}`);
   for (const [column, count] of Object.entries(result.reencrypted)) {
@@ -40,11 +64,20 @@ export async function reencrypt(config: Config, out: Output, warn: Output): Prom
 
 /** `keys accept-audit-key`: records the configured AUDIT_SIGNING_KEY as the audit log's signing key. */
 export async function acceptAuditSigningKey(config: Config, out: Output, warn: Output): Promise<number> {
+  for (const mode of modesPresent(config)) {
+    out(`${mode} data:`);
+    const code = await acceptAuditKeyOf(config, mode, out, warn);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+async function acceptAuditKeyOf(config: Config, mode: Mode, out: Output, warn: Output): Promise<number> {
   const result = await withServices(
     config,
     warn,
     (services) => acceptAuditKey(services, cliActor(), services.auditLog.signer),
-    { auditKeyCheck: 'skip' },
+    { auditKeyCheck: 'skip', mode },
   );
   if (!result.changed) {
     out(`AUDIT_SIGNING_KEY (public key ${shortFingerprint(result.fingerprint)}) is already the recorded key`);

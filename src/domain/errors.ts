@@ -10,6 +10,9 @@ export const ERROR_CATALOGUE = {
   AUTH_REQUIRED: 401,
   AUTH_INVALID: 401,
   FORBIDDEN: 403,
+  // The sandbox (src/domain/sandbox.ts): a test-mode route called with a live key; a key made for the other mode.
+  TEST_MODE_ONLY: 403,
+  MODE_MISMATCH: 403,
   NOT_FOUND: 404,
   CUSTOMER_NOT_FOUND: 404,
   ACCOUNT_NOT_FOUND: 404,

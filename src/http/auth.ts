@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.ts';
+import type { Mode } from '../domain/sandbox.ts';
 import type { Actor, Role } from '../domain/types.ts';
 import { hashSecret, keyAccepts, parseBearer } from '../security/api-keys.ts';
 import type { Reads } from '../storage/store.ts';
@@ -12,6 +13,8 @@ import type { Reads } from '../storage/store.ts';
 declare module 'fastify' {
   interface FastifyContextConfig {
     roles?: readonly Role[];
+    /** Which mode's copy of the API the route belongs to (src/http/server.ts); absent: registered once. */
+    mode?: Mode;
     /**
      * Another credential the route accepts before any API key (GET /metrics: METRICS_TOKEN): given the
      * Authorization header, the actor it authenticates, or null to fall through to the API-key check.

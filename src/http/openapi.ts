@@ -441,6 +441,7 @@ const TAGS = [
   { name: 'audit', description: 'The verifiable audit log: entries, checkpoints, proofs, verification' },
   { name: 'webhooks', description: 'The event outbox and webhook endpoints' },
   { name: 'api-keys', description: 'API keys and their lifecycle (admin)' },
+  { name: 'sandbox', description: 'Test mode’s controls: the test clock and the reset (test keys only)' },
   { name: 'operations', description: 'Liveness, readiness and metrics' },
   { name: 'meta', description: 'This document' },
 ];

@@ -6,6 +6,7 @@ import {
   PAYMENT_BATCH_ITEMS_MAX,
   PAYMENT_BATCH_STATUSES,
 } from '../domain/payment-batch.ts';
+import { MODES } from '../domain/sandbox.ts';
 import { ACCOUNT_STATUSES, RESOLUTION_OUTCOMES, ROLES } from '../domain/types.ts';
 
 /**
@@ -519,6 +520,13 @@ export const AuditVerificationJob = Type.Object(
 export const ApiKey = Type.Object(
   {
     id: Id('key'),
+    mode: Type.Union(
+      MODES.map((m) => Type.Literal(m)),
+      {
+        description:
+          'live: sees live data only; test: the sandbox’s data only (secret sk_live_… / sk_test_…)',
+      },
+    ),
     name: Type.String({ minLength: 1, maxLength: 100 }),
     role: Type.Union(ROLES.map((r) => Type.Literal(r))),
     customerIds: Nullable(Type.Array(Id('cus'), { minItems: 1, maxItems: 100 })),
@@ -533,7 +541,7 @@ export const ApiKey = Type.Object(
 );
 
 export const ApiKeySecret = Type.String({
-  pattern: '^sk_[A-Za-z0-9_-]{43}$',
+  pattern: '^sk_(live|test)_[A-Za-z0-9_-]{43}$',
   description: 'shown in this response only (and in its replay under the same Idempotency-Key)',
 });
 

@@ -1,11 +1,14 @@
 import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Services } from '../app/services.ts';
 import type { LimitsConfig } from '../config.ts';
+import { assert } from '../domain/assert.ts';
 import { AppError } from '../domain/errors.ts';
+import { MODES, type Mode, modeOfSecret } from '../domain/sandbox.ts';
+import { parseBearer } from '../security/api-keys.ts';
 import { authHook } from './auth.ts';
 import { consoleRoutes } from './console.ts';
 import {
@@ -42,6 +45,7 @@ import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { paymentBatchRoutes } from './routes/payment-batches.ts';
 import { paymentRoutes } from './routes/payments.ts';
+import { sandboxRoutes, simulatedFailures } from './routes/sandbox.ts';
 import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
@@ -64,10 +68,22 @@ export interface ServerOptions {
   onFatal: (error: Error) => void;
   /** Timeouts, connection cap, shedding and rate limits (config.limits). */
   limits: LimitsConfig;
+  /** DEMO_API_TOKEN: the one test key whose secret does not say its mode. */
+  demoToken: string | null;
+  /** SEED_DEMO_DATA: whether the sandbox's reset seeds the demo data again. */
+  seedDemoData: boolean;
 }
 
-export function buildServer(services: Services, options: ServerOptions): HttpApp {
+/**
+ * The server holds one copy of the API per mode (src/domain/sandbox.ts), each wired to that mode's services
+ * only. The router picks the copy from the key's secret (`mode` constraint) before anything runs, and the
+ * copy then authenticates the key against its own store: a live key cannot reach test data, nor a test key
+ * live data, and no route has to remember to filter.
+ */
+export function buildServer(modes: Record<Mode, Services>, options: ServerOptions): HttpApp {
+  const services = modes.live;
   const app = Fastify({
+    routerOptions: { constraints: { mode: modeConstraint(options.demoToken) } },
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
@@ -127,7 +143,6 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   registerLoadShedding(app, options.limits);
   const authFailures = authFailureLimit(options.limits);
   app.addHook('onRequest', authFailures.gate);
-  app.addHook('onRequest', authHook(services.store.reads, services.clock));
   const limitPerKey = perKeyRateLimit(options.limits);
   if (limitPerKey !== null) {
     app.addHook('preParsing', async (request, reply, payload) => {
@@ -162,7 +177,13 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     );
   });
   app.addHook('onResponse', authFailures.count);
-  registerRequestMetrics(app, services.metrics);
+  // Each mode counts its own requests: by the copy of the route that answered, else by the secret's mode.
+  registerRequestMetrics(
+    app,
+    (request) =>
+      request.routeOptions.config.mode ?? modeOfRequest(request.headers.authorization, options.demoToken),
+    { live: modes.live.metrics, test: modes.test.metrics },
+  );
 
   app.setErrorHandler(errorHandler(options.onFatal));
   app.setNotFoundHandler(async (request, reply) => {
@@ -180,21 +201,77 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
   void app.register(async (api) => {
     openApiRoutes(api, openApiDocument);
     healthRoutes(api, services);
-    metricsRoutes(api, services);
-    customerRoutes(api, services);
-    accountRoutes(api, services);
-    paymentRoutes(api, services);
-    paymentBatchRoutes(api, services);
-    fxQuoteRoutes(api, services);
-    ledgerRoutes(api, services);
-    auditRoutes(api, services);
-    webhookRoutes(api, services);
-    apiKeyRoutes(api, services);
-    sessionRoutes(api, services, operations);
+    for (const mode of MODES) {
+      void api.register(async (scope) => apiRoutes(scope, modes[mode], operations, options));
+    }
     // In a scope of its own: its Content-Security-Policy is the page's, not the API's.
     void api.register(consoleRoutes);
   });
   return app;
+}
+
+/** The mode a request's secret names (no secret: live, whose copy of a route answers 401). */
+function modeOfRequest(authorization: string | undefined, demoToken: string | null): Mode {
+  const secret = parseBearer(authorization);
+  return secret === null ? 'live' : modeOfSecret(secret, demoToken);
+}
+
+/** Routes a request to its mode's copy of the API by the secret it presents. */
+type ConstraintStrategy = NonNullable<
+  NonNullable<FastifyServerOptions['routerOptions']>['constraints']
+>[string];
+type RouteHandler = Parameters<ReturnType<ConstraintStrategy['storage']>['set']>[1];
+
+function modeConstraint(demoToken: string | null): ConstraintStrategy {
+  return {
+    name: 'mode',
+    // One store per route node: its handler for each mode.
+    storage: () => {
+      const handlers = new Map<unknown, RouteHandler>();
+      return {
+        get: (mode) => handlers.get(mode) ?? null,
+        set: (mode, handler) => void handlers.set(mode, handler),
+      };
+    },
+    validate: (value) => assert(MODES.includes(value as Mode), 'a route is for a mode'),
+    deriveConstraint: (request) => modeOfRequest(request.headers.authorization, demoToken),
+  };
+}
+
+/**
+ * One mode's copy of the API: every route that takes a key, authenticated against that mode's store, with
+ * that mode's services. Test mode adds its clock and the sandbox's controls (src/http/routes/sandbox.ts).
+ */
+async function apiRoutes(
+  api: HttpApp,
+  services: Services,
+  operations: ReturnType<typeof trackOperations>,
+  options: ServerOptions,
+): Promise<void> {
+  const { mode } = services;
+  api.addHook('onRoute', (route) => {
+    route.constraints = { ...route.constraints, mode };
+    route.config = { ...route.config, mode };
+  });
+  if (services.testClock !== null) {
+    const { testClock, store } = services;
+    // Another process of the sandbox may have moved the clock: each test request reads it first.
+    api.addHook('onRequest', async () => testClock.refresh(store.reads));
+  }
+  api.addHook('onRequest', authHook(services.store.reads, services.clock));
+  if (mode === 'test') api.addHook('onRequest', simulatedFailures);
+  metricsRoutes(api, services);
+  customerRoutes(api, services);
+  accountRoutes(api, services);
+  paymentRoutes(api, services);
+  paymentBatchRoutes(api, services);
+  fxQuoteRoutes(api, services);
+  ledgerRoutes(api, services);
+  auditRoutes(api, services);
+  webhookRoutes(api, services);
+  apiKeyRoutes(api, services);
+  sessionRoutes(api, services, operations);
+  sandboxRoutes(api, services, { seedDemoData: options.seedDemoData });
 }
 
 /**

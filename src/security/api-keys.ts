@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Mode, SECRET_PREFIX } from '../domain/sandbox.ts';
 import type { ApiKey } from '../domain/types.ts';
 
 /**
@@ -10,8 +11,9 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex');
 }
 
-export function newSecret(): string {
-  return `sk_${randomBytes(32).toString('base64url')}`;
+/** `sk_live_…` or `sk_test_…`: the secret names its mode (src/domain/sandbox.ts). */
+export function newSecret(mode: Mode): string {
+  return `${SECRET_PREFIX[mode]}${randomBytes(32).toString('base64url')}`;
 }
 
 export function secretMatches(secret: string, storedHash: string): boolean {

@@ -106,7 +106,7 @@ export class Committer {
   private flush(): void {
     this.flushScheduled = false;
     while (this.queue.length > 0 && this.batchesInFlight < this.options.batchesInFlightMax) {
-      const batch = this.queue.splice(0, this.options.batchMax);
+      const batch = this.queue.splice(0, this.nextBatchLength());
       this.batchesInFlight += 1;
       this.commandsApplying += batch.length;
       void this.applyBatch(batch).finally(() => {
@@ -116,6 +116,15 @@ export class Committer {
         if (this.queue.length > 0) this.scheduleFlush();
       });
     }
+  }
+
+  /** Up to batchMax commands, but a command that must run alone (LockHints.alone) gets a batch of its own. */
+  private nextBatchLength(): number {
+    const end = Math.min(this.queue.length, this.options.batchMax);
+    for (let i = 0; i < end; i++) {
+      if (this.queue[i]!.command.locks?.alone === true) return i === 0 ? 1 : i;
+    }
+    return end;
   }
 
   /**

@@ -221,6 +221,12 @@ export class CounterMemory {
   }
 
   /** Payments from this time on are replayed at start-up: the longest window, its slack, and a day more. */
+  /** Forgets every key (the sandbox's reset emptied the payments); seqs keep growing, so `seenSeq` stays. */
+  clear(): void {
+    this.keys.clear();
+    this.expiry.clear();
+  }
+
   static rebuildFromMs(nowMs: number): number {
     return nowMs - COUNTER_WINDOW_MAX_MS - SLACK_MS_MAX - 24 * 3_600_000;
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { InvariantViolation } from '../domain/assert.ts';
+import { assert, InvariantViolation } from '../domain/assert.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
 import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
@@ -30,6 +30,11 @@ export interface PostgresOptions {
   url: string;
   clock: () => number;
   poolMax: number;
+  /**
+   * The schema every statement works in (created if missing), else the connection's default. The sandbox's
+   * store uses its own (src/storage/open-store.ts): the same tables, apart.
+   */
+  schema?: string;
 }
 
 const RETRYABLE_CODES = new Set(['40001', '40P01']);
@@ -79,15 +84,41 @@ function advisoryKey(value: string): string {
   return createHash('sha256').update(value).digest().readBigInt64BE(0).toString();
 }
 
+/** `schema`: created first when missing (the pool's connections already have it as their search_path). */
+/**
+ * A pooled connection for a transaction. A connection that drops mid-query fails the query (the caller's
+ * error) and also emits 'error' on the client, which the pool only listens to while the client is idle: without
+ * a listener of ours that second report would be an uncaught exception, ending the process.
+ */
+async function checkOut(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  client.on('error', ignoreReported);
+  const release = client.release.bind(client);
+  client.release = (destroy?: boolean | Error) => {
+    client.off('error', ignoreReported);
+    release(destroy);
+  };
+  return client;
+}
+
+function ignoreReported(): void {
+  // Already reported to the caller through the failed query.
+}
+
 export async function migratePostgres(
   pool: pg.Pool,
   targetVersion = Number.POSITIVE_INFINITY,
+  schema?: string,
 ): Promise<number[]> {
-  const client = await pool.connect();
+  const client = await checkOut(pool);
   const applied: number[] = [];
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    if (schema !== undefined) {
+      assert(/^[a-z_][a-z0-9_]{0,62}$/.test(schema), 'a schema name is a plain identifier');
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    }
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)',
     );
@@ -129,10 +160,12 @@ export async function openPostgresStore(options: PostgresOptions): Promise<Store
     idle_in_transaction_session_timeout: 60_000,
     // A server that cannot be reached fails the request (503) instead of queueing it for ever.
     connectionTimeoutMillis: 5_000,
+    // Every connection of the pool works in the schema, so no statement needs to name it.
+    ...(options.schema === undefined ? {} : { options: `-c search_path=${options.schema}` }),
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
-  await migratePostgres(pool);
+  await migratePostgres(pool, Number.POSITIVE_INFINITY, options.schema);
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {
     for (let attempt = 1; ; attempt++) {
@@ -173,7 +206,7 @@ async function applyBatchOnce(
   clock: () => number,
   commands: Command<unknown>[],
 ): Promise<CommandOutcome<unknown>[]> {
-  const client = await pool.connect();
+  const client = await checkOut(pool);
   // A batch of one needs no savepoint: if its command fails, the whole transaction rolls back. Unless the
   // command may undo part of its work and go on (LockHints.discardable): that needs its savepoint.
   const savepoints = commands.length > 1 || commands.some((c) => c.locks?.discardable === true);
@@ -183,6 +216,7 @@ async function applyBatchOnce(
   const tx = new SqlTx(
     executor(client),
     {
+      name: 'postgres',
       forUpdate: ' FOR UPDATE',
       forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED',
       counterReads: 'arrays',

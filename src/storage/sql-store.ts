@@ -49,6 +49,7 @@ import { ledgerEntryFromRow } from './ledger-sql.ts';
 import * as paymentBatchesSql from './payment-batches-sql.ts';
 import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
 import { nullableNum, nullableStr, num, str } from './row-values.ts';
+import { eraseSandboxData } from './sandbox-sql.ts';
 import * as scopedSql from './scoped-sql.ts';
 import type {
   AccountCheck,
@@ -133,6 +134,7 @@ export function eventLoopSlices(sliceMs: number, enabled = true) {
 }
 
 export interface SqlDialectOptions {
+  name: 'sqlite' | 'postgres';
   forUpdate: string;
   /** ' FOR UPDATE SKIP LOCKED' on PostgreSQL (several dispatchers); empty on SQLite (one writer). */
   forUpdateSkipLocked: string;
@@ -818,6 +820,21 @@ export class SqlTx implements Tx {
         this.idempotency.set(idempotencyScope(record.apiKeyId, record.key), record);
       }
     }
+  }
+
+  /** Whether this batch emptied the store (the sandbox's reset): the adapter then forgets what it keeps in memory. */
+  erased = false;
+
+  async eraseSandboxData(): Promise<void> {
+    assert(!this.erased, 'a batch resets the sandbox once');
+    // Through the write-behind's executor: anything queued is written first, then goes with the rest.
+    await eraseSandboxData(this.db, this.dialect.name);
+    this.accounts.clear();
+    this.customers.clear();
+    this.idempotency.clear();
+    this.webhookEndpoints = undefined;
+    this.auditQueuedForBatch = [];
+    this.erased = true;
   }
 
   async discardCommand(): Promise<void> {

@@ -186,6 +186,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     const outcomes: CommandOutcome<unknown>[] = [];
     let batchCounters: MemoryCounterTx | undefined;
     let seqWritten = 0;
+    let erased = false;
     // better-sqlite3 is synchronous: without this, a batch of a hundred payments would hold the event loop for
     // its whole length (tens of ms), and every other request would wait behind it. Between commands, and
     // between the parts of a long command (Tx.pace: a payment batch's payments), the batch lets the loop run
@@ -200,6 +201,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         const tx = new SqlTx(
           writeExec,
           {
+            name: 'sqlite',
             forUpdate: '',
             forUpdateSkipLocked: '',
             counters: (raw, insert) => {
@@ -234,6 +236,7 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
         await slices.pause(1 / 2);
         await tx.finish();
         seqWritten = payments.newestSeq();
+        erased = tx.erased;
         writer.exec('COMMIT');
       } catch (error) {
         if (writer.inTransaction) writer.exec('ROLLBACK');
@@ -245,7 +248,10 @@ export function openSqliteStore(options: SqliteOptions): SqliteStore {
     // After the commit, outside the try: nothing here may turn a committed batch into a failed one. The
     // batch's counter points join the memory only now that they are durable.
     assert(batchCounters !== undefined, 'the batch ran with its counters');
-    batchCounters.committed(seqWritten, options.clock());
+    // The sandbox's reset (a batch of its own) emptied the store: what its payments counted goes with them.
+    // Seqs keep growing (AUTOINCREMENT), so the memory's newest seq stays a correct starting point.
+    if (erased) counters.clear();
+    else batchCounters.committed(seqWritten, options.clock());
     wal?.afterCommit();
     return outcomes;
   }
@@ -311,7 +317,7 @@ async function withWriteLock<T>(take: () => T): Promise<T> {
 
 /** How the counters read the payments table (src/storage/counter-memory.ts): statements prepared once per store. */
 interface CountedPayments {
-  /** The newest payment's seq (0: none). */
+  /** The newest payment's seq ever written (0: none), even when the sandbox's reset has deleted it since. */
   newestSeq(): number;
   /** The first payment stamped at or after `ms`, if any. */
   firstSeqSince(ms: number): number | undefined;
@@ -320,7 +326,11 @@ interface CountedPayments {
 }
 
 function countedPayments(db: Database.Database): CountedPayments {
-  const newest = db.prepare<[], { seq: number }>('SELECT coalesce(max(seq), 0) AS seq FROM payments');
+  // AUTOINCREMENT's record of the highest seq given out: max(seq) while no payment is ever deleted, and still
+  // the high-water mark after a reset of the sandbox deleted them all.
+  const newest = db.prepare<[], { seq: number }>(
+    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'payments'), 0) AS seq",
+  );
   const since = db.prepare<[number], { seq: number | null }>(
     'SELECT min(seq) AS seq FROM payments WHERE created_at_ms >= ?',
   );

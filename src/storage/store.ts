@@ -59,6 +59,11 @@ export interface LockHints {
    * payment-batches.ts). It then needs its savepoint even when it runs alone, where PostgreSQL saves one.
    */
   discardable?: boolean;
+  /**
+   * The command runs in a transaction of its own, never batched with others (the sandbox's reset, which
+   * empties every table: a payment batched with it would update rows that are gone).
+   */
+  alone?: boolean;
 }
 
 export interface Command<R> {
@@ -542,6 +547,11 @@ export interface Counters {
 
 export interface Tx {
   readonly nowMs: number;
+  /**
+   * Test store only (src/app/sandbox.ts): empties every data table (src/storage/sandbox-sql.ts). The command
+   * must run alone (LockHints.alone). What the batch read before is forgotten.
+   */
+  eraseSandboxData(): Promise<void>;
   /** Exact windowed risk counters. */
   readonly counters: Counters;
   /** Records a KYC decision (status/tier change, encrypted note) and updates the customer. */

@@ -5,6 +5,7 @@ import type { LookupFunction } from 'node:net';
 import type { Logger } from 'pino';
 import type { Services } from '../app/services.ts';
 import { webhookBody } from '../app/views.ts';
+import { FAILING_WEBHOOK_HOST, sandboxWebhookAnswer } from '../domain/sandbox.ts';
 import type { ClaimedDelivery, DeliveryAttempt } from '../storage/store.ts';
 import { liveSigningSecrets } from './secrets.ts';
 import { signedHeaders } from './signature.ts';
@@ -153,6 +154,11 @@ export class WebhookDispatcher {
     let addresses: ResolvedAddress[];
     try {
       url = new URL(delivery.endpoint.url);
+      // Test mode's reserved hosts answer without any network traffic (src/domain/sandbox.ts).
+      const simulated = this.services.mode === 'test' ? sandboxWebhookAnswer(url) : null;
+      if (simulated === 'fail')
+        return { statusCode: 500, error: `HTTP 500 (${FAILING_WEBHOOK_HOST} fails every delivery)` };
+      if (simulated === 'accept') return { statusCode: 200, error: null };
       // Checked again at every attempt: DNS may have changed since registration.
       addresses = await resolveTarget(url, webhooks.allowPrivateTargets);
     } catch (error) {
@@ -161,10 +167,13 @@ export class WebhookDispatcher {
     const body = webhookBody(delivery.event);
     // The same webhook-id (the event id) on every attempt; the timestamp and signatures are this attempt's.
     const secrets = liveSigningSecrets(cipher, delivery.endpoint, nowMs);
+    // Stamped in real time even in test mode: a receiver checks the timestamp against its own clock (Standard
+    // Webhooks: within minutes), which the test clock does not move.
+    const sentAtMs = nowMs - (this.services.testClock?.offset ?? 0);
     const headers = {
       'content-type': 'application/json',
       'user-agent': 'payments-webhooks/1',
-      ...signedHeaders(secrets, delivery.event.id, Math.floor(nowMs / 1000), body),
+      ...signedHeaders(secrets, delivery.event.id, Math.floor(sentAtMs / 1000), body),
     };
     return post(url, addresses, headers, body, webhooks.timeoutMs);
   }

@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { AppError } from '../domain/errors.ts';
+import { sandboxWebhookAnswer } from '../domain/sandbox.ts';
 
 /**
  * Server-side request forgery guard. A webhook URL is the client telling this server where to send requests;
@@ -55,8 +56,15 @@ export async function resolveTarget(url: URL, allowPrivate: boolean): Promise<Re
   return addresses;
 }
 
-/** Parses and checks a webhook URL at registration: http(s), no credentials in it, a public host. */
-export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promise<URL> {
+/**
+ * Parses and checks a webhook URL at registration: http(s), no credentials in it, a public host. In test mode
+ * (`sandboxHosts`) the sandbox's reserved hosts pass without a lookup: nothing is ever sent to them.
+ */
+export async function checkWebhookUrl(
+  raw: string,
+  allowPrivate: boolean,
+  sandboxHosts = false,
+): Promise<URL> {
   let url: URL;
   try {
     url = new URL(raw);
@@ -65,6 +73,7 @@ export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promi
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalid('url must be http or https');
   if (url.username !== '' || url.password !== '') throw invalid('url must not contain credentials');
+  if (sandboxHosts && sandboxWebhookAnswer(url) !== null) return url;
   await resolveTarget(url, allowPrivate);
   return url;
 }

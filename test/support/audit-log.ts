@@ -5,6 +5,7 @@ import pg from 'pg';
 import { type AuditEntry, auditEntryHash, GENESIS_HASH } from '../../src/domain/audit.ts';
 import { auditLeafHash } from '../../src/domain/audit-tree.ts';
 import { type MerkleNode, nodeKey, nodesCompletedBy } from '../../src/domain/merkle.ts';
+import { SANDBOX_SCHEMA, sandboxPath } from '../../src/storage/open-store.ts';
 import { runScript } from './foundation.ts';
 import { backend, type TestApp, type TestDatabase } from './harness.ts';
 
@@ -24,7 +25,8 @@ export interface RawDb {
 /** A raw connection to the test database (`?` placeholders on both backends). Close the app first. */
 export async function openRawDb(db: TestDatabase): Promise<RawDb> {
   if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!);
+    // The test store: the demo key's data (docs/decisions/0026-sandbox.md).
+    const conn = new Database(sandboxPath(db.sqlitePath!));
     conn.pragma('busy_timeout = 5000');
     return {
       all: async (sql, params = []) => conn.prepare(sql).all(...params) as Row[],
@@ -34,7 +36,7 @@ export async function openRawDb(db: TestDatabase): Promise<RawDb> {
       },
     };
   }
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: db.url, options: `-c search_path=${SANDBOX_SCHEMA}` });
   await client.connect();
   const numbered = (sql: string) => {
     let n = 0;

@@ -6,8 +6,10 @@ import pg from 'pg';
 import { createApiKey } from '../../src/app/api-keys.ts';
 import { SYSTEM_ACTOR } from '../../src/app/services.ts';
 import { requestFingerprint } from '../../src/domain/idempotency.ts';
+import type { Mode } from '../../src/domain/sandbox.ts';
 import type { Role } from '../../src/domain/types.ts';
 import { KEY_RECORD_SETTING, KeyMismatchError } from '../../src/security/key-fingerprints.ts';
+import { SANDBOX_SCHEMA, sandboxPath } from '../../src/storage/open-store.ts';
 import {
   backend,
   createTestDatabase,
@@ -205,20 +207,33 @@ export async function assertBooksValid(c: Client): Promise<void> {
 /**
  * Raw SQL on the test database, for what the API cannot do (set a KYC status before the KYC route exists)
  * and for tampering. `?` placeholders on both backends. On SQLite the statement runs on its own connection;
- * a tamper test closes the app first so the change is seen as data at rest.
+ * a tamper test closes the app first so the change is seen as data at rest. It works on the test mode's store
+ * (the sandbox file or schema), where the demo key's data is.
  */
-export async function rawSql(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number> {
+export async function rawSql(
+  db: TestDatabase,
+  sql: string,
+  params: unknown[] = [],
+  mode: Mode = 'test',
+): Promise<number> {
   return onRawDb(
     db,
+    mode,
     (conn) => conn.prepare(sql).run(...params).changes,
     async (client) => (await client.query(numbered(sql), params)).rowCount ?? 0,
   );
 }
 
 /** Rows from the test database, bypassing the app (both backends, `?` placeholders). */
-export async function rawRows(db: TestDatabase, sql: string, params: unknown[] = []): Promise<Json[]> {
+export async function rawRows(
+  db: TestDatabase,
+  sql: string,
+  params: unknown[] = [],
+  mode: Mode = 'test',
+): Promise<Json[]> {
   return onRawDb(
     db,
+    mode,
     (conn) => conn.prepare(sql).all(...params) as Json[],
     async (client) => (await client.query(numbered(sql), params)).rows,
   );
@@ -227,11 +242,12 @@ export async function rawRows(db: TestDatabase, sql: string, params: unknown[] =
 /** A connection of the test's backend of its own, opened for one call and closed after it. */
 async function onRawDb<T>(
   db: TestDatabase,
+  mode: Mode,
   onSqlite: (conn: Database.Database) => T,
   onPostgres: (client: pg.Client) => Promise<T>,
 ): Promise<T> {
   if (backend === 'sqlite') {
-    const conn = new Database(db.sqlitePath!);
+    const conn = new Database(mode === 'test' ? sandboxPath(db.sqlitePath!) : db.sqlitePath!);
     try {
       conn.pragma('busy_timeout = 5000');
       return onSqlite(conn);
@@ -239,7 +255,10 @@ async function onRawDb<T>(
       conn.close();
     }
   }
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({
+    connectionString: db.url,
+    ...(mode === 'test' ? { options: `-c search_path=${SANDBOX_SCHEMA}` } : {}),
+  });
   await client.connect();
   try {
     return await onPostgres(client);

@@ -97,8 +97,8 @@ export async function stateCounts(t: TestApp): Promise<StateCounts> {
 
 /**
  * Everything the database holds, as bytes. SQLite: every file in the database's directory (the .db file, its
- * -wal and -shm, and anything else kept with the data), read raw. PostgreSQL: every row of every table in the
- * public schema rendered as text (`row::text` covers every column, whatever its type).
+ * -wal and -shm, the sandbox's file, and anything else kept with the data), read raw. PostgreSQL: every row of
+ * every table of both modes' schemas rendered as text (`row::text` covers every column, whatever its type).
  */
 export async function rawDatabaseBytes(db: TestDatabase): Promise<Buffer> {
   if (backend === 'sqlite') {
@@ -116,11 +116,12 @@ export async function rawDatabaseBytes(db: TestDatabase): Promise<Buffer> {
   await client.connect();
   try {
     const tables = await client.query<{ table_name: string }>(
-      "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+      "SELECT table_schema || '.' || table_name AS table_name FROM information_schema.tables WHERE table_schema IN ('public', 'sandbox') AND table_type = 'BASE TABLE'",
     );
     const chunks: string[] = [];
     for (const { table_name } of tables.rows) {
-      const rows = await client.query<{ row: string }>(`SELECT t::text AS row FROM "${table_name}" t`);
+      const [schema, table] = table_name.split('.');
+      const rows = await client.query<{ row: string }>(`SELECT t::text AS row FROM "${schema}"."${table}" t`);
       chunks.push(table_name, ...rows.rows.map((r) => r.row));
     }
     return Buffer.from(chunks.join('\n'), 'utf8');

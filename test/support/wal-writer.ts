@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
+import { sandboxPath } from '../../src/storage/open-store.ts';
 import type { SqliteStore, WalLimits } from '../../src/storage/sqlite.ts';
 import { party } from './fixtures.ts';
 import { inject } from './harness.ts';
@@ -44,7 +45,9 @@ async function client(w: number): Promise<void> {
     process.stdout.write(`ack ${JSON.stringify({ key, status: res.status, id: payment.id, body })}\n`);
     if (++acked % 50 === 0) process.stdout.write(`wal ${JSON.stringify(store.wal!.stats)}\n`);
     if (pin === undefined && acked >= 300 && store.wal!.stats.restarts >= 3) {
-      pin = new Database(process.env['DATABASE_URL']!.slice('sqlite:'.length), { readonly: true });
+      pin = new Database(sandboxPath(process.env['DATABASE_URL']!.slice('sqlite:'.length)), {
+        readonly: true,
+      });
       pin.exec('BEGIN');
       pin.prepare('SELECT COUNT(*) AS n FROM payments').get();
       process.stdout.write(`pinned ${JSON.stringify(store.wal!.stats)}\n`);

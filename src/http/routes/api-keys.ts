@@ -12,6 +12,7 @@ import {
 } from '../../app/api-keys.ts';
 import type { Services } from '../../app/services.ts';
 import { AppError } from '../../domain/errors.ts';
+import { MODES } from '../../domain/sandbox.ts';
 import { ROLES } from '../../domain/types.ts';
 import type { ApiKeyPosition } from '../../storage/store.ts';
 import { ADMIN_ONLY } from '../auth.ts';
@@ -46,6 +47,12 @@ const CreateApiKeyBody = Type.Object(
       }),
     ),
     expiresAt: Type.Optional(Type.String({ maxLength: 40, pattern: ISO_DATE_TIME_PATTERN })),
+    mode: Type.Optional(
+      Type.Union(
+        MODES.map((m) => Type.Literal(m)),
+        { description: 'the calling key’s mode (the default): a key creates keys of its own mode only' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -84,7 +91,7 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
       const page = await reads.listApiKeys(decodeKeyCursor(req.query.cursor), pageLimit(req.query.limit));
       const nowMs = services.clock();
       return {
-        apiKeys: page.items.map((key) => apiKeyView(key, nowMs)),
+        apiKeys: page.items.map((key) => apiKeyView(key, nowMs, services.mode)),
         hasMore: page.next !== null,
         nextCursor: encodeKeyCursor(page.next),
       };
@@ -106,7 +113,7 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
     async (req) => {
       const key = await reads.getApiKey(req.params.id);
       if (key === undefined) throw new AppError('API_KEY_NOT_FOUND', 'API key not found');
-      return { apiKey: apiKeyView(key, services.clock()) };
+      return { apiKey: apiKeyView(key, services.clock(), services.mode) };
     },
   );
 
@@ -119,7 +126,8 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
         description:
           'The secret is in this response only (and in its replay under the same Idempotency-Key): store it. ' +
           '`customerIds` limits the key to those customers (not for admin keys); `expiresAt` is at most two ' +
-          'years ahead. Audited as api_key.created.',
+          'years ahead. A key creates keys of its own mode (`mode`: live or test, docs/api.md#sandbox-test-mode); ' +
+          'the secret starts sk_live_ or sk_test_. Audited as api_key.created.',
         operationId: 'createApiKey',
         tags: ['api-keys'],
         requestHeaders: idempotencyKeyHeader(false),
@@ -138,6 +146,7 @@ export function apiKeyRoutes(app: HttpApp, services: Services): void {
         }),
         response: {
           201: jsonResponse('Created: the secret is shown once', KeyWithSecret, IDEMPOTENCY_REPLAYED),
+          403: errorResponse(403, ['MODE_MISMATCH']),
           404: errorResponse(404, ['CUSTOMER_NOT_FOUND']),
           409: errorResponse(409, ['IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_PAYLOAD']),
         },

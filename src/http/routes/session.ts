@@ -65,7 +65,7 @@ export function sessionRoutes(app: HttpApp, services: Services, operations: Oper
       // The auth hook found this key a moment ago; keys are revoked, never deleted.
       assert(key !== undefined, 'an authenticated key exists');
       return {
-        apiKey: apiKeyView(key, services.clock()),
+        apiKey: apiKeyView(key, services.clock(), services.mode),
         permissions: permittedOperations(operations, req.actor.role),
       };
     },
