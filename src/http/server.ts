@@ -42,6 +42,7 @@ import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { paymentBatchRoutes } from './routes/payment-batches.ts';
 import { paymentRoutes } from './routes/payments.ts';
+import { reportRoutes } from './routes/reports.ts';
 import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
@@ -190,6 +191,7 @@ export function buildServer(services: Services, options: ServerOptions): HttpApp
     auditRoutes(api, services);
     webhookRoutes(api, services);
     apiKeyRoutes(api, services);
+    reportRoutes(api, services);
     sessionRoutes(api, services, operations);
     // In a scope of its own: its Content-Security-Policy is the page's, not the API's.
     void api.register(consoleRoutes);
