@@ -13,6 +13,7 @@ import {
   startKeyWatch,
 } from './app/key-rotation.ts';
 import { startSweeper } from './app/maintenance.ts';
+import { loadReportingRules } from './app/reports.ts';
 import { createScreening, loadRiskPolicy, loadSanctionsList } from './app/risk-config.ts';
 import { TestClock } from './app/sandbox.ts';
 import { type Services, SYSTEM_ACTOR } from './app/services.ts';
@@ -124,6 +125,7 @@ export async function buildServices(
     committer,
     cipher,
     policy: loadRiskPolicy(config.riskPolicyPath),
+    reporting: loadReportingRules(config.reportingRulesPath),
     screening: createScreening(loadSanctionsList(config.sanctionsListPath), cipher),
     clock: options.clock,
     idempotencyRetentionMs: config.idempotencyRetentionMs,

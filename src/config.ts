@@ -30,6 +30,8 @@ export interface Config {
   pgPoolMax: number;
   /** A risk policy JSON file; null: the built-in seed policy. */
   riskPolicyPath: string | null;
+  /** Regulatory reporting rules (a JSON file); null: the built-in rules (src/domain/default-reporting-rules.ts). */
+  reportingRulesPath: string | null;
   /** A sanctions list in OFAC sdn.csv format; null: the synthetic sample in config/sanctions. */
   sanctionsListPath: string | null;
   /** A payment held for review longer than this is declined and its hold released by the sweep. */
@@ -115,6 +117,7 @@ export function loadConfig(env: Env): Config {
     groupCommitBatchMax: integer(env, 'GROUP_COMMIT_BATCH_MAX', 64, 1, 1024),
     pgPoolMax: integer(env, 'PG_POOL_MAX', 10, 1, 200),
     riskPolicyPath: raw(env, 'RISK_POLICY_PATH') ?? null,
+    reportingRulesPath: raw(env, 'REPORTING_RULES_PATH') ?? null,
     sanctionsListPath: raw(env, 'SANCTIONS_LIST_PATH') ?? null,
     reviewHoldExpiryMs: integer(env, 'REVIEW_HOLD_EXPIRY_HOURS', 72, 1, 24 * 365) * HOUR_MS,
     fxRatesPath: raw(env, 'FX_RATES_PATH') ?? null,

@@ -146,6 +146,31 @@ const MATRIX: RouteRow[] = [
     admittedStatus: 404,
     url: '/v1/payment-batches/pbt_missing',
   },
+  // Regulatory reporting (issue 18): reports and cases are read by compliance and auditor; cases decided by
+  // compliance. An unknown type or case is a 404, an empty body a 400.
+  {
+    method: 'GET',
+    route: '/v1/reports/:type',
+    roles: ['compliance', 'auditor'],
+    admittedStatus: 200,
+    url: '/v1/reports/travel_rule?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z',
+  },
+  { method: 'GET', route: '/v1/cases', roles: ['compliance', 'auditor'], admittedStatus: 200 },
+  {
+    method: 'GET',
+    route: '/v1/cases/:id',
+    roles: ['compliance', 'auditor'],
+    admittedStatus: 404,
+    url: '/v1/cases/case_missing',
+  },
+  {
+    method: 'POST',
+    route: '/v1/cases/:id/decide',
+    roles: ['compliance'],
+    admittedStatus: 400,
+    body: {},
+    url: '/v1/cases/case_missing/decide',
+  },
   // The event outbox is read like the audit log; webhook endpoints are admin-only.
   { method: 'GET', route: '/v1/events', roles: ['auditor'], admittedStatus: 200 },
   { method: 'GET', route: '/v1/webhook-endpoints', roles: [], admittedStatus: 200 },

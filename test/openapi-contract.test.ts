@@ -514,6 +514,47 @@ test('payment batches: completed (201, replayed), rejected (422), read back page
   await call('GET', '/v1/payment-batches/pbt_missing', as('payments'), 404);
 });
 
+test('regulatory reporting: reports as JSON and CSV (paged), cases listed, read and decided, the refusals', async () => {
+  const from = new Date(Date.now() - 60_000).toISOString();
+  const payer = await party(client, { balance: 1_000_000 });
+  const payee = await party(client, { balance: 0 });
+  const listed = await party(client, { name: 'Ivan Sidorenko' });
+  await pay(client, usd(payer, payee, 300_000));
+  await pay(client, usd(payer, listed, 100));
+  const to = new Date(Date.now() + 60_000).toISOString();
+  const period = `from=${from}&to=${to}`;
+  const json = await call('GET', `/v1/reports/travel_rule?${period}&limit=1`, as('compliance'), 200);
+  assert.equal(json.json.rows.length, 1);
+  await call('GET', `/v1/reports/travel_rule?${period}&format=csv`, as('auditor'), 200);
+  await call('GET', `/v1/reports/large_transaction?${period}&format=csv&limit=1`, as('admin'), 200);
+  const sar = await call('GET', `/v1/reports/suspicious_activity?${period}`, as('admin'), 200);
+  assert.ok(sar.json.rows.length >= 1, sar.body);
+  assert.equal(sar.json.personalData, 'masked');
+  await call('GET', `/v1/reports/ctr?${period}`, as('compliance'), 404);
+  await call('GET', `/v1/reports/travel_rule?from=${to}&to=${from}`, as('compliance'), 400);
+  const cases = await call('GET', '/v1/cases?status=open&limit=1', as('auditor'), 200);
+  const caseId = cases.json.cases[0].id;
+  await call('GET', `/v1/cases/${caseId}`, as('compliance'), 200);
+  await call('GET', '/v1/cases/case_missing', as('compliance'), 404);
+  const decideKey = key();
+  const body = { decision: 'dismissed', note: 'Name match only; date of birth differs' };
+  await call(
+    'POST',
+    `/v1/cases/${caseId}/decide`,
+    as('compliance', { body, idempotencyKey: decideKey }),
+    200,
+  );
+  await call(
+    'POST',
+    `/v1/cases/${caseId}/decide`,
+    as('compliance', { body, idempotencyKey: decideKey }),
+    200,
+  );
+  const again = await call('POST', `/v1/cases/${caseId}/decide`, as('compliance', { body }), 409);
+  assert.equal(code(again), 'CASE_ALREADY_DECIDED');
+  await call('POST', '/v1/cases/case_missing/decide', as('compliance', { body }), 404);
+});
+
 test('the ledger: entries by payment and by account, and its verification', async () => {
   const byPayment = await call('GET', `/v1/ledger?paymentId=${posted.id}`, as('compliance'), 200);
   assert.ok(byPayment.json.ledgerEntries.length >= 2);

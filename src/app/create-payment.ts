@@ -15,6 +15,7 @@ import {
   jsonOutcome,
   runIdempotent,
 } from './idempotent.ts';
+import { recordReporting } from './reports.ts';
 import { assessRisk, paymentCounterReads, recordAttempt } from './risk-assessment.ts';
 import { inScope } from './scope.ts';
 import type { Services } from './services.ts';
@@ -230,8 +231,15 @@ export async function recordPayment(
   }
 
   // Step 8: audit entry (the whole decision) and outbox event (the summary); the response follows
-  // (paymentOutcome).
-  await tx.appendAudit(paymentAudit(actor, payment, ledgerTransactionIds));
+  // (paymentOutcome). The regulatory report rows and compliance cases the payment falls under are written in
+  // this transaction too, each naming this audit entry (src/app/reports.ts).
+  const audit = paymentAudit(actor, payment, ledgerTransactionIds);
+  await tx.appendAudit(audit);
+  await recordReporting(tx, services.reporting, payment, audit, {
+    senderCountry: sender.country,
+    receiverCountry: receiver.country,
+    senderOutgoing24hCents: assessment.senderOutgoing24hCents,
+  });
   await appendPaymentEvent(tx, CREATED_EVENT_TYPE[payment.status], payment, {}, services.reviewHoldExpiryMs);
   return { payment, accounts };
 }

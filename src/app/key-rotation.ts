@@ -62,6 +62,7 @@ export const ENCRYPTION_CONTEXTS: Record<EncryptedColumn, string> = {
   'refunds.reason_enc': 'refund.reason',
   'webhook_endpoints.secret_enc': 'webhook.secret',
   'idempotency_records.response_body': RESPONSE_BODY_CONTEXT,
+  'compliance_cases.decision_note_enc': 'case.decisionNote',
 };
 const DOCUMENT_CONTEXT = ENCRYPTION_CONTEXTS['customers.document_enc'];
 const ACCOUNT_NUMBER_CONTEXT = ENCRYPTION_CONTEXTS['accounts.number_enc'];

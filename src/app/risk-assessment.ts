@@ -45,6 +45,8 @@ export interface Assessment {
   decision: Decision;
   keys: CounterKeys;
   latest: Record<keyof CounterKeys, CounterPoint>;
+  /** What the source account sent out (posted or held) in the 24 h before this payment: regulatory reporting. */
+  senderOutgoing24hCents: number;
 }
 
 /**
@@ -116,6 +118,7 @@ export async function assessRisk(
       outgoing: outgoing.latest,
       nearThreshold: near.latest,
     },
+    senderOutgoing24hCents: snapshot.senderOutgoing.h24.sumCents,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { WebhookConfig } from '../config.ts';
 import type { RiskPolicy } from '../domain/policy.ts';
+import type { ReportingRules } from '../domain/reporting.ts';
 import type { Mode } from '../domain/sandbox.ts';
 import type { Metrics } from '../metrics.ts';
 import type { PiiCipher } from '../security/pii-cipher.ts';
@@ -23,6 +24,8 @@ export interface Services {
   committer: Committer;
   cipher: PiiCipher;
   policy: RiskPolicy;
+  /** Regulatory reporting rules (REPORTING_RULES_PATH, else the built-in ones): src/app/reports.ts. */
+  reporting: ReportingRules;
   /** Sanctions screening against the loaded list (SANCTIONS_LIST_PATH). */
   screening: Screening;
   clock: () => number;

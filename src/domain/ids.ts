@@ -21,7 +21,8 @@ export type IdPrefix =
   | 'whe'
   | 'whd'
   | 'fxq'
-  | 'pbt';
+  | 'pbt'
+  | 'case';
 
 /**
  * `<prefix>_` + 10 characters of time (milliseconds, base32) + 16 characters of randomness (80 bits from a

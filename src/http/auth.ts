@@ -44,6 +44,11 @@ export const READ_EVENTS: readonly Role[] = ['auditor'];
  */
 export const READ_RECEIPTS: readonly Role[] = ['compliance', 'auditor'];
 export const ADMIN_ONLY: readonly Role[] = [];
+/**
+ * Regulatory reports and compliance cases (src/app/reports.ts): compliance and auditor, who see the parties'
+ * personal data decrypted in exports; admin (always admitted) gets those fields masked.
+ */
+export const READ_REPORTS: readonly Role[] = ['compliance', 'auditor'];
 
 /**
  * Every request reads its key from the database (one index lookup, no cache), so a revocation, an expiry or

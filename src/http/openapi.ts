@@ -93,6 +93,19 @@ export function textResponse(
   };
 }
 
+/** A response with several media types (a report as JSON or CSV), each with its schema. */
+export function contentResponse(
+  description: string,
+  content: Record<string, TSchema>,
+  headers: Record<string, TSchema> = {},
+) {
+  return {
+    description,
+    content: Object.fromEntries(Object.entries(content).map(([type, schema]) => [type, { schema }])),
+    headers: { ...REQUEST_ID_HEADERS, ...headers },
+  };
+}
+
 /** A response without a body (204). */
 export function emptyResponse(description: string) {
   return { type: 'null', description, headers: { ...REQUEST_ID_HEADERS } };
@@ -442,6 +455,7 @@ const TAGS = [
   { name: 'webhooks', description: 'The event outbox and webhook endpoints' },
   { name: 'api-keys', description: 'API keys and their lifecycle (admin)' },
   { name: 'sandbox', description: 'Test mode’s controls: the test clock and the reset (test keys only)' },
+  { name: 'reporting', description: 'Regulatory reports and compliance cases' },
   { name: 'operations', description: 'Liveness, readiness and metrics' },
   { name: 'meta', description: 'This document' },
 ];

@@ -60,3 +60,32 @@ const listDigest = (list: string): string =>
 export function pageLimit(limit: number | undefined): number {
   return limit ?? 50;
 }
+
+/**
+ * A cursor over a list ordered by (time, seq), bound to its list like encodeBoundCursor: the last row's time
+ * and seq (regulatory reports, ordered by when each row was made; src/app/reports.ts).
+ */
+export function encodeBoundKeyset(
+  position: { atMs: number; seq: number } | null,
+  list: string,
+): string | null {
+  if (position === null) return null;
+  return Buffer.from(JSON.stringify({ p: position.seq, t: position.atMs, l: listDigest(list) })).toString(
+    'base64url',
+  );
+}
+
+export function decodeBoundKeyset(
+  cursor: string | undefined,
+  list: string,
+): { atMs: number; seq: number } | null {
+  if (cursor === undefined) return null;
+  const seq = decodeBoundCursor(cursor, list);
+  const { t: atMs } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { t?: unknown };
+  if (typeof atMs !== 'number' || !Number.isSafeInteger(atMs) || atMs < 0) {
+    throw new AppError('VALIDATION_ERROR', 'cursor is not valid', [
+      { field: '/cursor', message: 'invalid cursor' },
+    ]);
+  }
+  return { atMs, seq };
+}

@@ -622,6 +622,78 @@ export const WebhookDelivery = Type.Object(
 );
 
 /** Every shared schema above, in the order components/schemas lists them. */
+const CountryCode = Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2 (or XK)' });
+const PersonalText = (description: string) =>
+  Nullable(
+    Type.String({
+      description: `${description}: decrypted for compliance and auditor keys; null for admin keys (masked)`,
+    }),
+  );
+
+/** A row of a regulatory report (src/app/reports.ts): fixed columns, then the fields its type's rules ask for. */
+export const ReportRow = Type.Object(
+  {
+    ruleId: Type.String({ pattern: '^[a-z0-9_]{1,64}$', description: 'the reporting rule that put it here' }),
+    paymentId: Id('pay'),
+    reportedAt: DateTime(
+      'when the payment came under the rule (its transaction); reports are periods of this',
+    ),
+    paymentCreatedAt: DateTime(),
+    amountCents: Cents('the payment amount, in minor units of its currency'),
+    currency: Currency,
+    status: Type.Union([Type.Literal('posted'), Type.Literal('manual_review'), Type.Literal('declined')], {
+      description: 'the payment status now',
+    }),
+    jurisdiction: Type.String({
+      pattern: '^(\\*|[A-Z]{2})$',
+      description:
+        "the party's country that brought it under the rule, or * for a rule of every jurisdiction",
+    }),
+    trigger: Type.Union([Type.Literal('amount'), Type.Literal('aggregate_24h'), Type.Literal('reason')]),
+    auditIndex: Type.Integer({
+      minimum: 0,
+      description:
+        "the payment's audit entry (GET /v1/audit-logs/entries/{index}; its inclusion proof: GET /v1/audit-logs/proofs/inclusion)",
+    }),
+    originatorName: Type.Optional(PersonalText("the sender's name")),
+    originatorAccountNumber: Type.Optional(PersonalText("the sender's account number")),
+    originatorCountry: Type.Optional(Nullable(CountryCode)),
+    beneficiaryName: Type.Optional(PersonalText("the receiver's name")),
+    beneficiaryAccountNumber: Type.Optional(PersonalText("the receiver's account number")),
+    beneficiaryCountry: Type.Optional(Nullable(CountryCode)),
+    reasons: Type.Optional(
+      Nullable(
+        Type.Array(Type.String({ pattern: '^[a-z0-9_]{1,64}$' }), { description: 'AML reason codes' }),
+      ),
+    ),
+    windowTotalCents: Type.Optional(
+      Nullable(Cents("the source account's rolling 24-hour outgoing total, this payment included")),
+    ),
+    caseId: Type.Optional(Nullable(Id('case'))),
+  },
+  { ...closed, $id: 'ReportRow', title: 'ReportRow' },
+);
+
+export const ComplianceCase = Type.Object(
+  {
+    id: Id('case'),
+    status: Type.Union([Type.Literal('open'), Type.Literal('filed'), Type.Literal('dismissed')]),
+    paymentId: Id('pay'),
+    ruleId: Type.String({ pattern: '^[a-z0-9_]{1,64}$' }),
+    reasons: Type.Array(Type.String({ pattern: '^[a-z0-9_]{1,64}$' }), {
+      description: 'the AML reason codes',
+    }),
+    auditIndex: Type.Integer({ minimum: 0, description: "the payment's audit entry, the case's opening" }),
+    createdAt: DateTime(),
+    decidedAt: Nullable(DateTime()),
+    decidedBy: Nullable(Id('key', 'the API key that decided it')),
+    noteProvided: Type.Boolean({
+      description: 'whether the decision has a note (stored encrypted, not shown)',
+    }),
+  },
+  { ...closed, $id: 'ComplianceCase', title: 'ComplianceCase' },
+);
+
 export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   Customer,
   Account,
@@ -648,6 +720,8 @@ export const RESPONSE_COMPONENTS: readonly TSchema[] = [
   WebhookEndpoint,
   WebhookEndpointWithSecret,
   WebhookDelivery,
+  ReportRow,
+  ComplianceCase,
 ];
 
 /** A cursor-paged list: `{<items>: [...], hasMore, nextCursor}` (src/http/paging.ts). */

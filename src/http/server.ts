@@ -45,6 +45,7 @@ import { ledgerRoutes } from './routes/ledger.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { paymentBatchRoutes } from './routes/payment-batches.ts';
 import { paymentRoutes } from './routes/payments.ts';
+import { reportRoutes } from './routes/reports.ts';
 import { sandboxRoutes, simulatedFailures } from './routes/sandbox.ts';
 import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
@@ -270,6 +271,7 @@ async function apiRoutes(
   auditRoutes(api, services);
   webhookRoutes(api, services);
   apiKeyRoutes(api, services);
+  reportRoutes(api, services);
   sessionRoutes(api, services, operations);
   sandboxRoutes(api, services, { seedDemoData: options.seedDemoData });
 }

@@ -19,6 +19,7 @@ export const ENCRYPTED_COLUMNS = {
   'payments.resolution_note_enc': { table: 'payments', column: 'resolution_note_enc' },
   'refunds.reason_enc': { table: 'refunds', column: 'reason_enc' },
   'webhook_endpoints.secret_enc': { table: 'webhook_endpoints', column: 'secret_enc' },
+  'compliance_cases.decision_note_enc': { table: 'compliance_cases', column: 'decision_note_enc' },
   // Sealed stored responses start with `v1.`; records written before sealing hold JSON and are skipped.
   'idempotency_records.response_body': { table: 'idempotency_records', column: 'response_body' },
 } as const;

@@ -697,4 +697,50 @@ CREATE TABLE payment_batch_items (
 ALTER TABLE payments ADD COLUMN batch_id TEXT;
 `,
   },
+  {
+    version: 22,
+    name: 'regulatory reporting: report entries by type and time, compliance cases by status',
+    // report_entries (docs/decisions/0025-regulatory-reporting.md): one row per payment and reporting rule that
+    // fired, written in the payment's transaction. Ids and numbers only: the parties' names and account numbers
+    // stay where they are (customers, accounts) and are read at export time. audit_index is the payment's audit
+    // entry, appended in the same transaction (GET /v1/audit-logs/entries/:index, and its inclusion proof). A report
+    // over a period is a range of report_entries_period; UNIQUE (rule_id, payment_id): a payment is in a
+    // rule's report once. trigger_kind: amount, aggregate_24h or reason; reasons: the AML reason codes (JSON).
+    // compliance_cases: a suspicious-activity candidate, opened in the same transaction, decided (filed or
+    // dismissed) once by compliance; the decision's note is encrypted like a reviewer's note.
+    sql: `
+CREATE TABLE report_entries (
+  seq {{SEQ}},
+  report_type TEXT NOT NULL,
+  rule_id TEXT NOT NULL,
+  payment_id TEXT NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  audit_index {{BIGINT}} NOT NULL,
+  jurisdiction TEXT NOT NULL,
+  trigger_kind TEXT NOT NULL,
+  window_total_cents {{BIGINT}},
+  reasons TEXT NOT NULL,
+  case_id TEXT,
+  UNIQUE (rule_id, payment_id),
+  CHECK (trigger_kind IN ('amount', 'aggregate_24h', 'reason'))
+);
+CREATE INDEX report_entries_period ON report_entries (report_type, created_at_ms, seq);
+CREATE TABLE compliance_cases (
+  seq {{SEQ}},
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  payment_id TEXT NOT NULL,
+  rule_id TEXT NOT NULL,
+  reasons TEXT NOT NULL,
+  audit_index {{BIGINT}} NOT NULL,
+  created_at_ms {{BIGINT}} NOT NULL,
+  decided_at_ms {{BIGINT}},
+  decided_by TEXT,
+  decision_note_enc TEXT,
+  CHECK (status IN ('open', 'filed', 'dismissed')),
+  CHECK ((status = 'open') = (decided_at_ms IS NULL))
+);
+CREATE INDEX compliance_cases_status ON compliance_cases (status, seq);
+`,
+  },
 ];

@@ -25,6 +25,14 @@ import {
   type PaymentBatch,
   type PaymentBatchItem,
 } from '../domain/payment-batch.ts';
+import type {
+  CaseDecision,
+  CaseDraft,
+  CaseStatus,
+  ComplianceCase,
+  ReportEntryDraft,
+  ReportType,
+} from '../domain/reporting.ts';
 import {
   type Account,
   type AccountControls,
@@ -47,6 +55,7 @@ import * as keyRotationSql from './key-rotation-sql.ts';
 import * as ledgerSql from './ledger-sql.ts';
 import { ledgerEntryFromRow } from './ledger-sql.ts';
 import * as paymentBatchesSql from './payment-batches-sql.ts';
+import * as reportsSql from './reports-sql.ts';
 import { type CounterReadDialect, RiskCounters } from './risk-counters.ts';
 import { nullableNum, nullableStr, num, str } from './row-values.ts';
 import { eraseSandboxData } from './sandbox-sql.ts';
@@ -366,6 +375,25 @@ export class SqlReads implements Reads {
 
   getFxQuote(id: string): Promise<FxQuote | undefined> {
     return fxQuotesSql.getFxQuote(this.db, id);
+  }
+
+  // Regulatory reporting: the SQL lives in reports-sql.ts.
+  listReportRows(
+    type: ReportType,
+    fromMs: number,
+    toMs: number,
+    after: reportsSql.ReportPosition | null,
+    limit: number,
+  ): Promise<reportsSql.ReportRowData[]> {
+    return reportsSql.listReportRows(this.db, type, fromMs, toMs, after, limit);
+  }
+
+  getCase(id: string): Promise<ComplianceCase | undefined> {
+    return reportsSql.getCase(this.db, id);
+  }
+
+  listCases(status: CaseStatus | undefined, page: PageRequest): Promise<Page<ComplianceCase>> {
+    return reportsSql.listCases(this.db, status, page);
   }
 
   async getPayment(id: string): Promise<Payment | undefined> {
@@ -772,6 +800,11 @@ export class SqlTx implements Tx {
   private webhookEndpoints: Row[] | undefined;
   private auditQueuedForCommand: AuditDraft[] = [];
   private auditQueuedForBatch: AuditDraft[] = [];
+  /** Report entries and cases (queueReporting), written after the audit entries they name, like them per command. */
+  private reportingQueuedForCommand: QueuedReporting[] = [];
+  private reportingQueuedForBatch: QueuedReporting[] = [];
+  /** The index each of the batch's audit drafts got (flushAudit), for the report rows that name it. */
+  private readonly auditIndexOf = new Map<AuditDraft, number>();
 
   constructor(
     private readonly raw: SqlExecutor,
@@ -861,18 +894,21 @@ export class SqlTx implements Tx {
         this.idempotency.set(key, value);
       }
       this.auditQueuedForBatch.push(...this.auditQueuedForCommand);
+      this.reportingQueuedForBatch.push(...this.reportingQueuedForCommand);
     } else if (hadSavepoint) {
       // Rows read after this command's direct writes may be gone with the rollback: read them again.
       this.forgetWrittenTables('accounts customers webhook_endpoints');
     }
     this.idempotencyOfCommand.clear();
     this.auditQueuedForCommand = [];
+    this.reportingQueuedForCommand = [];
   }
 
   /** Writes everything queued, then the batch's audit entries: the last statements before COMMIT. */
   async finish(): Promise<void> {
     await this.writes.flushAll();
     await this.flushAudit();
+    await this.flushReporting();
   }
 
   /** After a direct write (all queued rows were written first): cached copies of what it touched are stale. */
@@ -1433,6 +1469,46 @@ export class SqlTx implements Tx {
     this.auditQueuedForCommand.push(draft);
   }
 
+  async queueReporting(audit: AuditDraft, entries: ReportEntryDraft[], cases: CaseDraft[]): Promise<void> {
+    assert(
+      this.auditQueuedForCommand.includes(audit),
+      'report rows name an audit entry of their own command',
+    );
+    this.reportingQueuedForCommand.push({ audit, entries, cases });
+  }
+
+  /** The batch's report entries and cases, each with the index its payment's audit entry got: after flushAudit. */
+  private async flushReporting(): Promise<void> {
+    const queued = this.reportingQueuedForBatch;
+    this.reportingQueuedForBatch = [];
+    const indexOf = (audit: AuditDraft): number => {
+      const index = this.auditIndexOf.get(audit);
+      assert(index !== undefined, 'a report row names an audit entry appended by its batch');
+      return index;
+    };
+    const entries = queued.flatMap((q) =>
+      q.entries.map((draft) => ({ draft, auditIndex: indexOf(q.audit) })),
+    );
+    const cases = queued.flatMap((q) => q.cases.map((draft) => ({ draft, auditIndex: indexOf(q.audit) })));
+    this.auditIndexOf.clear();
+    if (cases.length > 0) await reportsSql.insertCases(this.raw, cases);
+    if (entries.length > 0) await reportsSql.insertReportEntries(this.raw, entries);
+  }
+
+  lockCase(id: string): Promise<ComplianceCase | undefined> {
+    return reportsSql.getCase(this.db, id, this.dialect.forUpdate);
+  }
+
+  async decideCase(
+    id: string,
+    decision: CaseDecision,
+    actorId: string,
+    noteEnc: string | null,
+  ): Promise<void> {
+    const decided = await reportsSql.decideCase(this.db, id, decision, this.nowMs, actorId, noteEnc);
+    assert(decided, 'a case is decided once, under its lock, while open');
+  }
+
   /**
    * Appends the batch's audit entries, in command order, just before COMMIT. The chain head is the
    * serialisation point of the log: read (and on PostgreSQL locked) here, as late as possible, so concurrent
@@ -1465,6 +1541,8 @@ export class SqlTx implements Tx {
         this.nowMs,
       );
       entries.push(entry);
+      // Only the drafts report rows name are remembered (queueReporting): usually none.
+      if (this.reportingQueuedForBatch.length > 0) this.auditIndexOf.set(draft, entry.index);
       leaves.push(leafHash(canonical));
       prevHash = entry.hash;
     }
@@ -1864,6 +1942,13 @@ const BUFFERED_AFTER_ACCOUNTS: BufferedTable[] = [
     ],
   },
 ];
+
+/** A payment's report entries and cases, and the audit draft whose index they carry. */
+interface QueuedReporting {
+  audit: AuditDraft;
+  entries: ReportEntryDraft[];
+  cases: CaseDraft[];
+}
 
 /** A key claimed by the running command, before it completes it. */
 interface Claim {

@@ -5,6 +5,14 @@ import type { IdempotencyRecord, StoredResponse } from '../domain/idempotency.ts
 import type { Posting } from '../domain/ledger.ts';
 import type { MerkleNode, NodeId } from '../domain/merkle.ts';
 import type { PaymentBatch, PaymentBatchItem } from '../domain/payment-batch.ts';
+import type {
+  CaseDecision,
+  CaseDraft,
+  CaseStatus,
+  ComplianceCase,
+  ReportEntryDraft,
+  ReportType,
+} from '../domain/reporting.ts';
 import type { CounterEvent, CounterPoint, CounterRequest } from '../domain/risk-keys.ts';
 import type {
   Account,
@@ -20,6 +28,7 @@ import type {
   Refund,
 } from '../domain/types.ts';
 import type { EncryptedColumn, EncryptedValueChunk, KeySamples } from './key-rotation-sql.ts';
+import type { ReportPosition, ReportRowData } from './reports-sql.ts';
 
 /**
  * The storage port, in the domain's own words. Adapters: SQLite (sqlite.ts) and PostgreSQL (postgres.ts),
@@ -469,6 +478,22 @@ export interface Reads {
   /** The index of the first audit entry about a resource (index-backed). */
   findAuditIndex(resourceType: string, resourceId: string): Promise<number | undefined>;
 
+  // Regulatory reporting (src/app/reports.ts, src/app/cases.ts); the SQL lives in reports-sql.ts.
+  /**
+   * Up to `limit` rows of a report with fromMs <= createdAtMs < toMs after `after`, in (createdAtMs, seq)
+   * order (an index range), each with its payment and both parties (personal fields still encrypted).
+   */
+  listReportRows(
+    type: ReportType,
+    fromMs: number,
+    toMs: number,
+    after: ReportPosition | null,
+    limit: number,
+  ): Promise<ReportRowData[]>;
+  getCase(id: string): Promise<ComplianceCase | undefined>;
+  /** Oldest first; with a status, only cases in it (index-backed). */
+  listCases(status: CaseStatus | undefined, page: PageRequest): Promise<Page<ComplianceCase>>;
+
   // Key management (src/app/key-rotation.ts); the SQL lives in key-rotation-sql.ts.
   getSetting(key: string): Promise<string | undefined>;
   /** A few of the newest encrypted values and blind indexes (a database that never recorded its keys). */
@@ -666,6 +691,16 @@ export interface Tx {
   useFxQuote(id: string, paymentId: string): Promise<boolean>;
   /** Queues an audit entry; the batch appends its entries together, last, before COMMIT (see SqlTx.flushAudit). */
   appendAudit(draft: AuditDraft): Promise<void>;
+  /**
+   * Queues a payment's report entries and compliance cases (src/app/reports.ts). `audit` is the payment's audit
+   * draft, appended by this command: the rows are written after the batch's audit entries, each with that
+   * entry's index. Like audit entries, they join the batch only if the command commits.
+   */
+  queueReporting(audit: AuditDraft, entries: ReportEntryDraft[], cases: CaseDraft[]): Promise<void>;
+  /** Loads (and on PostgreSQL locks) a compliance case. */
+  lockCase(id: string): Promise<ComplianceCase | undefined>;
+  /** Decides an open case the command holds locked; throws (an invariant) if it was not open. */
+  decideCase(id: string, decision: CaseDecision, actorId: string, noteEnc: string | null): Promise<void>;
 
   /**
    * Claims an idempotency key for this transaction, or returns the record already stored under it. On
