@@ -71,7 +71,7 @@ export async function webhooksSignatureAndDedup(run: Run): Promise<void> {
       `no payment.posted delivery for ${paymentId} reached ${url} within ${WAIT_MS / 1000} s`,
       'the receiver must be reachable from the sandbox: pass --receiver-url with a URL that forwards to it',
     );
-    checkSignature(secret, firstArrived);
+    checkSignature(secret, firstArrived, await run.sandboxNowSeconds());
 
     let polls = 0;
     const redelivered = await waitFor(async () => {
@@ -95,15 +95,18 @@ export async function webhooksSignatureAndDedup(run: Run): Promise<void> {
       `the redelivery of ${firstId} carried another body than the first attempt`,
       DEDUPLICATE,
     );
-    checkSignature(secret, redelivered);
+    checkSignature(secret, redelivered, await run.sandboxNowSeconds());
   } finally {
     if (endpointId !== null) await run.client.send('DELETE', `/v1/webhook-endpoints/${endpointId}`);
     await receiver.stop();
   }
 }
 
-/** The delivery verifies; the same verifier refuses it with the body changed, and when it arrives too late. */
-function checkSignature(secret: string, delivery: Delivery): void {
+/**
+ * The delivery verifies (its timestamp judged against the sandbox's time, which the test clock may have moved);
+ * the same verifier refuses it with the body changed, and when it arrives too late.
+ */
+function checkSignature(secret: string, delivery: Delivery, nowSeconds: number): void {
   const id = header(delivery, 'webhook-id');
   const event = parsed(delivery.body);
   expect(
@@ -111,11 +114,11 @@ function checkSignature(secret: string, delivery: Delivery): void {
     `the delivery's webhook-id ${id} is not the event id ${event.id} in its body`,
     'an integration must deduplicate on webhook-id, which equals the event id',
   );
-  const why = verifyDelivery(secret, delivery.headers, delivery.body);
+  const why = verifyDelivery(secret, delivery.headers, delivery.body, nowSeconds);
   expect(why === null, `the delivery ${id} did not verify with the endpoint secret: ${why}`, VERIFY);
   const tampered = delivery.body.replace(/}\s*$/, ',"amountCents":1}');
   const late = Number(header(delivery, 'webhook-timestamp')) + TOLERANCE_SECONDS + 1;
-  if (verifyDelivery(secret, delivery.headers, tampered) === null) {
+  if (verifyDelivery(secret, delivery.headers, tampered, nowSeconds) === null) {
     throw new Failure(`a tampered body of ${id} verified`, VERIFY);
   }
   if (verifyDelivery(secret, delivery.headers, delivery.body, late) === null) {
