@@ -158,6 +158,16 @@ test('(d) a live key is refused before any request, and a sandbox answering TEST
   assert.deepEqual(s.requests, ['GET /v1/test/clock']);
 });
 
+test('a key that may not create customers: the run pays between the accounts GET /v1/accounts lists', async () => {
+  const s = await stub({ noCreate: true });
+  const out = await certify(s.url, 'sk_test_payments', '--scenario', 'idempotent-retry-after-timeout');
+  assert.equal(out.code, 0, out.stdout + out.stderr);
+  assert.equal(lineOf(out, 'idempotent-retry-after-timeout'), 'PASS idempotent-retry-after-timeout');
+  assert.ok(s.requests.includes('GET /v1/accounts'));
+  assert.ok(!s.requests.includes('POST /v1/accounts'), 'no account was opened');
+  assert.deepEqual(out.report.scenarios.length, 1);
+});
+
 test('usage errors exit 2', async () => {
   const out = await certify('not a url', 'sk_test_x');
   assert.equal(out.code, 2);

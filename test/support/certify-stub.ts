@@ -15,6 +15,8 @@ export interface StubFaults {
   newWebhookIdOnRetry?: boolean;
   /** Answers GET /v1/test/clock 403 TEST_MODE_ONLY, as for a live key. */
   liveKey?: boolean;
+  /** The key may not create customers (403): the run must use the accounts GET /v1/accounts lists. */
+  noCreate?: boolean;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the stub stores what it was sent
@@ -33,6 +35,9 @@ export class CertifyStub {
   private readonly endpoints = new Map<string, { url: string; secret: string }>();
 
   constructor(private readonly faults: StubFaults = {}) {
+    // Two accounts that exist before the run, as a sandbox's own would.
+    this.balances.set('acc_existing_a', 5_000_000);
+    this.balances.set('acc_existing_b', 5_000_000);
     this.server = createServer((req, res) => {
       let raw = '';
       req.on('data', (chunk) => (raw += chunk));
@@ -68,7 +73,18 @@ export class CertifyStub {
     }
     if (route === 'POST /v1/test/clock/advance') return send(200, { testClock: {} });
     if (route === 'GET /v1/me') return send(200, { apiKey: { role: 'admin' } });
-    if (route === 'POST /v1/customers') return send(201, { customer: { id: id('cus') } });
+    if (route === 'POST /v1/customers') {
+      return this.faults.noCreate ? error(403, 'FORBIDDEN') : send(201, { customer: { id: id('cus') } });
+    }
+    if (route === 'GET /v1/accounts') {
+      const accounts = [...this.balances].map(([id, cents]) => ({
+        id,
+        currency: 'USD',
+        status: 'active',
+        availableBalanceCents: cents,
+      }));
+      return send(200, { accounts, hasMore: false, nextCursor: null });
+    }
     if (route === 'POST /v1/accounts') {
       const account = { id: id('acc') };
       this.balances.set(account.id, body.initialBalanceCents ?? 0);
