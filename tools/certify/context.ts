@@ -212,18 +212,6 @@ export class Run {
     return res.json.account.availableBalanceCents;
   }
 
-  /**
-   * The sandbox's "now" in unix seconds: this machine's clock plus the test clock's offset (what the sandbox's
-   * moved time stamps webhook deliveries with, if it does).
-   */
-  async sandboxNowSeconds(): Promise<number> {
-    const now = Math.floor(Date.now() / 1000);
-    if (!this.testClock) return now;
-    const clock = await this.client.send('GET', '/v1/test/clock');
-    const offset = clock.json?.testClock?.offsetSeconds;
-    return now + (Number.isSafeInteger(offset) ? offset : 0);
-  }
-
   /** Moves the sandbox's clock past the fraud windows (no-op without a test clock). */
   async separate(): Promise<void> {
     if (!this.testClock) return;
