@@ -228,6 +228,23 @@ describe('test triggers', () => {
     }
   });
 
+  test('the documented names, countries and notes trigger the real checks', async () => {
+    const to = await party(t);
+    const cases = [
+      { sender: { country: 'KP' }, extra: {}, status: 422, reason: 'high_risk_jurisdiction' },
+      { sender: { name: 'Ivan Sidorenko' }, extra: {}, status: 422, reason: 'sanctions_match' },
+      { sender: {}, extra: { note: 'for the cash pickup' }, status: 202, reason: 'suspicious_payment_note' },
+      { sender: {}, extra: {}, amountCents: 2_000_000, status: 422, reason: 'insufficient_funds' },
+    ];
+    for (const c of cases) {
+      await nextMinute();
+      const from = await party(t, { balance: 1_000_000, ...c.sender });
+      const res = await pay(t, usd(from, to, c.amountCents ?? 1_000, c.extra));
+      assert.equal(res.status, c.status, `${c.reason}: ${res.body}`);
+      assert.ok(res.json.payment.reasons.includes(c.reason), `${c.reason}: ${res.body}`);
+    }
+  });
+
   test('77700 posts even when the velocity rule would hold it', async () => {
     const from = await party(t, { balance: 1_000_000 });
     const to = await party(t);
