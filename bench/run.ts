@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -52,6 +52,22 @@ const DURATION_S = Number(args.duration);
 const LEVELS = args.concurrency.split(',').map(Number);
 const STORAGE_PAYMENTS = Number(args['storage-payments']);
 const TOKEN = 'bench-token-0001';
+/**
+ * The API is measured in live mode: the bench creates a live admin key on each database (the demo token is a
+ * test-mode key, whose sandbox has a store and a PostgreSQL pool of its own; docs/decisions/0026-sandbox.md).
+ */
+let liveToken = '';
+
+function createLiveKey(env: Record<string, string>): string {
+  const out = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/keys.ts', 'create', '--mode', 'live', '--role', 'admin', '--name', 'bench'],
+    { env: { ...process.env, ...env }, encoding: 'utf8' },
+  );
+  const secret = /secret \(shown once, store it now\): (sk_live_\S+)/.exec(out.stdout)?.[1];
+  if (out.status !== 0 || secret === undefined) throw new Error(`no live key: ${out.stderr}`);
+  return secret;
+}
 const DATA_KEY = Buffer.alloc(32, 9).toString('base64');
 const OPENING_CENTS = 1_000_000_000;
 const OPEN_LOOP_FRACTIONS = [0.4, 0.6, 0.8];
@@ -202,7 +218,7 @@ function paymentRequest(accounts: string[]): OpenLoopRequest {
     path: '/v1/payments',
     headers: {
       'content-type': 'application/json',
-      authorization: `Bearer ${TOKEN}`,
+      authorization: `Bearer ${liveToken}`,
       'idempotency-key': randomUUID(),
     },
     body: JSON.stringify({
@@ -284,6 +300,8 @@ async function startSqliteApi(accountsN: number, transfers: number): Promise<Sql
     `  preloaded ${accountsN} accounts, ${2 * (accountsN + transfers)} ledger entries in ${Date.now() - t0} ms\n`,
   );
   const server = await startProcess(API_ARGV, serverEnv(`sqlite:${dbPath}`), '/health', true);
+  // After the server's start: it makes the development audit key that the keys command only reads.
+  liveToken = createLiveKey(serverEnv(`sqlite:${dbPath}`));
   return { ...server, dir, dbPath, accounts, probe: probeOf(server.child) };
 }
 
@@ -428,7 +446,7 @@ async function fundViaApi(url: string, n: number): Promise<string[]> {
   const post = async (path: string, body: unknown) => {
     const res = await fetch(`${url}${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${liveToken}` },
       body: JSON.stringify(body),
     });
     return (await res.json()) as Record<string, { id: string }>;
@@ -463,10 +481,9 @@ async function postgresCase(accountsN: number) {
       await admin.query(`CREATE DATABASE ${db}`);
       const url = new URL(cluster.adminUrl);
       url.pathname = `/${db}`;
-      const { child, url: base } = await startProcess(
-        ['--import', 'tsx', 'src/main.ts'],
-        serverEnv(url.toString(), { GROUP_COMMIT_BATCH_MAX: batchMax, PG_POOL_MAX: '10' }),
-      );
+      const env = serverEnv(url.toString(), { GROUP_COMMIT_BATCH_MAX: batchMax, PG_POOL_MAX: '10' });
+      const { child, url: base } = await startProcess(['--import', 'tsx', 'src/main.ts'], env);
+      liveToken = createLiveKey(env);
       try {
         const accounts = await fundViaApi(base, Math.min(accountsN, 200));
         const points: Point[] = [];

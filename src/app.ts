@@ -28,7 +28,7 @@ import { AuditSigner } from './security/audit-signer.ts';
 import { type KeyMaterial, resolveKeys } from './security/dev-keys.ts';
 import { PiiCipher } from './security/pii-cipher.ts';
 import { Committer } from './storage/committer.ts';
-import { openStore } from './storage/open-store.ts';
+import { openStore, poolMaxFor } from './storage/open-store.ts';
 import type { Store } from './storage/store.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
@@ -104,16 +104,18 @@ export async function buildServices(
   const mode = options.mode ?? 'live';
   assert((mode === 'test') === (options.testClock !== undefined), 'test mode, and only it, has a test clock');
   // Each mode has its own registry: GET /metrics with a test key shows the sandbox's (src/http/server.ts).
-  const metrics = new Metrics({ scrapeToken: config.metricsToken });
+  const metrics = new Metrics({ scrapeToken: config.metricsToken, processMetrics: mode === 'live' });
   const committer = new Committer(store, {
     batchMax: options.batchMax,
     queueMax: Math.max(options.batchMax, WRITE_QUEUE_MAX),
-    batchesInFlightMax: batchesInFlightMax(store, config),
+    batchesInFlightMax: batchesInFlightMax(store, poolMaxFor(config, mode)),
     onFatal: options.onFatal,
     observer: metrics,
   });
   metrics.watch({ committer, reads: store.reads, clock: options.clock });
-  const signer = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
+  const liveSigner = AuditSigner.fromConfig(keys.auditSigningKey, config.auditLogOrigin);
+  // Test mode's audit log is signed by a key and name of its own (AuditSigner.sandbox).
+  const signer = mode === 'test' ? liveSigner.sandbox() : liveSigner;
   const checked = await checkKeysMatchData(store, committer, keys, signer, {
     auditKey: options.auditKeyCheck ?? 'check',
   });
@@ -143,8 +145,8 @@ export async function buildServices(
  * SQLite has one writer. On PostgreSQL half the pool applies batches concurrently; the other half stays free
  * for reads (GETs, the refunds' idempotency fast path) and the background jobs.
  */
-function batchesInFlightMax(store: Store, config: Config): number {
-  return store.dialect === 'postgres' ? Math.max(1, Math.floor(config.pgPoolMax / 2)) : 1;
+function batchesInFlightMax(store: Store, poolMax: number): number {
+  return store.dialect === 'postgres' ? Math.max(1, Math.floor(poolMax / 2)) : 1;
 }
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
@@ -189,6 +191,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
   };
 }
+
+/** How soon test mode's background work sees a test clock moved (or reset) by another process. */
+const TEST_CLOCK_FOLLOW_MS = 1_000;
 
 /** One mode's services and the background work that keeps them (src/domain/sandbox.ts: the two modes). */
 interface Environment {
@@ -239,6 +244,10 @@ async function startEnvironment(config: Config, options: EnvironmentOptions): Pr
   const { services, generatedKeys } = built;
   if (mode === 'live') warnAboutKeys(logger, generatedKeys, built.keysRecorded);
   await prepareData(config, services, logger);
+  const stopFollowing =
+    testClock?.follow(store.reads, TEST_CLOCK_FOLLOW_MS, (error) =>
+      logger.error({ err: error }, 'reading the test clock failed'),
+    ) ?? (() => {});
   const stopSweeper = startSweeper(services, config.sweepIntervalMs, (error) =>
     logger.error({ err: error }, 'maintenance sweep failed'),
   );
@@ -261,6 +270,7 @@ async function startEnvironment(config: Config, options: EnvironmentOptions): Pr
     dispatcher,
     keys: built.keys,
     async stop() {
+      stopFollowing();
       stopSweeper();
       stopKeyWatch();
       stopCheckpointer();

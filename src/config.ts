@@ -105,7 +105,7 @@ export function loadConfig(env: Env): Config {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: nonEmpty(env, 'HOST', '127.0.0.1'),
     database: databaseUrl(env),
-    demoApiToken: optionalSecret(env, 'DEMO_API_TOKEN'),
+    demoApiToken: demoApiToken(env),
     seedDemoData: boolean(env, 'SEED_DEMO_DATA', true),
     dataEncryptionKeys: dataKeys(env),
     auditSigningKey: auditKey(env),
@@ -233,6 +233,15 @@ function optionalSecret(env: Env, name: string): string | null {
   return value;
 }
 
+/** DEMO_API_TOKEN: a test-mode key's secret, so never one that names live mode (src/domain/sandbox.ts). */
+function demoApiToken(env: Env): string | null {
+  const value = optionalSecret(env, 'DEMO_API_TOKEN');
+  if (value?.startsWith('sk_live_')) {
+    throw new ConfigError('DEMO_API_TOKEN', 'is a test-mode key: it must not start with sk_live_');
+  }
+  return value;
+}
+
 /** METRICS_TOKEN: a scraper's secret, long enough not to be guessed (openssl rand -base64 32 gives 44). */
 function metricsToken(env: Env): string | null {
   const value = raw(env, 'METRICS_TOKEN');
@@ -243,6 +252,8 @@ function metricsToken(env: Env): string | null {
       'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)',
     );
   }
+  // It reads live mode's metrics: a test key's prefix would route it to the sandbox's copy of the API.
+  if (value.startsWith('sk_test_')) throw new ConfigError('METRICS_TOKEN', 'must not start with sk_test_');
   return value;
 }
 

@@ -57,6 +57,11 @@ export interface ScrapeSources {
 export interface MetricsOptions {
   /** METRICS_TOKEN: a bearer token GET /metrics accepts besides API keys; null or absent: none. */
   scrapeToken?: string | null;
+  /**
+   * Whether the process's own metrics (CPU, memory, event-loop lag) are included: not in test mode's registry,
+   * where a sandbox key could watch live load through them.
+   */
+  processMetrics?: boolean;
 }
 
 type HttpLabels = { route: string; method: string; status_code: string };
@@ -195,7 +200,8 @@ export class Metrics implements CommitterObserver {
     for (const resolution of REVIEW_RESOLUTIONS) this.reviewResolutions.inc({ resolution }, 0);
     for (const result of WEBHOOK_RESULTS) this.webhookDeliveries.inc({ result }, 0);
     // The registry holds the metric objects themselves (typed as their rendered form): register them here too.
-    for (const metric of processMetrics().getMetricsAsArray()) {
+    const metricsOfProcess = options.processMetrics === false ? [] : processMetrics().getMetricsAsArray();
+    for (const metric of metricsOfProcess) {
       this.registry.registerMetric(metric as unknown as Metric);
     }
   }

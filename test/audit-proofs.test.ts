@@ -190,7 +190,7 @@ describe('the verifiable audit log, checked independently', () => {
   });
 
   test('the public key is a C2SP Ed25519 verifier key named after the origin', () => {
-    assert.match(vkey, /^localhost\/payments-audit\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$/);
+    assert.match(vkey, /^localhost\/payments-audit\/sandbox\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$/);
   });
 
   test('checkpoints, inclusion and consistency proofs all verify', async () => {

@@ -126,6 +126,9 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'http://db:5432/x'],
     ['DEMO_API_TOKEN', 'short'],
     ['DEMO_API_TOKEN', 'has a space in it'],
+    // The demo key is a test key: a live prefix would route it to the live copy of the API, where it is not.
+    ['DEMO_API_TOKEN', 'sk_live_demo-token-1234'],
+    ['METRICS_TOKEN', `sk_test_${'x'.repeat(40)}`],
     ['SEED_DEMO_DATA', 'yes'],
     ['SEED_DEMO_DATA', 'TRUE'],
     ['DATA_ENCRYPTION_KEY', 'tooshort'],

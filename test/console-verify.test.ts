@@ -234,7 +234,7 @@ describe('console/verify.js checks receipts from the real server', () => {
 
   test('the verifier key parses, and its fingerprint is the server audit key fingerprint', async () => {
     const parsed = parseVerifierKey(vkey);
-    assert.equal(parsed.name, 'localhost/payments-audit');
+    assert.equal(parsed.name, 'localhost/payments-audit/sandbox');
     assert.match(parsed.keyHashHex, /^[0-9a-f]{8}$/);
     assert.equal(parsed.publicKey.length, 32);
     const signer = t.app.services.auditLog.signer;
@@ -365,7 +365,7 @@ describe('console/verify.js checks receipts from the real server', () => {
       { ...receipt, checkpoint: other.note },
       vkey,
       'checkpoint signature',
-      /has no signature by localhost\/payments-audit\+[0-9a-f]{8}$/,
+      /has no signature by localhost\/payments-audit\/sandbox\+[0-9a-f]{8}$/,
       ['inclusion proof'],
     );
     // Claiming the pinned key hash too: the signature itself does not verify.
@@ -386,7 +386,7 @@ describe('console/verify.js checks receipts from the real server', () => {
       { ...receipt, checkpoint: elsewhere.note },
       elsewhere.vkey,
       'checkpoint signature',
-      /origin "example.com\/other-log" is not localhost\/payments-audit/,
+      /origin "example.com\/other-log" is not localhost\/payments-audit\/sandbox/,
       ['inclusion proof'],
     );
   });

@@ -15,7 +15,7 @@ import {
   pay,
   usd,
 } from './support/fixtures.ts';
-import { startTestApp, type TestApp } from './support/harness.ts';
+import { backend, createTestDatabase, startTestApp, type TestApp } from './support/harness.ts';
 import { Receiver } from './support/receiver.ts';
 
 /**
@@ -171,6 +171,16 @@ describe('test and live keys never see each other’s data', () => {
     }
   });
 
+  test('each mode’s audit log is signed by a key and name of its own', async () => {
+    const liveKey = (await live.request('GET', '/v1/audit-logs/public-key')).body.trim();
+    const testKey = (await sandbox.request('GET', '/v1/audit-logs/public-key')).body.trim();
+    assert.match(liveKey, /^localhost\/payments-audit\+/);
+    assert.match(testKey, /^localhost\/payments-audit\/sandbox\+/);
+    assert.notEqual(liveKey.split('+')[2], testKey.split('+')[2], 'another public key');
+    const checkpoint = (await sandbox.request('GET', '/v1/audit-logs/checkpoint')).body;
+    assert.match(checkpoint, /^localhost\/payments-audit\/sandbox\n/);
+  });
+
   test('events and webhooks', async () => {
     const paymentIdsOf = async (c: Client) =>
       (await c.request('GET', '/v1/events')).json.events.map((e: Json) => e.data?.payment?.id);
@@ -300,6 +310,26 @@ describe('test triggers', () => {
   });
 });
 
+describe('PostgreSQL: a search_path in DATABASE_URL cannot make the two modes one', {
+  skip: backend !== 'postgres' && 'PostgreSQL only',
+}, () => {
+  test('the start is refused, naming the schema', async () => {
+    const db = await createTestDatabase();
+    try {
+      const url = new URL(db.url);
+      url.searchParams.set('options', '-c search_path=public');
+      await assert.rejects(
+        startTestApp({ db: { url: url.toString(), drop: async () => {} } }),
+        /schema is public: DATABASE_URL's search_path/,
+      );
+      url.searchParams.set('options', '-c search_path=sandbox');
+      await assert.rejects(startTestApp({ db: { url: url.toString(), drop: async () => {} } }), /live store/);
+    } finally {
+      await db.drop();
+    }
+  });
+});
+
 describe('the test clock and the reset', () => {
   let t: TestApp;
   before(async () => {
@@ -339,6 +369,27 @@ describe('the test clock and the reset', () => {
     assert.equal((await pay(t, usd(alice, bob, 200))).status, 202);
     await t.request('POST', '/v1/test/clock/advance', { body: { seconds: 61 } });
     assert.equal((await pay(t, usd(alice, bob, 201))).status, 201);
+  });
+
+  test('a reset racing refunds and receipts: each is answered (a 404 at worst), the process stays up', async () => {
+    const posted = [];
+    for (let i = 0; i < 6; i++) {
+      await t.request('POST', '/v1/test/clock/advance', { body: { seconds: 61 } });
+      const res = await pay(t, usd({ accountId: ALICE } as never, { accountId: BOB } as never, 100 + i));
+      assert.equal(res.status, 201, res.body);
+      posted.push(res.json.payment.id as string);
+    }
+    const answers = await Promise.all([
+      ...posted.map((id, i) =>
+        t.request('POST', `/v1/payments/${id}/refunds`, { body: {}, idempotencyKey: `race-${i}` }),
+      ),
+      ...posted.map((id) => t.request('GET', `/v1/payments/${id}/receipt`)),
+      t.request('POST', '/v1/test/reset'),
+      t.request('POST', '/v1/test/reset'),
+    ]);
+    for (const res of answers) assert.ok([200, 201, 404].includes(res.status), `${res.status}: ${res.body}`);
+    assert.equal((await t.request('GET', '/v1/ledger/verify')).json.verification.valid, true);
+    assert.equal((await t.request('GET', '/v1/audit-logs/verify')).json.verification.valid, true);
   });
 
   test('a reset empties the sandbox, seeds the demo data again and leaves live data alone', async () => {

@@ -71,7 +71,8 @@ async function executeRefund(
   reasonEnc: string | null,
 ): Promise<{ refund: Refund; accounts: Account[] }> {
   const payment = await tx.lockPayment(paymentId);
-  assert(payment !== undefined, 'a payment, once seen, exists');
+  // Seen before the command, gone now: only the sandbox's reset deletes payments (from another process).
+  if (payment === undefined) throw new AppError('PAYMENT_NOT_FOUND', 'payment not found');
   if (payment.status !== 'posted') {
     throw new AppError(
       'PAYMENT_NOT_REFUNDABLE',

@@ -33,9 +33,29 @@ export class TestClock {
     return this.offsetMs;
   }
 
-  /** Reads the offset as stored: another process of the sandbox may have moved it. */
+  private readsStarted = 0;
+  private readsApplied = 0;
+
+  /**
+   * Reads the offset as stored: another process of the sandbox may have moved it, or a reset put it back. Of
+   * two reads in flight the later one wins, whichever answers first.
+   */
   async refresh(reads: Reads): Promise<void> {
-    this.set(parseOffset(await reads.getSetting(TEST_CLOCK_SETTING)));
+    const ticket = ++this.readsStarted;
+    const offsetMs = parseOffset(await reads.getSetting(TEST_CLOCK_SETTING));
+    if (ticket < this.readsApplied) return;
+    this.readsApplied = ticket;
+    this.set(offsetMs);
+  }
+
+  /**
+   * Background work (sweeps, deliveries, checkpoints) runs outside requests: it sees another process's move
+   * within `intervalMs`. Returns the stop function.
+   */
+  follow(reads: Reads, intervalMs: number, onError: (error: unknown) => void): () => void {
+    const timer = setInterval(() => void this.refresh(reads).catch(onError), intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   set(offsetMs: number): void {
@@ -110,6 +130,63 @@ export async function advanceTestClock(
   await clock.refresh(services.store.reads);
   await sweepOnce(services);
   return reply;
+}
+
+/**
+ * Makes the reset a barrier for this process's test-mode requests: each request enters the gate and leaves it
+ * when answered; a reset waits until none is in flight and holds new ones back until it is done. Without it a
+ * request could read a payment before the reset and act on it after (a refund of a payment that is gone).
+ * The wait is bounded (a request whose client vanished may never be answered): after RESET_DRAIN_MS the reset
+ * goes ahead, and what such a request then finds gone is a 404, never an assertion.
+ */
+export const RESET_DRAIN_MS = 10_000;
+
+export class SandboxGate {
+  private inFlight = 0;
+  private resetting: Promise<void> | null = null;
+  private drained: (() => void) | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  async enter(): Promise<void> {
+    while (this.resetting !== null) await this.resetting;
+    this.inFlight += 1;
+  }
+
+  leave(): void {
+    assert(this.inFlight > 0, 'a request leaves the gate it entered');
+    this.inFlight -= 1;
+    if (this.inFlight === 0) this.drained?.();
+  }
+
+  /** Runs `reset` with no test-mode request in flight; resets run one at a time. */
+  exclusive<T>(reset: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      let open = (): void => {};
+      this.resetting = new Promise((resolve) => {
+        open = resolve;
+      });
+      try {
+        await this.drain();
+        return await reset();
+      } finally {
+        this.resetting = null;
+        open();
+      }
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async drain(): Promise<void> {
+    if (this.inFlight === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.drained = resolve;
+      timer = setTimeout(resolve, RESET_DRAIN_MS);
+    });
+    clearTimeout(timer);
+    this.drained = null;
+  }
 }
 
 /**

@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { SandboxGate } from '../app/sandbox.ts';
 import type { Services } from '../app/services.ts';
 import type { LimitsConfig } from '../config.ts';
 import { assert } from '../domain/assert.ts';
@@ -46,7 +47,7 @@ import { metricsRoutes } from './routes/metrics.ts';
 import { paymentBatchRoutes } from './routes/payment-batches.ts';
 import { paymentRoutes } from './routes/payments.ts';
 import { reportRoutes } from './routes/reports.ts';
-import { sandboxRoutes, simulatedFailures } from './routes/sandbox.ts';
+import { RESET_ROUTE, sandboxRoutes, simulatedFailures } from './routes/sandbox.ts';
 import { sessionRoutes, trackOperations } from './routes/session.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import type { HttpApp } from './types.ts';
@@ -260,6 +261,7 @@ async function apiRoutes(
     api.addHook('onRequest', async () => testClock.refresh(store.reads));
   }
   api.addHook('onRequest', authHook(services.store.reads, services.clock));
+  const gate = mode === 'test' ? enterSandboxGate(api) : null;
   if (mode === 'test') api.addHook('onRequest', simulatedFailures);
   metricsRoutes(api, services);
   customerRoutes(api, services);
@@ -273,7 +275,27 @@ async function apiRoutes(
   apiKeyRoutes(api, services);
   reportRoutes(api, services);
   sessionRoutes(api, services, operations);
-  sandboxRoutes(api, services, { seedDemoData: options.seedDemoData });
+  sandboxRoutes(api, services, { seedDemoData: options.seedDemoData, gate });
+}
+
+/**
+ * Test mode's requests pass the sandbox's gate (src/app/sandbox.ts SandboxGate), which a reset closes: in when
+ * authenticated, out when answered or abandoned. The reset itself does not enter (it waits for the others).
+ */
+function enterSandboxGate(api: HttpApp): SandboxGate {
+  const gate = new SandboxGate();
+  const inside = new WeakSet<object>();
+  api.addHook('onRequest', async (request) => {
+    if (request.routeOptions.url === RESET_ROUTE) return;
+    await gate.enter();
+    inside.add(request);
+  });
+  const leave = async (request: object) => {
+    if (inside.delete(request)) gate.leave();
+  };
+  api.addHook('onResponse', leave);
+  api.addHook('onRequestAbort', leave);
+  return gate;
 }
 
 /**

@@ -49,6 +49,25 @@ export class AuditSigner {
     return new AuditSigner(name, privateKey);
   }
 
+  /**
+   * The sandbox's signer: a key derived from this one (HKDF over its seed) under the name `<name>/sandbox`. Test
+   * mode's log is another log: signed with the live key and name, its checkpoints and receipts would verify as
+   * live ones, and two logs of one name and key look like a fork to a witness. Derived, so every process of a
+   * deployment has it without another variable; one-way, so it reveals nothing of the live key.
+   */
+  sandbox(): AuditSigner {
+    const seed = this.privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32);
+    const derived = Buffer.from(
+      hkdfSync('sha256', seed, Buffer.alloc(0), 'audit-signing-key-sandbox-v1', 32),
+    );
+    const privateKey = createPrivateKey({
+      key: Buffer.concat([PKCS8_ED25519_SEED_PREFIX, derived]),
+      format: 'der',
+      type: 'pkcs8',
+    });
+    return new AuditSigner(`${this.name}/sandbox`, privateKey);
+  }
+
   /** The C2SP verifier key auditors pin: `<name>+<key hash hex>+<base64(0x01 || public key)>`. */
   verifierKey(): string {
     return verifierKey(this.name, this.publicKey);

@@ -1,6 +1,7 @@
 import { extname } from 'node:path';
 import type { Config } from '../config.ts';
 import type { Mode } from '../domain/sandbox.ts';
+import { SANDBOX_SCHEMA } from './sandbox-sql.ts';
 import { openSqliteStore } from './sqlite.ts';
 import type { Store } from './store.ts';
 
@@ -30,16 +31,19 @@ export async function openStore(
       return openPostgresStore({
         url: db.url,
         clock,
-        // The sandbox gets a quarter of the pool: partners' tests must not take live payments' connections.
-        poolMax: test ? Math.max(2, Math.floor(config.pgPoolMax / 4)) : config.pgPoolMax,
+        poolMax: poolMaxFor(config, options.mode ?? 'live'),
         ...(test ? { schema: SANDBOX_SCHEMA } : {}),
       });
     }
   }
 }
 
-/** The PostgreSQL schema of the test data (live data stays in the connection's default schema). */
-export const SANDBOX_SCHEMA = 'sandbox';
+export { SANDBOX_SCHEMA };
+
+/** A mode's PostgreSQL pool: the sandbox gets a quarter, so partners' tests never take live payments' connections. */
+export function poolMaxFor(config: Config, mode: Mode): number {
+  return mode === 'test' ? Math.max(2, Math.floor(config.pgPoolMax / 4)) : config.pgPoolMax;
+}
 
 /** The test data's SQLite file, beside the live one: `data/payments.db` → `data/payments.sandbox.db`. */
 export function sandboxPath(livePath: string): string {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { assert, InvariantViolation } from '../domain/assert.ts';
 import { MIGRATIONS, migrationSql } from './migrations.ts';
+import { SANDBOX_SCHEMA } from './sandbox-sql.ts';
 import { eventLoopSlices, type Row, type SqlExecutor, SqlReads, SqlTx } from './sql-store.ts';
 import type { Command, CommandOutcome, Store } from './store.ts';
 import { batchRowsFailed } from './write-behind.ts';
@@ -84,7 +85,28 @@ function advisoryKey(value: string): string {
   return createHash('sha256').update(value).digest().readBigInt64BE(0).toString();
 }
 
-/** `schema`: created first when missing (the pool's connections already have it as their search_path). */
+/**
+ * Where the store's tables are must be what its mode says: the sandbox's schema for test data, never it for
+ * live data (a database role named like it, or a search_path in DATABASE_URL, could otherwise make the two
+ * modes one). Checked once at open; the reset checks again before it empties anything (sandbox-sql.ts).
+ */
+async function checkSchema(pool: pg.Pool, schema: string | undefined): Promise<void> {
+  // Before the migrations: the sandbox's schema may not exist yet, but where the connection looks first does.
+  const path =
+    (await pool.query<{ p: string }>("SELECT current_setting('search_path') AS p")).rows[0]?.p ?? '';
+  const current = (await pool.query<{ s: string | null }>('SELECT current_schema() AS s')).rows[0]?.s ?? null;
+  const user = (await pool.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u ?? '';
+  const named = path.split(',')[0]?.trim().replace(/^"|"$/g, '') ?? '';
+  const first = named === '$user' ? user : named;
+  const expected =
+    schema === undefined ? current !== SANDBOX_SCHEMA && first !== SANDBOX_SCHEMA : first === schema;
+  if (!expected) {
+    throw new Error(
+      `the ${schema === undefined ? 'live' : 'sandbox'} store's schema is ${current}: DATABASE_URL's search_path (or a role named ${SANDBOX_SCHEMA}) must not put live data in the sandbox's schema`,
+    );
+  }
+}
+
 /**
  * A pooled connection for a transaction. A connection that drops mid-query fails the query (the caller's
  * error) and also emits 'error' on the client, which the pool only listens to while the client is idle: without
@@ -105,6 +127,7 @@ function ignoreReported(): void {
   // Already reported to the caller through the failed query.
 }
 
+/** `schema`: created first when missing (the pool's connections already have it as their search_path). */
 export async function migratePostgres(
   pool: pg.Pool,
   targetVersion = Number.POSITIVE_INFINITY,
@@ -160,11 +183,13 @@ export async function openPostgresStore(options: PostgresOptions): Promise<Store
     idle_in_transaction_session_timeout: 60_000,
     // A server that cannot be reached fails the request (503) instead of queueing it for ever.
     connectionTimeoutMillis: 5_000,
-    // Every connection of the pool works in the schema, so no statement needs to name it.
+    // Every connection of the pool works in the schema, so no statement needs to name it. (An `options` in
+    // DATABASE_URL would replace this: checkSchema below refuses to start then.)
     ...(options.schema === undefined ? {} : { options: `-c search_path=${options.schema}` }),
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  await checkSchema(pool, options.schema);
   await migratePostgres(pool, Number.POSITIVE_INFINITY, options.schema);
 
   async function applyBatch(commands: Command<unknown>[]): Promise<CommandOutcome<unknown>[]> {

@@ -1,3 +1,4 @@
+import { assert } from '../domain/assert.ts';
 import type { SqlExecutor } from './sql-store.ts';
 
 /**
@@ -12,6 +13,9 @@ import type { SqlExecutor } from './sql-store.ts';
  * Only ever run against the test store (src/app/sandbox.ts, which holds the only call): it is what makes the
  * sandbox's data disposable. A live store has no route that reaches it.
  */
+/** The PostgreSQL schema of the test data (live data stays in the connection's default schema). */
+export const SANDBOX_SCHEMA = 'sandbox';
+
 const KEPT_TABLES = new Set(['schema_migrations', 'settings', 'api_keys', 'sqlite_sequence']);
 
 /** The single-row state tables and the row each starts with (as their migrations insert it). */
@@ -29,6 +33,9 @@ export async function eraseSandboxData(db: SqlExecutor, dialect: 'sqlite' | 'pos
         );
   const tables = listed.map((row) => String(row['name'])).filter((name) => !KEPT_TABLES.has(name));
   if (dialect === 'postgres') {
+    // Checked when the store opened (postgres.ts checkSchema), and again here, where a mistake would erase.
+    const schema = await db.get('SELECT current_schema() AS s');
+    assert(schema?.['s'] === SANDBOX_SCHEMA, 'the sandbox is reset in its own schema only');
     // One statement, all tables: TRUNCATE waits for the transactions using them and holds them to COMMIT, so
     // a payment in flight in another process either commits before the reset or runs after it, whole.
     await db.run(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);

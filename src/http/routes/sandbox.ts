@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { advanceTestClock, resetSandbox, testClockView } from '../../app/sandbox.ts';
+import { advanceTestClock, resetSandbox, type SandboxGate, testClockView } from '../../app/sandbox.ts';
 import type { Services } from '../../app/services.ts';
+import { assert } from '../../domain/assert.ts';
 import { AppError } from '../../domain/errors.ts';
 import { TEST_CLOCK_ADVANCE_SECONDS_MAX } from '../../domain/sandbox.ts';
 import { ADMIN_ONLY, ANY_ROLE } from '../auth.ts';
@@ -45,7 +46,13 @@ const ResetResult = Type.Object(
   { additionalProperties: false },
 );
 
-export function sandboxRoutes(app: HttpApp, services: Services, options: { seedDemoData: boolean }): void {
+export const RESET_ROUTE = '/v1/test/reset';
+
+export function sandboxRoutes(
+  app: HttpApp,
+  services: Services,
+  options: { seedDemoData: boolean; gate: SandboxGate | null },
+): void {
   const testOnly = (): void => {
     if (services.mode !== 'test') {
       throw new AppError('TEST_MODE_ONLY', 'this is a sandbox control: call it with a test key (sk_test_…)');
@@ -107,7 +114,7 @@ export function sandboxRoutes(app: HttpApp, services: Services, options: { seedD
   );
 
   app.post(
-    '/v1/test/reset',
+    RESET_ROUTE,
     {
       config: { roles: ADMIN_ONLY },
       schema: {
@@ -126,7 +133,10 @@ export function sandboxRoutes(app: HttpApp, services: Services, options: { seedD
     },
     async (req) => {
       testOnly();
-      return resetSandbox(services, req.actor, options);
+      const { gate } = options;
+      assert(gate !== null, 'test mode has its gate');
+      // With no other test request of this process in flight, and none starting until it is done.
+      return gate.exclusive(() => resetSandbox(services, req.actor, options));
     },
   );
 }
