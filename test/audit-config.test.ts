@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { test } from 'node:test';
+import { createApiKey } from '../src/app/api-keys.ts';
+import { SYSTEM_ACTOR } from '../src/app/services.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { getText } from './support/audit-log.ts';
 import { startTestApp } from './support/harness.ts';
@@ -49,11 +51,19 @@ test('a PKCS#8 PEM key and a custom origin sign checkpoints that verify with tha
     env: { AUDIT_SIGNING_KEY: pem, AUDIT_LOG_ORIGIN: 'payments.example.com/audit' },
   });
   try {
-    const vkey = (await getText(t, '/v1/audit-logs/public-key')).trim();
+    // The configured key signs live mode's log (the sandbox's is signed by a key derived from it).
+    const live = (await createApiKey(t.app.modes.live, SYSTEM_ACTOR, 'admin', 'live admin')).secret;
+    await t.request('POST', '/v1/customers', {
+      token: live,
+      body: { name: 'Pem Test', country: 'NL', documentReference: 'PEM-0001' },
+    });
+    const vkey = (await getText(t, '/v1/audit-logs/public-key', live)).trim();
     const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
     assert.ok(vkey.startsWith('payments.example.com/audit+'));
     assert.ok(vkey.endsWith(Buffer.concat([Buffer.from([1]), raw]).toString('base64')));
-    const note = await getText(t, '/v1/audit-logs/checkpoint');
+    const sandboxKey = (await getText(t, '/v1/audit-logs/public-key')).trim();
+    assert.ok(sandboxKey.startsWith('payments.example.com/audit/sandbox+'), sandboxKey);
+    const note = await getText(t, '/v1/audit-logs/checkpoint', live);
     const [text, signatureLine] = note.split('\n\n') as [string, string];
     assert.ok(text.startsWith('payments.example.com/audit\n'));
     const signature = Buffer.from(signatureLine.trim().split(' ')[2]!, 'base64').subarray(4);
