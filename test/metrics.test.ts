@@ -287,7 +287,8 @@ describe('who may read GET /metrics', () => {
 
 describe('the exposition', () => {
   test('is valid text format, with every family this API promises and the standard process metrics', async () => {
-    const families = await scrape();
+    // Live mode's registry (METRICS_TOKEN): the process metrics are there, and only there.
+    const families = await scrape(t, METRICS_TOKEN);
     const expected: [string, string][] = [
       [`${P}http_requests_total`, 'counter'],
       [`${P}http_request_duration_seconds`, 'histogram'],
@@ -321,6 +322,10 @@ describe('the exposition', () => {
     for (const kind of ['per_key', 'auth_failure', 'load_shed']) {
       assert.equal(typeof seriesValue(families, `${P}rate_limit_rejections_total`, { kind }), 'number');
     }
+    // Test mode's registry leaves the process out: a sandbox key must not watch live load through it.
+    const sandbox = await scrape();
+    assert.equal(sandbox.get('process_cpu_seconds_total'), undefined);
+    assert.equal(sandbox.get(`${P}created_total`)?.type, 'counter');
     // Labels are low-cardinality: route templates, never ids.
     for (const sample of families.get(`${P}http_requests_total`)!.samples) {
       assert.ok(!/(pay|cus|acc|key)_[0-9a-z]{8,}/.test(sample.labels['route']!), sample.labels['route']);
