@@ -57,6 +57,8 @@ const TOKEN = 'bench-token-0001';
  * test-mode key, whose sandbox has a store and a PostgreSQL pool of its own; docs/decisions/0026-sandbox.md).
  */
 let liveToken = '';
+/** What every request sends: the live key once made; the baselines (b) and (c) are told the same secret. */
+const bearer = () => (liveToken === '' ? TOKEN : liveToken);
 
 function createLiveKey(env: Record<string, string>): string {
   const out = spawnSync(
@@ -218,7 +220,7 @@ function paymentRequest(accounts: string[]): OpenLoopRequest {
     path: '/v1/payments',
     headers: {
       'content-type': 'application/json',
-      authorization: `Bearer ${liveToken}`,
+      authorization: `Bearer ${bearer()}`,
       'idempotency-key': randomUUID(),
     },
     body: JSON.stringify({
@@ -446,7 +448,7 @@ async function fundViaApi(url: string, n: number): Promise<string[]> {
   const post = async (path: string, body: unknown) => {
     const res = await fetch(`${url}${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${liveToken}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer()}` },
       body: JSON.stringify(body),
     });
     return (await res.json()) as Record<string, { id: string }>;
@@ -524,17 +526,18 @@ const verdict = (target: string, value: string, met: boolean | null, note?: stri
 // (a), (b), (c) and, unless --no-sqlite, (d): all up at once, driven level by level in turn.
 const baselineDir = mkdtempSync(join(tmpdir(), 'payments-bench-baseline-'));
 const hello = await startProcess(['--import', 'tsx', 'bench/hello-server.ts'], {}, '/hello');
+// The API first: its live key is the secret the baselines check too, so (b), (c) and (d) send the same requests.
+const api = args['no-sqlite'] ? null : await startSqliteApi(Number(args.accounts), 0);
 const validated = await startProcess(
   ['--import', 'tsx', 'bench/baselines.ts'],
-  { BASELINE: 'validated', DEMO_API_TOKEN: TOKEN },
+  { BASELINE: 'validated', DEMO_API_TOKEN: bearer() },
   '/stats',
 );
 const durable = await startProcess(
   ['--import', 'tsx', 'bench/baselines.ts'],
-  { BASELINE: 'durable', BASELINE_DB: join(baselineDir, 'baseline.db'), DEMO_API_TOKEN: TOKEN },
+  { BASELINE: 'durable', BASELINE_DB: join(baselineDir, 'baseline.db'), DEMO_API_TOKEN: bearer() },
   '/stats',
 );
-const api = args['no-sqlite'] ? null : await startSqliteApi(Number(args.accounts), 0);
 // Without (d), (b) and (c) are sent the same bodies between made-up account ids.
 const accountIds = api?.accounts ?? Array.from({ length: Number(args.accounts) }, (_, i) => `acc_bench_${i}`);
 
