@@ -72,9 +72,11 @@ function parseOffset(stored: string | undefined): number {
 }
 
 export function testClockView(clock: TestClock) {
-  return {
-    testClock: { now: new Date(clock.now()).toISOString(), offsetSeconds: Math.floor(clock.offset / 1000) },
-  };
+  return clockView(clock.now(), clock.offset);
+}
+
+function clockView(nowMs: number, offsetMs: number) {
+  return { testClock: { now: new Date(nowMs).toISOString(), offsetSeconds: Math.floor(offsetMs / 1000) } };
 }
 
 function testClockOf(services: Services): TestClock {
@@ -105,7 +107,8 @@ export async function advanceTestClock(
   const reply = await runIdempotent(services, request, () => ({
     locks: { names: [TEST_CLOCK_SETTING] },
     execute: async (tx) => {
-      const offsetMs = parseOffset(await tx.getSetting(TEST_CLOCK_SETTING)) + seconds * 1000;
+      const previousMs = parseOffset(await tx.getSetting(TEST_CLOCK_SETTING));
+      const offsetMs = previousMs + seconds * 1000;
       if (offsetMs > TEST_CLOCK_OFFSET_MS_MAX) {
         throw new AppError(
           'VALIDATION_ERROR',
@@ -122,9 +125,8 @@ export async function advanceTestClock(
         resourceId: 'test_clock',
         metadata: { seconds, offsetSeconds: Math.floor(offsetMs / 1000) },
       });
-      const moved = new TestClock(() => tx.nowMs - clock.offset);
-      moved.set(offsetMs);
-      return jsonOutcome(200, testClockView(moved), null);
+      // tx.nowMs is real time plus this process's offset; the answer is real time plus the new one.
+      return jsonOutcome(200, clockView(tx.nowMs - clock.offset + offsetMs, offsetMs), null);
     },
   }));
   await clock.refresh(services.store.reads);
